@@ -1,0 +1,79 @@
+// chat-api's configuration: one struct, parsed once from the environment at
+// start, immutable afterwards (CONTRACT §1).
+//
+// Every field below names its variable and its default. An empty variable is
+// treated as unset. A bad value is a start-up error whose message is one line
+// naming the variable.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "chat/common/status.h"
+
+namespace chat::api {
+
+enum class SignupPolicy {
+  kOpen,    // anyone may create an account
+  kClosed,  // only a bearer token with role admin may create accounts
+};
+
+struct Config {
+  // CHAT_BIND. Default: "127.0.0.1". The HTTP listen address.
+  std::string bind = "127.0.0.1";
+  // CHAT_HTTP_PORT. Default: 8080. 0 picks a free port (logged at start).
+  int http_port = 8080;
+  // CHAT_MQTT_PORT. Default: 1883. chat-api reaches the broker at 127.0.0.1 on it.
+  int mqtt_port = 1883;
+  // CHAT_DATA_DIR. Default: "var" (relative to the current directory).
+  std::string data_dir = "var";
+  // CHAT_ADMINS. Default: none. Comma-separated user ids with the admin role.
+  std::vector<std::string> admins;
+  // CHAT_ADMIN_PASSWORD. Default: empty (a random password is printed once
+  // for each admin account created). At least 8 characters when set.
+  std::string admin_password;
+  // CHAT_SIGNUP. Default: open. "open" or "closed".
+  SignupPolicy signup = SignupPolicy::kOpen;
+  // CHAT_TOKEN_TTL. Default: 3600. Access-token lifetime in seconds, 1-86400.
+  int64_t token_ttl_s = 3600;
+  // CHAT_JWT_LEEWAY. Default: 5. Seconds of clock skew allowed for exp/nbf, 0-30.
+  int64_t jwt_leeway_s = 5;
+  // CHAT_JWT_ISSUER. Default: "chat-platform". `iss` of the tokens we issue and accept.
+  std::string jwt_issuer = "chat-platform";
+  // CHAT_JWT_AUDIENCE. Default: "chat". `aud` of the tokens we issue and accept.
+  std::string jwt_audience = "chat";
+  // CHAT_REFRESH_TTL. Default: 2592000 (30 days). Refresh-token lifetime in
+  // seconds, 60 to 31536000.
+  int64_t refresh_ttl_s = 30 * 24 * 3600;
+  // CHAT_HTTP_THREADS. Default: 64. Size of the HTTP worker pool, 1-4096.
+  // cpp-httplib holds one pool thread per keep-alive connection, so this is
+  // also the number of clients served at the same time.
+  int http_threads = 64;
+
+  // Largest request body accepted (not configurable yet). Default: 64 KiB.
+  size_t max_body_bytes = 64 * 1024;
+
+  bool is_admin(std::string_view user) const;
+
+  // Data layout under data_dir.
+  std::string keys_dir() const;                // keys/
+  std::string issuer_key_path() const;         // keys/issuer.pem (private, 0600)
+  std::string jwks_path() const;               // keys/jwks.json (read by the broker)
+  std::string api_dir() const;                 // api/ (chat-api's own state)
+  std::string accounts_path() const;           // api/accounts
+  std::string archive_path() const;            // archive (the broker's primary)
+  std::string archive_secondary_path() const;  // api/archive-secondary
+
+  // Reads the CHAT_* variables from the process environment.
+  static Result<Config> from_env();
+  // Same, from any lookup (tests). The lookup returns nullopt for unset names.
+  using Lookup = std::function<std::optional<std::string>(const char* name)>;
+  static Result<Config> from_lookup(const Lookup& lookup);
+};
+
+}  // namespace chat::api

@@ -1,0 +1,13 @@
+// chat-api's one named spdlog logger, "api".
+#pragma once
+
+#include <memory>
+#include <spdlog/logger.h>
+
+namespace chat::api {
+
+// The "api" logger, created (stdout, colour when a terminal) on first use and
+// registered with spdlog. Thread-safe.
+spdlog::logger& logger();
+
+}  // namespace chat::api

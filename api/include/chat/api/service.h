@@ -1,0 +1,139 @@
+// chat-api's logic, apart from HTTP: accounts and the OAuth 2.0 grants,
+// history and sync over the archive reader, and the broker round-trips. Every
+// operation returns a Status/Result; http_server.cpp maps them to HTTP once.
+//
+// Thread-safe: the HTTP pool calls it from many threads at once.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "chat/api/config.h"
+#include "chat/api/control.h"
+#include "chat/api/passwords.h"
+#include "chat/api/tokens.h"
+#include "chat/common/clock.h"
+#include "chat/common/status.h"
+#include "chat/store/accounts.h"
+#include "chat/store/archive.h"
+
+namespace chat::api {
+
+// Paging limits (CONTRACT §4: the maximum is at least 500).
+inline constexpr size_t kDefaultPageLimit = 50;
+inline constexpr size_t kDefaultSyncLimit = 500;
+inline constexpr size_t kMaxPageLimit = 500;
+inline constexpr size_t kMaxConversations = 500;
+// How long a REST request waits for the broker's control answer.
+inline constexpr std::chrono::milliseconds kControlTimeout{5000};
+// The service identity and its token lifetime (the control client's password).
+inline constexpr std::string_view kServiceUser = "svc.chat-api";
+inline constexpr int64_t kServiceTokenTtlS = 24 * 3600;
+
+// The answer of a successful grant (RFC 6749 §5.1).
+struct TokenGrant {
+  std::string access_token;
+  int64_t expires_in = 0;
+  std::string refresh_token;
+};
+
+struct HistoryQuery {
+  size_t limit = kDefaultPageLimit;
+  std::string before;  // exclusive upper bound, or empty
+  std::string after;   // exclusive lower bound, or empty (at most one of the two)
+};
+
+// Envelopes are the archived JSON text, oldest first.
+struct MessagePage {
+  std::vector<std::string> envelopes;
+  std::optional<std::string> next;
+  bool has_more = false;
+};
+
+struct Health {
+  bool archive_ok = false;
+  std::string archive_error;
+  bool broker_ok = false;
+  bool ok() const { return archive_ok && broker_ok; }
+};
+
+class Service {
+ public:
+  // Borrows everything; all of it must outlive the service.
+  Service(const Config& config, store::AccountStore& accounts, store::ArchiveReader& archive,
+          ControlChannel& control, const TokenIssuer& tokens, const PasswordHasher& hasher,
+          const Clock& clock);
+
+  // Checks a bearer access token. kUnauthenticated with the reason otherwise.
+  Result<Principal> authenticate(std::string_view access_token) const;
+
+  // POST /v1/users. `caller` is the bearer's principal, if a valid token came.
+  // kInvalidArgument (bad id or password), kPermissionDenied (reserved name,
+  // or signup closed and caller not admin), kAlreadyExists, kUnavailable
+  // (broker did not confirm; the account is removed again).
+  Result<std::string> create_user(const std::optional<Principal>& caller, std::string_view user,
+                                  std::string_view password);
+
+  // The grants of POST /v1/oauth/token. kInvalidArgument is a malformed
+  // request (RFC 6749 "invalid_request"), kUnauthenticated a refused grant
+  // ("invalid_grant"); anything else is a server-side failure.
+  Result<TokenGrant> password_grant(std::string_view user, std::string_view password,
+                                    std::string_view device);
+  Result<TokenGrant> refresh_grant(std::string_view refresh_token);
+
+  // POST /v1/oauth/revoke: ok for unknown tokens too (RFC 7009 §2.2).
+  Status revoke(std::string_view refresh_token);
+
+  // POST /v1/users/me/password: kPermissionDenied for a wrong old password,
+  // kInvalidArgument for a new one that breaks the rules. Revokes every
+  // refresh token of the user.
+  Status change_password(const Principal& caller, std::string_view old_password,
+                         std::string_view new_password);
+
+  Result<std::vector<store::ConversationSummary>> conversations(const Principal& caller,
+                                                                size_t limit);
+  // kInvalidArgument for a malformed conversation id or cursor,
+  // kPermissionDenied when the caller is not a participant.
+  Result<MessagePage> messages(const Principal& caller, std::string_view conv,
+                               const HistoryQuery& query);
+  // Messages of all the caller's conversations with id > since, oldest first;
+  // `next` is the id of the last one returned (nullopt when none).
+  Result<MessagePage> sync(const Principal& caller, std::string_view since, size_t limit);
+
+  Health health();
+
+  // Creates the CHAT_ADMINS accounts that do not exist yet (password from
+  // CHAT_ADMIN_PASSWORD, or random and printed once to stdout).
+  Status ensure_admin_accounts();
+  // Tells the broker every admin exists (user.add); run after each connect.
+  Status announce_admins();
+
+  // The service identity's connect password for the broker.
+  std::string mint_service_token() const;
+
+  // The roles an account's access tokens carry.
+  std::vector<std::string> roles_for(std::string_view user) const;
+
+ private:
+  Result<TokenGrant> issue(const std::string& user, const std::string& device);
+  Status tell_broker_user_added(const std::string& user);
+
+  const Config& config_;
+  store::AccountStore& accounts_;
+  store::ArchiveReader& archive_;
+  ControlChannel& control_;
+  const TokenIssuer& tokens_;
+  const PasswordHasher& hasher_;
+  const Clock& clock_;
+};
+
+// The RFC 6749 §5.2 name for a failed grant's Status, or nullptr when the
+// failure is the server's (then the ordinary error mapping applies).
+const char* grant_error_name(const Status& status);
+
+}  // namespace chat::api

@@ -1,0 +1,60 @@
+// The embedded OAuth 2.0 issuer's token logic: minting access tokens (ES256
+// JWTs signed with the key under CHAT_DATA_DIR/keys) and verifying bearer
+// tokens against that same key. Refresh tokens are opaque random strings and
+// live in the AccountStore (see service.h).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "chat/common/clock.h"
+#include "chat/common/jwt.h"
+#include "chat/common/status.h"
+
+namespace chat::api {
+
+struct TokenOptions {
+  std::string issuer;    // `iss` written and required
+  std::string audience;  // `aud` written and required
+  int64_t leeway_s = 5;  // Default: 5. For exp/nbf when verifying.
+};
+
+// What an access token says about its bearer.
+struct Principal {
+  std::string user;
+  std::vector<std::string> roles;
+  std::string jti;
+  int64_t exp = 0;
+
+  bool has_role(std::string_view role) const;
+};
+
+// Thread-safe once built.
+class TokenIssuer {
+ public:
+  // Builds the verification key set from the signer's public JWKS.
+  static Result<std::unique_ptr<TokenIssuer>> create(jwt::Signer signer, TokenOptions options,
+                                                     const Clock& clock);
+
+  // A signed JWT: sub, iat, exp = now + ttl_s, iss, aud, jti (random), roles.
+  std::string mint(std::string_view subject, const std::vector<std::string>& roles,
+                   int64_t ttl_s) const;
+  // Signature and claims checked; kUnauthenticated with the reason otherwise.
+  Result<Principal> verify(std::string_view token) const;
+
+  const jwt::Signer& signer() const { return signer_; }
+  const Clock& clock() const { return clock_; }
+
+ private:
+  TokenIssuer(jwt::Signer signer, jwt::KeySet keys, TokenOptions options, const Clock& clock);
+
+  jwt::Signer signer_;
+  jwt::KeySet keys_;
+  TokenOptions options_;
+  const Clock& clock_;
+};
+
+}  // namespace chat::api

@@ -1,0 +1,138 @@
+#include "chat/api/config.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <filesystem>
+
+#include "chat/common/ids.h"
+
+namespace chat::api {
+namespace {
+
+Status bad(const char* name, std::string_view value, std::string_view expected) {
+  return invalid_argument(std::string(name) + ": expected " + std::string(expected) + ", got '" +
+                          std::string(value) + "'");
+}
+
+// Reads an integer variable within [min, max] into *out; unset keeps the default.
+Status read_int(const Config::Lookup& lookup, const char* name, int64_t min, int64_t max,
+                int64_t* out) {
+  auto v = lookup(name);
+  if (!v) return Status::ok();
+  int64_t parsed = 0;
+  auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), parsed);
+  std::string expected =
+      "an integer from " + std::to_string(min) + " to " + std::to_string(max);
+  if (ec != std::errc() || end != v->data() + v->size() || parsed < min || parsed > max) {
+    return bad(name, *v, expected);
+  }
+  *out = parsed;
+  return Status::ok();
+}
+
+Status read_string(const Config::Lookup& lookup, const char* name, std::string* out) {
+  auto v = lookup(name);
+  if (v) *out = *v;
+  return Status::ok();
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+std::string join(const std::string& dir, const char* leaf) {
+  return (std::filesystem::path(dir) / leaf).string();
+}
+
+}  // namespace
+
+bool Config::is_admin(std::string_view user) const {
+  return std::find(admins.begin(), admins.end(), user) != admins.end();
+}
+
+std::string Config::keys_dir() const { return join(data_dir, "keys"); }
+std::string Config::issuer_key_path() const { return join(keys_dir(), "issuer.pem"); }
+std::string Config::jwks_path() const { return join(keys_dir(), "jwks.json"); }
+std::string Config::api_dir() const { return join(data_dir, "api"); }
+std::string Config::accounts_path() const { return join(api_dir(), "accounts"); }
+std::string Config::archive_path() const { return join(data_dir, "archive"); }
+std::string Config::archive_secondary_path() const { return join(api_dir(), "archive-secondary"); }
+
+Result<Config> Config::from_env() {
+  return from_lookup([](const char* name) -> std::optional<std::string> {
+    const char* v = std::getenv(name);
+    if (v == nullptr) return std::nullopt;
+    return std::string(v);
+  });
+}
+
+Result<Config> Config::from_lookup(const Lookup& raw_lookup) {
+  // An empty variable counts as unset, so `CHAT_ADMINS= make run` means "none".
+  Lookup lookup = [&raw_lookup](const char* name) -> std::optional<std::string> {
+    auto v = raw_lookup(name);
+    if (v && v->empty()) return std::nullopt;
+    return v;
+  };
+
+  Config c;
+  int64_t n = 0;
+
+  if (Status s = read_string(lookup, "CHAT_BIND", &c.bind); !s.is_ok()) return s;
+
+  n = c.http_port;
+  if (Status s = read_int(lookup, "CHAT_HTTP_PORT", 0, 65535, &n); !s.is_ok()) return s;
+  c.http_port = static_cast<int>(n);
+
+  n = c.mqtt_port;
+  if (Status s = read_int(lookup, "CHAT_MQTT_PORT", 1, 65535, &n); !s.is_ok()) return s;
+  c.mqtt_port = static_cast<int>(n);
+
+  if (Status s = read_string(lookup, "CHAT_DATA_DIR", &c.data_dir); !s.is_ok()) return s;
+
+  if (auto v = lookup("CHAT_ADMINS")) {
+    std::string_view rest = *v;
+    while (!rest.empty()) {
+      auto comma = rest.find(',');
+      std::string_view item = trim(rest.substr(0, comma));
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      if (item.empty()) continue;
+      if (!is_valid_user_id(item) || item.substr(0, 4) == "svc.") {
+        return bad("CHAT_ADMINS", item, "user ids matching ^[a-z0-9][a-z0-9_.-]{0,31}$, not svc.*");
+      }
+      if (!c.is_admin(item)) c.admins.emplace_back(item);
+    }
+  }
+
+  if (auto v = lookup("CHAT_ADMIN_PASSWORD")) {
+    if (v->size() < 8 || v->size() > 1024) {
+      return invalid_argument("CHAT_ADMIN_PASSWORD: expected 8 to 1024 characters");
+    }
+    c.admin_password = *v;
+  }
+
+  if (auto v = lookup("CHAT_SIGNUP")) {
+    if (*v == "open") c.signup = SignupPolicy::kOpen;
+    else if (*v == "closed") c.signup = SignupPolicy::kClosed;
+    else return bad("CHAT_SIGNUP", *v, "'open' or 'closed'");
+  }
+
+  if (Status s = read_int(lookup, "CHAT_TOKEN_TTL", 1, 86400, &c.token_ttl_s); !s.is_ok()) return s;
+  if (Status s = read_int(lookup, "CHAT_JWT_LEEWAY", 0, 30, &c.jwt_leeway_s); !s.is_ok()) return s;
+  if (Status s = read_string(lookup, "CHAT_JWT_ISSUER", &c.jwt_issuer); !s.is_ok()) return s;
+  if (Status s = read_string(lookup, "CHAT_JWT_AUDIENCE", &c.jwt_audience); !s.is_ok()) return s;
+  if (Status s = read_int(lookup, "CHAT_REFRESH_TTL", 60, 365 * 24 * 3600, &c.refresh_ttl_s);
+      !s.is_ok()) {
+    return s;
+  }
+
+  n = c.http_threads;
+  if (Status s = read_int(lookup, "CHAT_HTTP_THREADS", 1, 4096, &n); !s.is_ok()) return s;
+  c.http_threads = static_cast<int>(n);
+
+  return c;
+}
+
+}  // namespace chat::api

@@ -1,0 +1,33 @@
+// The broker plugin's configuration: `plugin_opt_*` lines of mosquitto.conf.
+// Parsed once at plugin init; immutable afterwards.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "chat/common/status.h"
+
+namespace chat::broker {
+
+struct PluginConfig {
+  std::string data_dir;       // plugin_opt_data_dir. Required.
+  std::string archive_path;   // plugin_opt_archive_dir. Default: <data_dir>/archive
+  std::string jwks_file;      // plugin_opt_jwks_file. Default: <data_dir>/keys/jwks.json
+  std::string issuer = "chat-platform";  // plugin_opt_issuer. Default: chat-platform
+  std::string audience = "chat";         // plugin_opt_audience. Default: chat
+  int64_t leeway_s = 5;                  // plugin_opt_jwt_leeway. Default: 5, 0..30
+  size_t max_payload = 64 * 1024;        // plugin_opt_max_payload. Default: 65536
+  bool sync_writes = false;              // plugin_opt_sync_writes. Default: false
+  double rate_msgs = 20;                 // plugin_opt_rate_limit_msgs. Default: 20/s; 0 = off
+  double rate_burst = 100;               // plugin_opt_rate_limit_burst. Default: 100
+  int node_id = 0;                       // plugin_opt_node_id. Default: 0 (0..255)
+
+  // Options as (key, value) with the `plugin_opt_` prefix already removed by
+  // Mosquitto. Unknown keys and bad values are errors naming the key.
+  static Result<PluginConfig> from_options(const std::vector<std::pair<std::string, std::string>>& options);
+};
+
+}  // namespace chat::broker

@@ -1,0 +1,79 @@
+// Gatekeeper: who may connect (JWT bearer tokens) and what each connected
+// device may subscribe to, read and publish (CONTRACT §3).
+//
+// Pure logic over an injected clock and key set; the extern "C" trampolines in
+// plugin.cpp feed it Mosquitto's events. Not thread-safe: Mosquitto runs every
+// plugin callback on one thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "chat/common/clock.h"
+#include "chat/common/jwt.h"
+#include "chat/common/status.h"
+
+namespace chat::broker {
+
+inline constexpr std::string_view kServiceRole = "service";
+inline constexpr std::string_view kServicePrefix = "svc.";
+
+// One authenticated connection.
+struct DeviceSession {
+  std::string user;
+  std::string device;
+  std::string client_id;
+  std::vector<std::string> roles;
+  int64_t expires_s = 0;
+  bool service = false;
+  bool kicked = false;  // expiry kick already requested
+};
+
+enum class Access { kSubscribe, kUnsubscribe, kRead, kWrite };
+
+class Gatekeeper {
+ public:
+  // `shares_conversation(a, b)`: whether a and b have a conversation (for
+  // presence subscriptions). Must be cheap: called on SUBSCRIBE only.
+  using SharesConversation = std::function<bool(const std::string&, const std::string&)>;
+
+  Gatekeeper(const Clock& clock, jwt::KeySet keys, jwt::VerifyOptions verify,
+             SharesConversation shares_conversation);
+
+  // CONNECT with username/password. On success the connection (identified by
+  // `handle`, Mosquitto's client pointer) is remembered until disconnected().
+  Status authenticate(const void* handle, std::string_view client_id, const char* username,
+                      const char* password);
+  void disconnected(const void* handle);
+  const DeviceSession* session(const void* handle) const;
+
+  // The ACL decision. `client_id` is used when the connection has no live
+  // session: Mosquitto checks READ access while queueing for offline
+  // persistent sessions, and the client id of such a session was bound to
+  // its user when it authenticated.
+  bool allowed(const void* handle, std::string_view client_id, Access access,
+               std::string_view topic, int qos) const;
+
+  // Client ids whose token has expired (beyond the leeway) and that were not
+  // reported before. Call periodically; kick each.
+  std::vector<std::string> take_expired();
+
+  void replace_keys(jwt::KeySet keys) { keys_ = std::move(keys); }
+  size_t connected() const { return sessions_.size(); }
+
+ private:
+  bool allowed_write(const DeviceSession& s, std::string_view topic, int qos) const;
+  bool allowed_subscribe(const DeviceSession& s, std::string_view filter) const;
+
+  const Clock& clock_;
+  jwt::KeySet keys_;
+  jwt::VerifyOptions verify_;
+  SharesConversation shares_conversation_;
+  std::unordered_map<const void*, DeviceSession> sessions_;
+};
+
+}  // namespace chat::broker

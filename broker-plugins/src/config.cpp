@@ -1,0 +1,62 @@
+#include "chat/broker/config.h"
+
+#include <charconv>
+
+namespace chat::broker {
+namespace {
+
+template <typename T>
+bool parse_number(const std::string& s, T* out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+Status bad(const std::string& key, const std::string& why) {
+  return invalid_argument("plugin_opt_" + key + ": " + why);
+}
+
+}  // namespace
+
+Result<PluginConfig> PluginConfig::from_options(
+    const std::vector<std::pair<std::string, std::string>>& options) {
+  PluginConfig c;
+  for (const auto& [key, value] : options) {
+    if (key == "data_dir") {
+      c.data_dir = value;
+    } else if (key == "archive_dir") {
+      c.archive_path = value;
+    } else if (key == "jwks_file") {
+      c.jwks_file = value;
+    } else if (key == "issuer") {
+      if (value.empty()) return bad(key, "must not be empty");
+      c.issuer = value;
+    } else if (key == "audience") {
+      if (value.empty()) return bad(key, "must not be empty");
+      c.audience = value;
+    } else if (key == "jwt_leeway") {
+      if (!parse_number(value, &c.leeway_s) || c.leeway_s < 0 || c.leeway_s > 30)
+        return bad(key, "must be 0..30 seconds");
+    } else if (key == "max_payload") {
+      if (!parse_number(value, &c.max_payload) || c.max_payload < 256 || c.max_payload > 16 * 1024 * 1024)
+        return bad(key, "must be 256..16777216 bytes");
+    } else if (key == "sync_writes") {
+      if (value != "true" && value != "false") return bad(key, "must be true or false");
+      c.sync_writes = value == "true";
+    } else if (key == "rate_limit_msgs") {
+      if (!parse_number(value, &c.rate_msgs) || c.rate_msgs < 0) return bad(key, "must be >= 0");
+    } else if (key == "rate_limit_burst") {
+      if (!parse_number(value, &c.rate_burst) || c.rate_burst < 1) return bad(key, "must be >= 1");
+    } else if (key == "node_id") {
+      if (!parse_number(value, &c.node_id) || c.node_id < 0 || c.node_id > 255)
+        return bad(key, "must be 0..255");
+    } else {
+      return bad(key, "unknown option");
+    }
+  }
+  if (c.data_dir.empty()) return bad("data_dir", "is required");
+  if (c.archive_path.empty()) c.archive_path = c.data_dir + "/archive";
+  if (c.jwks_file.empty()) c.jwks_file = c.data_dir + "/keys/jwks.json";
+  return c;
+}
+
+}  // namespace chat::broker

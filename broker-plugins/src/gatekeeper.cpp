@@ -1,0 +1,112 @@
+#include "chat/broker/gatekeeper.h"
+
+#include "chat/common/ids.h"
+#include "chat/common/topics.h"
+
+namespace chat::broker {
+
+Gatekeeper::Gatekeeper(const Clock& clock, jwt::KeySet keys, jwt::VerifyOptions verify,
+                       SharesConversation shares_conversation)
+    : clock_(clock),
+      keys_(std::move(keys)),
+      verify_(std::move(verify)),
+      shares_conversation_(std::move(shares_conversation)) {}
+
+Status Gatekeeper::authenticate(const void* handle, std::string_view client_id,
+                                const char* username, const char* password) {
+  if (username == nullptr || password == nullptr) {
+    return unauthenticated("username and access token required");
+  }
+  auto claims = jwt::verify_jwt(password, keys_, verify_, clock_.now_s());
+  if (!claims) return claims.status();
+  if (claims->sub != username) return unauthenticated("username does not match the token's sub");
+
+  DeviceSession s;
+  if (!split_client_id(client_id, &s.user, &s.device) || s.user != claims->sub) {
+    return permission_denied("client id must be <user>:<device> for the token's user");
+  }
+  s.service = claims->has_role(kServiceRole);
+  bool service_name = s.user.compare(0, kServicePrefix.size(), kServicePrefix) == 0;
+  if (s.service != service_name) {
+    return permission_denied("service role and svc. account names go together");
+  }
+  s.client_id.assign(client_id);
+  s.roles = claims->roles;
+  s.expires_s = claims->exp;
+  sessions_[handle] = std::move(s);
+  return Status::ok();
+}
+
+void Gatekeeper::disconnected(const void* handle) { sessions_.erase(handle); }
+
+const DeviceSession* Gatekeeper::session(const void* handle) const {
+  auto it = sessions_.find(handle);
+  return it == sessions_.end() ? nullptr : &it->second;
+}
+
+bool Gatekeeper::allowed(const void* handle, std::string_view client_id, Access access,
+                         std::string_view topic, int qos) const {
+  const DeviceSession* s = session(handle);
+  switch (access) {
+    case Access::kUnsubscribe:
+      return true;
+    case Access::kRead: {
+      std::string user, device;
+      if (s != nullptr) {
+        user = s->user;
+      } else if (!split_client_id(client_id, &user, &device)) {
+        return false;
+      }
+      if (s != nullptr && s->service) return topic == topics::kControlResponse;
+      std::string_view t = topic;
+      if (t.substr(0, 2) == "u/" && t.substr(2, user.size()) == user &&
+          t.substr(2 + user.size(), 1) == "/") {
+        return true;
+      }
+      return topics::parse_presence(topic, nullptr);
+    }
+    case Access::kSubscribe:
+      return s != nullptr && allowed_subscribe(*s, topic);
+    case Access::kWrite:
+      return s != nullptr && allowed_write(*s, topic, qos);
+  }
+  return false;
+}
+
+bool Gatekeeper::allowed_subscribe(const DeviceSession& s, std::string_view filter) const {
+  if (s.service) return filter == topics::kControlResponse;
+  if (topics::is_own_inbox_filter(filter, s.user)) return true;
+  std::string peer;
+  if (topics::parse_presence(filter, &peer)) {
+    return peer == s.user || (shares_conversation_ && shares_conversation_(s.user, peer));
+  }
+  return false;
+}
+
+bool Gatekeeper::allowed_write(const DeviceSession& s, std::string_view topic, int qos) const {
+  if (s.service) return topic == topics::kControl;
+  auto t = topics::parse_send_topic(topic);
+  switch (t.kind) {
+    case topics::SendKind::kInvalid:
+      return false;
+    case topics::SendKind::kDirectTyping:
+    case topics::SendKind::kGroupTyping:
+      return qos == 0;
+    default:
+      return qos == 1 || qos == 2;
+  }
+}
+
+std::vector<std::string> Gatekeeper::take_expired() {
+  std::vector<std::string> out;
+  int64_t now = clock_.now_s();
+  for (auto& [handle, s] : sessions_) {
+    if (!s.kicked && now > s.expires_s + verify_.leeway_s) {
+      s.kicked = true;
+      out.push_back(s.client_id);
+    }
+  }
+  return out;
+}
+
+}  // namespace chat::broker

@@ -1,0 +1,312 @@
+// Mosquitto 2.0 plugin entry points (plugin API v5): thin, noexcept
+// trampolines from C callbacks into the Gatekeeper and Router. No logic here.
+#include <exception>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+}
+
+#include "chat/broker/config.h"
+#include "chat/broker/gatekeeper.h"
+#include "chat/broker/router.h"
+#include "chat/common/topics.h"
+#include "chat/store/archive.h"
+
+namespace chat::broker {
+namespace {
+
+class MosquittoPort final : public BrokerPort {
+ public:
+  void publish(std::string_view client_id, const std::string& topic, std::string_view payload,
+               int qos, bool retain) override {
+    std::string id(client_id);
+    int rc = mosquitto_broker_publish_copy(id.empty() ? nullptr : id.c_str(), topic.c_str(),
+                                           static_cast<int>(payload.size()), payload.data(), qos,
+                                           retain, nullptr);
+    if (rc != MOSQ_ERR_SUCCESS) {
+      mosquitto_log_printf(MOSQ_LOG_WARNING, "chat: publish to %s failed (%d)", topic.c_str(), rc);
+    }
+  }
+  void kick_client(const std::string& client_id) override {
+    mosquitto_kick_client_by_clientid(client_id.c_str(), false);
+  }
+  void kick_user(const std::string& user) override {
+    mosquitto_kick_client_by_username(user.c_str(), false);
+  }
+  void log(LogLevel level, const std::string& message) override {
+    int l = MOSQ_LOG_INFO;
+    switch (level) {
+      case LogLevel::kDebug: l = MOSQ_LOG_DEBUG; break;
+      case LogLevel::kInfo: l = MOSQ_LOG_INFO; break;
+      case LogLevel::kNotice: l = MOSQ_LOG_NOTICE; break;
+      case LogLevel::kWarning: l = MOSQ_LOG_WARNING; break;
+      case LogLevel::kError: l = MOSQ_LOG_ERR; break;
+    }
+    mosquitto_log_printf(l, "chat: %s", message.c_str());
+  }
+};
+
+// All plugin state, passed to every callback as userdata.
+struct Plugin {
+  mosquitto_plugin_id_t* id = nullptr;
+  PluginConfig config;
+  MosquittoPort port;
+  std::unique_ptr<store::Archive> archive;
+  std::unique_ptr<Gatekeeper> gatekeeper;
+  std::unique_ptr<Router> router;
+  time_t last_expiry_scan = 0;
+};
+
+Result<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return unavailable("cannot read " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options) {
+  auto config = PluginConfig::from_options(options);
+  if (!config) return config.status();
+  p.config = *config;
+
+  auto jwks = read_file(p.config.jwks_file);
+  if (!jwks) return invalid_argument("plugin_opt_jwks_file: " + jwks.status().message());
+  auto keys = jwt::KeySet::from_jwks(*jwks);
+  if (!keys) return invalid_argument("plugin_opt_jwks_file: " + keys.status().message());
+
+  store::ArchiveOptions ao;
+  ao.path = p.config.archive_path;
+  ao.sync_writes = p.config.sync_writes;
+  auto archive = store::Archive::open(ao);
+  if (!archive) return archive.status();
+  p.archive = std::move(*archive);
+
+  jwt::VerifyOptions vo;
+  vo.issuer = p.config.issuer;
+  vo.audience = p.config.audience;
+  vo.leeway_s = p.config.leeway_s;
+  store::Archive* a = p.archive.get();
+  p.gatekeeper = std::make_unique<Gatekeeper>(
+      SystemClock::instance(), std::move(*keys), vo, [a](const std::string& me, const std::string& peer) {
+        auto r = a->has_conversation(me, topics::dm_conversation(me, peer));
+        return r.is_ok() && *r;
+      });
+
+  RouterOptions ro;
+  ro.max_payload = p.config.max_payload;
+  ro.rate_msgs = p.config.rate_msgs;
+  ro.rate_burst = p.config.rate_burst;
+  ro.node_id = static_cast<uint8_t>(p.config.node_id);
+  p.router = std::make_unique<Router>(SystemClock::instance(), *p.archive, p.port, ro);
+  return p.router->init();
+}
+
+int on_basic_auth(int, void* event_data, void* userdata) noexcept {
+  try {
+    auto* p = static_cast<Plugin*>(userdata);
+    auto* ev = static_cast<mosquitto_evt_basic_auth*>(event_data);
+    const char* client_id = mosquitto_client_id(ev->client);
+    Status st = p->gatekeeper->authenticate(ev->client, client_id ? client_id : "", ev->username,
+                                            ev->password);
+    if (st.is_ok()) return MOSQ_ERR_SUCCESS;
+    mosquitto_log_printf(MOSQ_LOG_NOTICE, "chat: refused connection %s (user %s): %s",
+                         client_id ? client_id : "?", ev->username ? ev->username : "-",
+                         st.message().c_str());
+    return MOSQ_ERR_AUTH;
+  } catch (const std::exception& e) {
+    mosquitto_log_printf(MOSQ_LOG_ERR, "chat: auth error: %s", e.what());
+    return MOSQ_ERR_AUTH;
+  }
+}
+
+Access to_access(int access) {
+  switch (access) {
+    case MOSQ_ACL_SUBSCRIBE: return Access::kSubscribe;
+    case MOSQ_ACL_UNSUBSCRIBE: return Access::kUnsubscribe;
+    case MOSQ_ACL_READ: return Access::kRead;
+    default: return Access::kWrite;
+  }
+}
+
+int on_acl_check(int, void* event_data, void* userdata) noexcept {
+  try {
+    auto* p = static_cast<Plugin*>(userdata);
+    auto* ev = static_cast<mosquitto_evt_acl_check*>(event_data);
+    const char* client_id = mosquitto_client_id(ev->client);
+    Access access = to_access(ev->access);
+    std::string_view topic = ev->topic ? ev->topic : "";
+    if (p->gatekeeper->allowed(ev->client, client_id ? client_id : "", access, topic, ev->qos)) {
+      return MOSQ_ERR_SUCCESS;
+    }
+    if (access == Access::kWrite) {
+      if (const DeviceSession* s = p->gatekeeper->session(ev->client)) {
+        std::string_view payload(static_cast<const char*>(ev->payload), ev->payload ? ev->payloadlen : 0);
+        p->router->on_write_denied(*s, topic, payload, ev->qos);
+      }
+    }
+    return MOSQ_ERR_ACL_DENIED;
+  } catch (const std::exception& e) {
+    mosquitto_log_printf(MOSQ_LOG_ERR, "chat: acl error: %s", e.what());
+    return MOSQ_ERR_ACL_DENIED;
+  }
+}
+
+int on_message(int, void* event_data, void* userdata) noexcept {
+  try {
+    auto* p = static_cast<Plugin*>(userdata);
+    auto* ev = static_cast<mosquitto_evt_message*>(event_data);
+    const DeviceSession* s = p->gatekeeper->session(ev->client);
+    if (s == nullptr) return MOSQ_ERR_ACL_DENIED;
+    std::string_view payload(static_cast<const char*>(ev->payload), ev->payload ? ev->payloadlen : 0);
+    MessageOutcome out = p->router->on_message(*s, ev->topic, payload, ev->qos);
+    switch (out.action) {
+      case MessageOutcome::Action::kRefuse:
+        return MOSQ_ERR_ACL_DENIED;
+      case MessageOutcome::Action::kFail:
+        // Any error other than ACL_DENIED makes handle__publish return it, and
+        // Mosquitto closes the connection without acknowledging.
+        return MOSQ_ERR_UNKNOWN;
+      case MessageOutcome::Action::kAccept:
+        break;
+    }
+    // 2.0.11 does not free a replaced topic: we do. A replaced payload is
+    // freed by the broker and must come from mosquitto_malloc.
+    char* topic = mosquitto_strdup(out.topic.c_str());
+    auto* payload_copy = static_cast<char*>(mosquitto_malloc(out.payload.size() + 1));
+    if (topic == nullptr || payload_copy == nullptr) {
+      mosquitto_free(topic);
+      mosquitto_free(payload_copy);
+      return MOSQ_ERR_NOMEM;
+    }
+    memcpy(payload_copy, out.payload.data(), out.payload.size());
+    payload_copy[out.payload.size()] = '\0';
+    mosquitto_free(ev->topic);
+    ev->topic = topic;
+    ev->payload = payload_copy;
+    ev->payloadlen = static_cast<uint32_t>(out.payload.size());
+    ev->retain = false;
+    return MOSQ_ERR_SUCCESS;
+  } catch (const std::exception& e) {
+    mosquitto_log_printf(MOSQ_LOG_ERR, "chat: message error: %s", e.what());
+    return MOSQ_ERR_UNKNOWN;
+  }
+}
+
+int on_control(int, void* event_data, void* userdata) noexcept {
+  try {
+    auto* p = static_cast<Plugin*>(userdata);
+    auto* ev = static_cast<mosquitto_evt_control*>(event_data);
+    const DeviceSession* s = p->gatekeeper->session(ev->client);
+    if (s == nullptr || !s->service) return MOSQ_ERR_ACL_DENIED;
+    std::string_view payload(static_cast<const char*>(ev->payload), ev->payload ? ev->payloadlen : 0);
+    p->router->on_control(*s, payload);
+    return MOSQ_ERR_SUCCESS;
+  } catch (const std::exception& e) {
+    mosquitto_log_printf(MOSQ_LOG_ERR, "chat: control error: %s", e.what());
+    return MOSQ_ERR_UNKNOWN;
+  }
+}
+
+int on_tick(int, void* event_data, void* userdata) noexcept {
+  try {
+    auto* p = static_cast<Plugin*>(userdata);
+    auto* ev = static_cast<mosquitto_evt_tick*>(event_data);
+    if (ev->now_s == p->last_expiry_scan) return MOSQ_ERR_SUCCESS;  // once a second is enough
+    p->last_expiry_scan = ev->now_s;
+    for (const auto& client_id : p->gatekeeper->take_expired()) {
+      mosquitto_log_printf(MOSQ_LOG_NOTICE, "chat: token of %s expired, disconnecting", client_id.c_str());
+      p->port.kick_client(client_id);
+    }
+    return MOSQ_ERR_SUCCESS;
+  } catch (const std::exception& e) {
+    mosquitto_log_printf(MOSQ_LOG_ERR, "chat: tick error: %s", e.what());
+    return MOSQ_ERR_SUCCESS;
+  }
+}
+
+int on_disconnect(int, void* event_data, void* userdata) noexcept {
+  auto* p = static_cast<Plugin*>(userdata);
+  auto* ev = static_cast<mosquitto_evt_disconnect*>(event_data);
+  p->gatekeeper->disconnected(ev->client);
+  return MOSQ_ERR_SUCCESS;
+}
+
+struct Registration {
+  int event;
+  MOSQ_FUNC_generic_callback cb;
+  const void* data;
+};
+
+const Registration kCallbacks[] = {
+    {MOSQ_EVT_BASIC_AUTH, on_basic_auth, nullptr},
+    {MOSQ_EVT_ACL_CHECK, on_acl_check, nullptr},
+    {MOSQ_EVT_MESSAGE, on_message, nullptr},
+    {MOSQ_EVT_CONTROL, on_control, topics::kControl.data()},
+    {MOSQ_EVT_TICK, on_tick, nullptr},
+    {MOSQ_EVT_DISCONNECT, on_disconnect, nullptr},
+};
+
+}  // namespace
+}  // namespace chat::broker
+
+using chat::broker::Plugin;
+
+extern "C" {
+
+int mosquitto_plugin_version(int supported_version_count, const int* supported_versions) {
+  for (int i = 0; i < supported_version_count; ++i) {
+    if (supported_versions[i] == 5) return 5;
+  }
+  return -1;
+}
+
+int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, void** userdata,
+                          struct mosquitto_opt* options, int option_count) {
+  try {
+    auto plugin = std::make_unique<Plugin>();
+    plugin->id = identifier;
+    std::vector<std::pair<std::string, std::string>> opts;
+    for (int i = 0; i < option_count; ++i) {
+      opts.emplace_back(options[i].key ? options[i].key : "", options[i].value ? options[i].value : "");
+    }
+    chat::Status st = chat::broker::load(*plugin, std::move(opts));
+    if (!st.is_ok()) {
+      mosquitto_log_printf(MOSQ_LOG_ERR, "chat: cannot start: %s", st.message().c_str());
+      return MOSQ_ERR_INVAL;
+    }
+    for (const auto& r : chat::broker::kCallbacks) {
+      int rc = mosquitto_callback_register(identifier, r.event, r.cb, r.data, plugin.get());
+      if (rc != MOSQ_ERR_SUCCESS) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, "chat: cannot register callback %d (%d)", r.event, rc);
+        return rc;
+      }
+    }
+    mosquitto_log_printf(MOSQ_LOG_NOTICE, "chat: plugin ready (archive %s, issuer %s)",
+                         plugin->config.archive_path.c_str(), plugin->config.issuer.c_str());
+    *userdata = plugin.release();
+    return MOSQ_ERR_SUCCESS;
+  } catch (const std::exception& e) {
+    mosquitto_log_printf(MOSQ_LOG_ERR, "chat: cannot start: %s", e.what());
+    return MOSQ_ERR_UNKNOWN;
+  }
+}
+
+int mosquitto_plugin_cleanup(void* userdata, struct mosquitto_opt*, int) {
+  auto* plugin = static_cast<Plugin*>(userdata);
+  if (plugin == nullptr) return MOSQ_ERR_SUCCESS;
+  for (const auto& r : chat::broker::kCallbacks) {
+    mosquitto_callback_unregister(plugin->id, r.event, r.cb, r.data);
+  }
+  delete plugin;
+  return MOSQ_ERR_SUCCESS;
+}
+
+}  // extern "C"

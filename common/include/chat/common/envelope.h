@@ -1,0 +1,60 @@
+// Message payloads as clients send them, and envelopes as the platform
+// delivers them (CONTRACT §3). Pure, allocation-light, no I/O.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+namespace chat {
+
+// Why a publish is refused; the names are the contract's error codes.
+enum class RefusalCode { kNotAuthorized, kInvalidPayload, kTooLarge, kRateLimited, kUnknownPeer };
+const char* refusal_code_name(RefusalCode code);
+
+struct Refusal {
+  RefusalCode code;
+  std::string reason;
+};
+
+inline constexpr size_t kDefaultMaxPayload = 64 * 1024;
+
+// {"cid":"...","type":"...","body":<any JSON>} as published by a device.
+struct ClientMessage {
+  std::string cid;
+  std::string type;
+  nlohmann::json body;
+};
+
+// Validates a message payload: at most `max_payload` bytes, UTF-8 JSON object,
+// `cid` a 1-64 character string, `type` one of the contract's types or `x-...`,
+// `body` present. Returns false and fills `refusal` otherwise.
+bool parse_client_message(std::string_view payload, size_t max_payload, ClientMessage* out,
+                          Refusal* refusal);
+
+bool is_valid_message_type(std::string_view type);
+
+// Best effort: the `cid` of a payload that failed validation, for the error
+// event ("" when none can be read).
+std::string extract_cid(std::string_view payload);
+
+struct EnvelopeFields {
+  std::string id;
+  int64_t ts = 0;
+  std::string conv;
+  std::string from;
+  std::string dev;
+  std::string to;
+  std::string cid;
+  std::string type;
+};
+
+// {"v":1,"id":...,"ts":...,"conv":...,"from":...,"dev":...,"to":...,"cid":...,"type":...,"body":...}
+std::string make_envelope(const EnvelopeFields& fields, const nlohmann::json& body);
+
+// {"v":1,"type":"error","cid":...,"code":...,"reason":...} (cid omitted when empty).
+std::string make_error_event(std::string_view cid, RefusalCode code, std::string_view reason);
+
+}  // namespace chat

@@ -1,0 +1,56 @@
+// chat-api's own database: credentials and refresh tokens.
+//
+// Owned by chat-api alone (a separate RocksDB directory from the archive).
+// Passwords arrive here already hashed; refresh tokens are stored by the
+// SHA-256 of the token, never the token itself. Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "chat/common/status.h"
+
+namespace chat::store {
+
+struct Account {
+  std::string user;
+  std::string password_hash;  // encoded Argon2id string
+  std::vector<std::string> roles;
+  int64_t created_ms = 0;
+};
+
+struct RefreshToken {
+  std::string user;
+  std::string device;  // optional device id the token was issued for
+  int64_t expires_ms = 0;
+};
+
+class AccountStore {
+ public:
+  static Result<std::unique_ptr<AccountStore>> open(const std::string& path);
+  ~AccountStore();
+
+  // kAlreadyExists when the user id is taken.
+  Status create_account(const Account& account);
+  // kNotFound when absent.
+  Result<Account> get_account(const std::string& user) const;
+  Status put_account(const Account& account);  // create or replace
+  Status delete_account(const std::string& user);
+
+  Status put_refresh(const std::string& token_hash, const RefreshToken& token);
+  // Removes and returns the token (rotation: a refresh token works once).
+  // kNotFound when unknown or already used.
+  Result<RefreshToken> take_refresh(const std::string& token_hash);
+  Status revoke_refresh(const std::string& token_hash);
+  // Revokes every refresh token of the user (password change, deletion).
+  Status revoke_all_refresh(const std::string& user);
+
+ private:
+  struct Impl;
+  explicit AccountStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace chat::store

@@ -1,0 +1,327 @@
+// chat-api's account store on RocksDB. Contract: chat/store/accounts.h.
+//
+// Schema (column families, all created at first open):
+//   accounts         "<user>"           -> {"user","password_hash","roles","created_ms"}
+//   refresh          "<token hash>"     -> {"user","device","expires_ms"}
+//   refresh_by_user  "<user>\0<hash>"   -> ""   (index for revoke_all_refresh)
+//
+// Every mutation takes write_mu_: the check-then-act operations (create,
+// take) need it, and serializing the rest keeps the refresh index exact.
+// chat-api writes rarely; reads take no lock.
+#include "chat/store/accounts.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "chat/common/clock.h"
+
+namespace chat::store {
+namespace {
+
+constexpr char kAccountsFamily[] = "accounts";
+constexpr char kRefreshFamily[] = "refresh";
+constexpr char kRefreshByUserFamily[] = "refresh_by_user";
+
+enum Family : size_t { kAccounts, kRefresh, kRefreshByUser, kFamilyCount };
+constexpr const char* kFamilyNames[kFamilyCount] = {kAccountsFamily, kRefreshFamily,
+                                                    kRefreshByUserFamily};
+
+constexpr size_t kWriteBufferSize = 4 << 20;
+constexpr size_t kBlockCacheSize = 8 << 20;
+
+constexpr std::string_view kSep("\0", 1);
+
+std::string index_key(std::string_view user, std::string_view hash) {
+  std::string key(user);
+  key.append(kSep);
+  key.append(hash);
+  return key;
+}
+
+Status from_rocksdb(const rocksdb::Status& s, std::string_view what) {
+  std::string message = std::string(what) + ": " + s.ToString();
+  if (s.IsNotFound()) return not_found(std::move(message));
+  if (s.IsIOError() || s.IsBusy() || s.IsTryAgain() || s.IsTimedOut() ||
+      s.IsShutdownInProgress() || s.IsIncomplete()) {
+    return unavailable(std::move(message));
+  }
+  return internal_error(std::move(message));
+}
+
+bool has_nul(std::string_view s) { return s.find('\0') != std::string_view::npos; }
+
+std::string encode_account(const Account& account) {
+  nlohmann::json json = {{"user", account.user},
+                         {"password_hash", account.password_hash},
+                         {"roles", account.roles},
+                         {"created_ms", account.created_ms}};
+  return json.dump();
+}
+
+bool decode_account(std::string_view text, Account* out) {
+  auto json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!json.is_object()) return false;
+  auto user = json.find("user");
+  auto hash = json.find("password_hash");
+  auto roles = json.find("roles");
+  auto created = json.find("created_ms");
+  if (user == json.end() || !user->is_string()) return false;
+  if (hash == json.end() || !hash->is_string()) return false;
+  out->user = user->get<std::string>();
+  out->password_hash = hash->get<std::string>();
+  out->roles.clear();
+  if (roles != json.end() && roles->is_array()) {
+    for (const auto& role : *roles) {
+      if (!role.is_string()) return false;
+      out->roles.push_back(role.get<std::string>());
+    }
+  }
+  out->created_ms =
+      (created != json.end() && created->is_number_integer()) ? created->get<int64_t>() : 0;
+  return true;
+}
+
+std::string encode_refresh(const RefreshToken& token) {
+  nlohmann::json json = {
+      {"user", token.user}, {"device", token.device}, {"expires_ms", token.expires_ms}};
+  return json.dump();
+}
+
+bool decode_refresh(std::string_view text, RefreshToken* out) {
+  auto json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!json.is_object()) return false;
+  auto user = json.find("user");
+  auto device = json.find("device");
+  auto expires = json.find("expires_ms");
+  if (user == json.end() || !user->is_string()) return false;
+  if (expires == json.end() || !expires->is_number_integer()) return false;
+  out->user = user->get<std::string>();
+  out->device = (device != json.end() && device->is_string()) ? device->get<std::string>() : "";
+  out->expires_ms = expires->get<int64_t>();
+  return true;
+}
+
+}  // namespace
+
+struct AccountStore::Impl {
+  std::string path;
+  rocksdb::DB* db = nullptr;                          // owned; closed after the handles
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // owned
+  rocksdb::ColumnFamilyHandle* families[kFamilyCount] = {};
+  rocksdb::WriteOptions write_options;
+  std::mutex write_mu;
+
+  ~Impl() {
+    if (db == nullptr) return;
+    for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
+    db->Close().PermitUncheckedError();  // the WAL already holds every write
+    delete db;
+  }
+
+  rocksdb::ColumnFamilyHandle* cf(Family f) const { return families[f]; }
+
+  Result<std::optional<std::string>> get(Family f, const rocksdb::Slice& key,
+                                         std::string_view what) const {
+    std::string value;
+    rocksdb::Status s = db->Get(rocksdb::ReadOptions(), cf(f), key, &value);
+    if (s.IsNotFound()) return std::optional<std::string>();
+    if (!s.ok()) return from_rocksdb(s, what);
+    return std::optional<std::string>(std::move(value));
+  }
+
+  Status write(rocksdb::WriteBatch* batch, std::string_view what) {
+    rocksdb::Status s = db->Write(write_options, batch);
+    if (!s.ok()) return from_rocksdb(s, what);
+    return Status::ok();
+  }
+
+  // Adds the deletion of a refresh token and its index entry. Caller holds write_mu.
+  Status delete_refresh(rocksdb::WriteBatch* batch, const std::string& hash,
+                        const std::string& user) {
+    rocksdb::Status s = batch->Delete(cf(kRefresh), hash);
+    if (s.ok()) s = batch->Delete(cf(kRefreshByUser), index_key(user, hash));
+    if (!s.ok()) return from_rocksdb(s, "accounts batch");
+    return Status::ok();
+  }
+
+  // The stored token, or kNotFound. Caller holds write_mu.
+  Result<RefreshToken> load_refresh(const std::string& hash) const {
+    auto value = get(kRefresh, hash, "accounts refresh get");
+    if (!value) return value.status();
+    if (!value->has_value()) return not_found("unknown refresh token");
+    RefreshToken token;
+    if (!decode_refresh(**value, &token)) return internal_error("accounts: malformed refresh token");
+    return token;
+  }
+};
+
+AccountStore::AccountStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+AccountStore::~AccountStore() = default;
+
+Result<std::unique_ptr<AccountStore>> AccountStore::open(const std::string& path) {
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.max_background_jobs = 2;
+  db_options.keep_log_file_num = 4;
+  db_options.max_log_file_size = 8 << 20;
+
+  rocksdb::ColumnFamilyOptions cf_options;
+  cf_options.write_buffer_size = kWriteBufferSize;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(kBlockCacheSize);
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+
+  // Name every family on disk, ours included (RocksDB refuses to open otherwise).
+  std::vector<std::string> names;
+  rocksdb::DB::ListColumnFamilies(db_options, path, &names).PermitUncheckedError();  // absent: new
+  std::set<std::string> all(names.begin(), names.end());
+  all.insert(rocksdb::kDefaultColumnFamilyName);
+  for (const char* name : kFamilyNames) all.insert(name);
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const auto& name : all) descriptors.emplace_back(name, cf_options);
+
+  auto impl = std::make_unique<Impl>();
+  impl->path = path;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, path, descriptors, &impl->handles, &impl->db);
+  if (!s.ok()) return unavailable("accounts: cannot open " + path + ": " + s.ToString());
+  for (size_t f = 0; f < kFamilyCount; ++f) {
+    for (auto* handle : impl->handles) {
+      if (handle->GetName() == kFamilyNames[f]) impl->families[f] = handle;
+    }
+    if (impl->families[f] == nullptr) {
+      return internal_error("accounts: missing column family in " + path);
+    }
+  }
+  return std::unique_ptr<AccountStore>(new AccountStore(std::move(impl)));
+}
+
+Status AccountStore::create_account(const Account& account) {
+  if (account.user.empty() || has_nul(account.user)) {
+    return invalid_argument("accounts: malformed user id");
+  }
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  auto existing = impl_->get(kAccounts, account.user, "accounts get");
+  if (!existing) return existing.status();
+  if (existing->has_value()) return already_exists("user " + account.user + " exists");
+  rocksdb::Status s =
+      impl_->db->Put(impl_->write_options, impl_->cf(kAccounts), account.user, encode_account(account));
+  if (!s.ok()) return from_rocksdb(s, "accounts put");
+  return Status::ok();
+}
+
+Result<Account> AccountStore::get_account(const std::string& user) const {
+  auto value = impl_->get(kAccounts, user, "accounts get");
+  if (!value) return value.status();
+  if (!value->has_value()) return not_found("no user " + user);
+  Account account;
+  if (!decode_account(**value, &account)) return internal_error("accounts: malformed account " + user);
+  return account;
+}
+
+Status AccountStore::put_account(const Account& account) {
+  if (account.user.empty() || has_nul(account.user)) {
+    return invalid_argument("accounts: malformed user id");
+  }
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  rocksdb::Status s =
+      impl_->db->Put(impl_->write_options, impl_->cf(kAccounts), account.user, encode_account(account));
+  if (!s.ok()) return from_rocksdb(s, "accounts put");
+  return Status::ok();
+}
+
+Status AccountStore::delete_account(const std::string& user) {
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  auto existing = impl_->get(kAccounts, user, "accounts get");
+  if (!existing) return existing.status();
+  if (!existing->has_value()) return not_found("no user " + user);
+  rocksdb::Status s = impl_->db->Delete(impl_->write_options, impl_->cf(kAccounts), user);
+  if (!s.ok()) return from_rocksdb(s, "accounts delete");
+  return Status::ok();
+}
+
+Status AccountStore::put_refresh(const std::string& token_hash, const RefreshToken& token) {
+  if (token_hash.empty() || has_nul(token_hash) || token.user.empty() || has_nul(token.user)) {
+    return invalid_argument("accounts: malformed refresh token");
+  }
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  rocksdb::WriteBatch batch;
+  // Replacing a hash that belonged to another user must not leave a stale index entry.
+  auto previous = impl_->load_refresh(token_hash);
+  if (previous.is_ok()) {
+    Status st = impl_->delete_refresh(&batch, token_hash, previous->user);
+    if (!st.is_ok()) return st;
+  } else if (previous.status().code() != StatusCode::kNotFound) {
+    return previous.status();
+  }
+  rocksdb::Status s = batch.Put(impl_->cf(kRefresh), token_hash, encode_refresh(token));
+  if (s.ok()) s = batch.Put(impl_->cf(kRefreshByUser), index_key(token.user, token_hash), "");
+  if (!s.ok()) return from_rocksdb(s, "accounts batch");
+  return impl_->write(&batch, "accounts refresh put");
+}
+
+Result<RefreshToken> AccountStore::take_refresh(const std::string& token_hash) {
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  auto token = impl_->load_refresh(token_hash);
+  if (!token) return token.status();
+  rocksdb::WriteBatch batch;
+  Status st = impl_->delete_refresh(&batch, token_hash, token->user);
+  if (!st.is_ok()) return st;
+  st = impl_->write(&batch, "accounts refresh take");
+  if (!st.is_ok()) return st;
+  // An expired token is consumed (garbage) but never honoured.
+  if (token->expires_ms <= SystemClock::instance().now_ms()) {
+    return not_found("refresh token expired");
+  }
+  return token;
+}
+
+Status AccountStore::revoke_refresh(const std::string& token_hash) {
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  auto token = impl_->load_refresh(token_hash);
+  // Revoking an unknown or used token is a no-op: the outcome is the same.
+  if (!token) return token.status().code() == StatusCode::kNotFound ? Status::ok() : token.status();
+  rocksdb::WriteBatch batch;
+  Status st = impl_->delete_refresh(&batch, token_hash, token->user);
+  if (!st.is_ok()) return st;
+  return impl_->write(&batch, "accounts refresh revoke");
+}
+
+Status AccountStore::revoke_all_refresh(const std::string& user) {
+  if (user.empty() || has_nul(user)) return invalid_argument("accounts: malformed user id");
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  const std::string start = index_key(user, "");
+  std::string end(user);
+  end.push_back('\1');
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions read_options;
+  read_options.iterate_upper_bound = &upper;
+  rocksdb::WriteBatch batch;
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(read_options, impl_->cf(kRefreshByUser)));
+  for (it->Seek(start); it->Valid(); it->Next()) {
+    rocksdb::Slice hash(it->key().data() + start.size(), it->key().size() - start.size());
+    rocksdb::Status s = batch.Delete(impl_->cf(kRefresh), hash);
+    if (s.ok()) s = batch.Delete(impl_->cf(kRefreshByUser), it->key());
+    if (!s.ok()) return from_rocksdb(s, "accounts batch");
+  }
+  if (!it->status().ok()) return from_rocksdb(it->status(), "accounts refresh scan");
+  if (batch.Count() == 0) return Status::ok();
+  return impl_->write(&batch, "accounts refresh revoke_all");
+}
+
+}  // namespace chat::store

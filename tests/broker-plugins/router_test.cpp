@@ -1,0 +1,181 @@
+#include "chat/broker/router.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+namespace chat::broker {
+namespace {
+
+using json = nlohmann::json;
+
+struct Published {
+  std::string client_id, topic, payload;
+  int qos;
+};
+
+class FakePort final : public BrokerPort {
+ public:
+  void publish(std::string_view client_id, const std::string& topic, std::string_view payload, int qos,
+               bool) override {
+    published.push_back({std::string(client_id), topic, std::string(payload), qos});
+  }
+  void kick_client(const std::string& c) override { kicked.push_back(c); }
+  void kick_user(const std::string& u) override { kicked.push_back(u); }
+  void log(LogLevel, const std::string&) override {}
+  std::vector<Published> published;
+  std::vector<std::string> kicked;
+};
+
+class RouterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("router-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir_);
+    store::ArchiveOptions o;
+    o.path = dir_.string();
+    auto a = store::Archive::open(o);
+    ASSERT_TRUE(a.is_ok()) << a.status().to_string();
+    archive_ = std::move(*a);
+    ASSERT_TRUE(archive_->add_user("alice").is_ok());
+    ASSERT_TRUE(archive_->add_user("bob").is_ok());
+    RouterOptions ro;
+    ro.rate_msgs = 2;
+    ro.rate_burst = 3;
+    router_ = std::make_unique<Router>(clock_, *archive_, port_, ro);
+    ASSERT_TRUE(router_->init().is_ok());
+    alice_.user = "alice";
+    alice_.device = "phone";
+    alice_.client_id = "alice:phone";
+  }
+  void TearDown() override {
+    router_.reset();
+    archive_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  static std::string msg(const std::string& cid, const std::string& body = "hi") {
+    return json({{"cid", cid}, {"type", "text"}, {"body", body}}).dump();
+  }
+  size_t archived_for(const std::string& user) {
+    auto p = archive_->sync(user, "", 1000);
+    return p.is_ok() ? p->envelopes.size() : 0;
+  }
+  json last_event() { return json::parse(port_.published.back().payload); }
+
+  FakeClock clock_{1'700'000'000'000};
+  std::filesystem::path dir_;
+  std::unique_ptr<store::Archive> archive_;
+  FakePort port_;
+  std::unique_ptr<Router> router_;
+  DeviceSession alice_;
+};
+
+TEST_F(RouterTest, DirectMessageIsArchivedRewrittenAndCopiedToTheSender) {
+  auto out = router_->on_message(alice_, "dm/bob", msg("c1"), 1);
+  ASSERT_EQ(out.action, MessageOutcome::Action::kAccept);
+  EXPECT_EQ(out.topic, "u/bob/msg");
+  auto env = json::parse(out.payload);
+  EXPECT_EQ(env["from"], "alice");
+  EXPECT_EQ(env["to"], "bob");
+  EXPECT_EQ(env["dev"], "phone");
+  EXPECT_EQ(env["ts"], clock_.now_ms());
+  ASSERT_EQ(port_.published.size(), 1u);
+  EXPECT_EQ(port_.published[0].topic, "u/alice/msg");
+  EXPECT_EQ(port_.published[0].client_id, "");
+  EXPECT_EQ(port_.published[0].payload, out.payload);
+  EXPECT_EQ(archived_for("bob"), 1u);
+  EXPECT_EQ(archived_for("alice"), 1u);
+}
+
+TEST_F(RouterTest, DuplicateCidResendsTheOriginalAndArchivesNothing) {
+  auto first = router_->on_message(alice_, "dm/bob", msg("c1"), 1);
+  clock_.advance_ms(10);
+  auto again = router_->on_message(alice_, "dm/bob", msg("c1", "changed"), 1);
+  ASSERT_EQ(again.action, MessageOutcome::Action::kAccept);
+  EXPECT_EQ(again.topic, "$chat/discard");
+  EXPECT_EQ(port_.published.back().topic, "u/alice/msg");
+  EXPECT_EQ(port_.published.back().payload, first.payload);
+  EXPECT_EQ(archived_for("bob"), 1u);
+  // The same cid from another device of the same user is a new message.
+  DeviceSession tablet = alice_;
+  tablet.device = "tablet";
+  tablet.client_id = "alice:tablet";
+  EXPECT_EQ(router_->on_message(tablet, "dm/bob", msg("c1"), 1).action, MessageOutcome::Action::kAccept);
+  EXPECT_EQ(archived_for("bob"), 2u);
+}
+
+TEST_F(RouterTest, RefusalsSendAnErrorEventToTheSendingDeviceOnly) {
+  struct Case {
+    std::string topic, payload, code;
+  };
+  std::vector<Case> cases = {
+      {"dm/carol", msg("c1"), "unknown_peer"},
+      {"dm/alice", msg("c2"), "unknown_peer"},
+      {"dm/bob", "{", "invalid_payload"},
+      {"dm/bob", msg("c3", std::string(70000, 'x')), "too_large"},
+      {"g/G1", msg("c4"), "not_authorized"},
+  };
+  for (auto& c : cases) {
+    auto out = router_->on_message(alice_, c.topic, c.payload, 1);
+    EXPECT_EQ(out.action, MessageOutcome::Action::kRefuse) << c.topic;
+    auto ev = last_event();
+    EXPECT_EQ(port_.published.back().client_id, "alice:phone");
+    EXPECT_EQ(port_.published.back().topic, "u/alice/event");
+    EXPECT_EQ(ev["code"], c.code) << c.topic;
+  }
+  EXPECT_EQ(archived_for("bob"), 0u);
+  EXPECT_EQ(archived_for("alice"), 0u);
+}
+
+TEST_F(RouterTest, RateLimitRefusesBeyondTheBurstAndRefills) {
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(router_->on_message(alice_, "dm/bob", msg("r" + std::to_string(i)), 1).action,
+              MessageOutcome::Action::kAccept);
+  }
+  EXPECT_EQ(router_->on_message(alice_, "dm/bob", msg("r3"), 1).action, MessageOutcome::Action::kRefuse);
+  EXPECT_EQ(last_event()["code"], "rate_limited");
+  clock_.advance_ms(1000);  // 2 tokens per second
+  EXPECT_EQ(router_->on_message(alice_, "dm/bob", msg("r4"), 1).action, MessageOutcome::Action::kAccept);
+}
+
+TEST_F(RouterTest, IdsKeepIncreasingAcrossRestartWithClockBehind) {
+  auto a = json::parse(router_->on_message(alice_, "dm/bob", msg("c1"), 1).payload)["id"].get<std::string>();
+  FakeClock behind{1'600'000'000'000};
+  Router restarted(behind, *archive_, port_, RouterOptions{});
+  ASSERT_TRUE(restarted.init().is_ok());
+  auto b = json::parse(restarted.on_message(alice_, "dm/bob", msg("c2"), 1).payload)["id"].get<std::string>();
+  EXPECT_LT(a, b);
+}
+
+TEST_F(RouterTest, ReceiptsAndTypingAreRelayed) {
+  auto r = router_->on_message(alice_, "dm/bob/receipt", R"({"ids":["0000000000000001"],"status":"read"})", 1);
+  ASSERT_EQ(r.action, MessageOutcome::Action::kAccept);
+  EXPECT_EQ(r.topic, "u/bob/receipt");
+  EXPECT_EQ(json::parse(r.payload)["from"], "alice");
+  EXPECT_EQ(router_->on_message(alice_, "dm/bob/receipt", R"({"ids":["x"],"status":"read"})", 1).action,
+            MessageOutcome::Action::kRefuse);
+  auto t = router_->on_message(alice_, "dm/bob/typing", R"({"state":"composing"})", 0);
+  ASSERT_EQ(t.action, MessageOutcome::Action::kAccept);
+  EXPECT_EQ(t.topic, "u/bob/typing");
+  EXPECT_EQ(archived_for("bob"), 0u);
+}
+
+TEST_F(RouterTest, ControlAddsUsersAndReplies) {
+  DeviceSession svc;
+  svc.user = "svc.api";
+  svc.client_id = "svc.api:1";
+  svc.service = true;
+  router_->on_control(svc, R"({"op":"user.add","user":"carol","req":"7"})");
+  auto reply = json::parse(port_.published.back().payload);
+  EXPECT_EQ(port_.published.back().client_id, "svc.api:1");
+  EXPECT_EQ(reply["req"], "7");
+  EXPECT_EQ(reply["ok"], true);
+  EXPECT_TRUE(*archive_->user_exists("carol"));
+  router_->on_control(svc, R"({"op":"nope","req":"8"})");
+  EXPECT_EQ(json::parse(port_.published.back().payload)["ok"], false);
+  router_->on_control(svc, "garbage");
+  EXPECT_EQ(json::parse(port_.published.back().payload)["ok"], false);
+}
+
+}  // namespace
+}  // namespace chat::broker

@@ -1,0 +1,79 @@
+#include "chat/common/envelope.h"
+
+#include <gtest/gtest.h>
+
+namespace chat {
+namespace {
+
+struct Case {
+  std::string payload;
+  bool ok;
+  RefusalCode code;
+};
+
+TEST(Envelope, ValidatesClientMessages) {
+  const Case cases[] = {
+      {R"({"cid":"c1","type":"text","body":"hi"})", true, {}},
+      {R"({"cid":"c1","type":"x-poll","body":{"q":1}})", true, {}},
+      {R"({"cid":"c1","type":"e2e","body":null})", true, {}},
+      {R"({"cid":"c1","type":"text"})", false, RefusalCode::kInvalidPayload},
+      {R"({"type":"text","body":"hi"})", false, RefusalCode::kInvalidPayload},
+      {R"({"cid":"","type":"text","body":"hi"})", false, RefusalCode::kInvalidPayload},
+      {R"({"cid":7,"type":"text","body":"hi"})", false, RefusalCode::kInvalidPayload},
+      {R"({"cid":")" + std::string(65, 'a') + R"(","type":"text","body":"hi"})", false,
+       RefusalCode::kInvalidPayload},
+      {R"({"cid":"c1","type":"html","body":"hi"})", false, RefusalCode::kInvalidPayload},
+      {R"({"cid":"c1","type":"x-","body":"hi"})", false, RefusalCode::kInvalidPayload},
+      {R"({"cid":"c1","type":"x-A","body":"hi"})", false, RefusalCode::kInvalidPayload},
+      {R"(["cid"])", false, RefusalCode::kInvalidPayload},
+      {"not json", false, RefusalCode::kInvalidPayload},
+      {"", false, RefusalCode::kInvalidPayload},
+      {std::string(R"({"cid":"c1","type":"text","body":")") + "\xff\xfe" + "\"}", false,
+       RefusalCode::kInvalidPayload},
+  };
+  for (const auto& c : cases) {
+    ClientMessage m;
+    Refusal r{};
+    EXPECT_EQ(parse_client_message(c.payload, kDefaultMaxPayload, &m, &r), c.ok) << c.payload;
+    if (!c.ok) EXPECT_EQ(r.code, c.code) << c.payload;
+  }
+}
+
+TEST(Envelope, SizeLimit) {
+  std::string body(100, 'a');
+  std::string p = R"({"cid":"c","type":"text","body":")" + body + "\"}";
+  ClientMessage m;
+  Refusal r{};
+  EXPECT_TRUE(parse_client_message(p, p.size(), &m, &r));
+  EXPECT_FALSE(parse_client_message(p, p.size() - 1, &m, &r));
+  EXPECT_EQ(r.code, RefusalCode::kTooLarge);
+}
+
+TEST(Envelope, BuildsEnvelopeWithContractFields) {
+  EnvelopeFields f{"0000000000000001", 1700, "dm:alice:bob", "alice", "phone", "bob", "c1", "text"};
+  auto env = nlohmann::json::parse(make_envelope(f, nlohmann::json("hi")));
+  EXPECT_EQ(env["v"], 1);
+  EXPECT_EQ(env["id"], "0000000000000001");
+  EXPECT_EQ(env["ts"], 1700);
+  EXPECT_EQ(env["conv"], "dm:alice:bob");
+  EXPECT_EQ(env["from"], "alice");
+  EXPECT_EQ(env["dev"], "phone");
+  EXPECT_EQ(env["to"], "bob");
+  EXPECT_EQ(env["cid"], "c1");
+  EXPECT_EQ(env["type"], "text");
+  EXPECT_EQ(env["body"], "hi");
+}
+
+TEST(Envelope, ErrorEventAndCidExtraction) {
+  auto ev = nlohmann::json::parse(make_error_event("c9", RefusalCode::kUnknownPeer, "no such user"));
+  EXPECT_EQ(ev["type"], "error");
+  EXPECT_EQ(ev["code"], "unknown_peer");
+  EXPECT_EQ(ev["cid"], "c9");
+  EXPECT_EQ(extract_cid(R"({"cid":"abc","type":"nope"})"), "abc");
+  EXPECT_EQ(extract_cid("garbage"), "");
+  auto no_cid = nlohmann::json::parse(make_error_event("", RefusalCode::kInvalidPayload, "x"));
+  EXPECT_FALSE(no_cid.contains("cid"));
+}
+
+}  // namespace
+}  // namespace chat

@@ -1,0 +1,406 @@
+#include "stack.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <mqtt_protocol.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <httplib.h>
+#include <sstream>
+#include <stdexcept>
+
+#include "chat/common/jwt.h"
+
+namespace chat::testing {
+namespace fs = std::filesystem;
+
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    if (pred()) return true;
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  int port = ntohs(a.sin_port);
+  ::close(fd);
+  return port;
+}
+
+static bool port_open(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// --- Process -------------------------------------------------------------------
+
+Process::~Process() {
+  if (pid_ > 0) {
+    kill(SIGKILL);
+    wait();
+  }
+}
+
+void Process::start(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+                    const std::string& log_path) {
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      ::close(fd);
+    }
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+  }
+  pid_ = pid;
+}
+
+void Process::kill(int sig) {
+  if (pid_ > 0) ::kill(pid_, sig);
+}
+
+int Process::wait(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return -1;
+  int status = 0;
+  bool done = eventually([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, timeout);
+  if (!done) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, &status, 0);
+  }
+  pid_ = -1;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+bool Process::running() {
+  if (pid_ <= 0) return false;
+  int status;
+  return ::waitpid(pid_, &status, WNOHANG) == 0;
+}
+
+// --- Stack -----------------------------------------------------------------------
+
+Stack::Stack(StackOptions options) : options_(std::move(options)) {
+  char tmpl[] = "/tmp/chat-it-XXXXXX";
+  if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+  data_dir_ = tmpl;
+  ::chmod(data_dir_.c_str(), 0755);  // the broker may run as the mosquitto user
+  fs::create_directories(data_dir_ + "/logs");
+  mqtt_port_ = free_port();
+  http_port_ = free_port();
+  while (http_port_ == mqtt_port_) http_port_ = free_port();
+
+  Process init;
+  init.start({CHAT_BIN_DIR "/chat-api", "--init"}, env(), data_dir_ + "/logs/init.log");
+  if (init.wait(30s) != 0) throw std::runtime_error("chat-api --init failed: " + log_tail("init"));
+  start_broker();
+  start_api();
+}
+
+Stack::~Stack() {
+  api_.kill(SIGTERM);
+  broker_.kill(SIGTERM);
+  api_.wait(5s);
+  broker_.wait(5s);
+  if (!std::getenv("CHAT_KEEP_TEST_DATA")) {
+    std::error_code ec;
+    fs::remove_all(data_dir_, ec);
+  }
+}
+
+std::map<std::string, std::string> Stack::env() const {
+  std::map<std::string, std::string> e = {
+      {"CHAT_DATA_DIR", data_dir_},
+      {"CHAT_MQTT_PORT", std::to_string(mqtt_port_)},
+      {"CHAT_HTTP_PORT", std::to_string(http_port_)},
+      {"CHAT_BIND", "127.0.0.1"},
+      {"CHAT_RATE_LIMIT_MSGS", "0"},
+      {"CHAT_HTTP_THREADS", "8"},
+  };
+  for (const auto& [k, v] : options_.env) e[k] = v;
+  return e;
+}
+
+void Stack::wait_port(int port) {
+  if (!eventually([&] { return port_open(port); }, 20s)) {
+    throw std::runtime_error("port " + std::to_string(port) + " never opened\nbroker:\n" +
+                             log_tail("mosquitto") + "\napi:\n" + log_tail("chat-api"));
+  }
+}
+
+void Stack::start_broker() {
+  Process gen;
+  std::string conf = data_dir_ + "/mosquitto.conf";
+  gen.start({"/bin/sh", "-c",
+             std::string(CHAT_SOURCE_DIR "/scripts/broker-conf '") + data_dir_ + "' '" +
+                 CHAT_LIB_DIR "/libchat_broker.so' > '" + conf + "'"},
+            env(), data_dir_ + "/logs/broker-conf.log");
+  if (gen.wait(10s) != 0) throw std::runtime_error("broker-conf failed: " + log_tail("broker-conf"));
+  broker_.start({MOSQUITTO_EXECUTABLE, "-c", conf}, env(), data_dir_ + "/logs/mosquitto.log");
+  wait_port(mqtt_port_);
+}
+
+void Stack::kill_broker(int sig) {
+  broker_.kill(sig);
+  broker_.wait();
+}
+
+void Stack::start_api() {
+  api_.start({CHAT_BIN_DIR "/chat-api"}, env(), data_dir_ + "/logs/chat-api.log");
+  wait_port(http_port_);
+  // Ready means the control channel to the broker is up as well.
+  eventually([&] { return get("/healthz", "").first == 200; }, 20s);
+}
+
+void Stack::kill_api(int sig) {
+  api_.kill(sig);
+  api_.wait();
+}
+
+std::string Stack::log_tail(const std::string& name, size_t bytes) const {
+  std::ifstream in(data_dir_ + "/logs/" + name + ".log");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string s = ss.str();
+  return s.size() > bytes ? s.substr(s.size() - bytes) : s;
+}
+
+static std::pair<int, json> to_pair(const httplib::Result& r) {
+  if (!r) return {-1, nullptr};
+  return {r->status, json::parse(r->body, nullptr, false)};
+}
+
+std::pair<int, json> Stack::post_json(const std::string& path, const json& body, const std::string& token) {
+  httplib::Client c("127.0.0.1", http_port_);
+  httplib::Headers h;
+  if (!token.empty()) h.emplace("Authorization", "Bearer " + token);
+  return to_pair(c.Post(path.c_str(), h, body.dump(), "application/json"));
+}
+
+std::pair<int, json> Stack::post_form(const std::string& path, const std::string& form) {
+  httplib::Client c("127.0.0.1", http_port_);
+  return to_pair(c.Post(path.c_str(), form, "application/x-www-form-urlencoded"));
+}
+
+std::pair<int, json> Stack::get(const std::string& path, const std::string& token) {
+  httplib::Client c("127.0.0.1", http_port_);
+  httplib::Headers h;
+  if (!token.empty()) h.emplace("Authorization", "Bearer " + token);
+  return to_pair(c.Get(path.c_str(), h));
+}
+
+std::string Stack::register_user(const std::string& user, const std::string& password) {
+  auto [status, body] = post_json("/v1/users", {{"user", user}, {"password", password}});
+  if (status != 201) throw std::runtime_error("register " + user + ": " + std::to_string(status) + " " + body.dump());
+  return login(user, password);
+}
+
+std::string Stack::login(const std::string& user, const std::string& password) {
+  auto [status, body] = post_form("/v1/oauth/token", "grant_type=password&username=" + user +
+                                                         "&password=" + httplib::detail::encode_url(password));
+  if (status != 200) throw std::runtime_error("login " + user + ": " + std::to_string(status));
+  return body["access_token"].get<std::string>();
+}
+
+std::string Stack::mint_token(const std::string& sub, int64_t exp_offset_s, const json& extra) {
+  auto signer = jwt::Signer::load_or_create(data_dir_ + "/keys/issuer.pem", data_dir_ + "/keys/jwks.json");
+  if (!signer) throw std::runtime_error("signer: " + signer.status().to_string());
+  int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                    std::chrono::system_clock::now().time_since_epoch()).count();
+  json claims = {{"sub", sub}, {"iss", "chat-platform"}, {"aud", "chat"}, {"iat", now},
+                 {"exp", now + exp_offset_s}, {"jti", "test-" + std::to_string(now)},
+                 {"roles", json::array({"user"})}};
+  for (auto& [k, v] : extra.items()) claims[k] = v;
+  return signer->sign(claims);
+}
+
+// --- MqttClient ----------------------------------------------------------------------
+
+MqttClient::MqttClient(int port, Options options) : port_(port), options_(std::move(options)) {
+  static std::once_flag once;
+  std::call_once(once, [] { mosquitto_lib_init(); });
+  mosq_ = mosquitto_new(options_.client_id.c_str(), options_.clean, this);
+  mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION, options_.v5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
+  mosquitto_threaded_set(mosq_, true);
+  mosquitto_username_pw_set(mosq_, options_.username.c_str(), options_.password.c_str());
+  mosquitto_connect_v5_callback_set(mosq_, on_connect);
+  mosquitto_disconnect_v5_callback_set(mosq_, on_disconnect);
+  mosquitto_publish_v5_callback_set(mosq_, on_publish);
+  mosquitto_subscribe_v5_callback_set(mosq_, on_subscribe);
+  mosquitto_message_v5_callback_set(mosq_, on_message);
+}
+
+MqttClient::~MqttClient() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+  mosquitto_destroy(mosq_);
+}
+
+void MqttClient::run() {
+  while (true) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (stop_) break;
+    }
+    int rc = mosquitto_loop(mosq_, 20, 1);
+    if (rc != MOSQ_ERR_SUCCESS) {
+      std::lock_guard<std::mutex> l(mu_);
+      connected_ = false;
+      loop_alive_ = false;
+      cv_.notify_all();
+      break;
+    }
+  }
+}
+
+int MqttClient::connect() {
+  mosquitto_property* props = nullptr;
+  if (options_.v5 && options_.session_expiry > 0) {
+    mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, options_.session_expiry);
+  }
+  int rc = mosquitto_connect_bind_v5(mosq_, "127.0.0.1", port_, 30, nullptr, props);
+  mosquitto_property_free_all(&props);
+  if (rc != MOSQ_ERR_SUCCESS) return -1;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    connack_ = -2;
+    loop_alive_ = true;
+  }
+  thread_ = std::thread([this] { run(); });
+  std::unique_lock<std::mutex> l(mu_);
+  cv_.wait_for(l, 10s, [&] { return connack_ != -2 || !loop_alive_; });
+  return connack_ == -2 ? -1 : connack_;
+}
+
+int MqttClient::subscribe(const std::string& filter, int qos) {
+  int mid = 0;
+  std::unique_lock<std::mutex> l(mu_);
+  if (mosquitto_subscribe(mosq_, &mid, filter.c_str(), qos) != MOSQ_ERR_SUCCESS) return -1;
+  cv_.wait_for(l, 10s, [&] { return subacks_.count(mid) > 0 || !connected_; });
+  return subacks_.count(mid) ? subacks_[mid] : -1;
+}
+
+int MqttClient::publish(const std::string& topic, const std::string& payload, int qos) {
+  int mid = 0;
+  std::unique_lock<std::mutex> l(mu_);
+  if (mosquitto_publish(mosq_, &mid, topic.c_str(), static_cast<int>(payload.size()), payload.data(), qos,
+                        false) != MOSQ_ERR_SUCCESS) {
+    return -1;
+  }
+  if (qos == 0) return 0;
+  cv_.wait_for(l, 10s, [&] { return acks_.count(mid) > 0 || !connected_; });
+  return acks_.count(mid) ? acks_[mid] : -1;
+}
+
+void MqttClient::disconnect() {
+  mosquitto_disconnect(mosq_);
+  wait_disconnected(5s);
+  std::lock_guard<std::mutex> l(mu_);
+  stop_ = true;
+}
+
+std::vector<Received> MqttClient::received() {
+  std::lock_guard<std::mutex> l(mu_);
+  return received_;
+}
+
+std::vector<Received> MqttClient::received_on(const std::string& topic) {
+  std::vector<Received> out;
+  for (auto& r : received()) {
+    if (r.topic == topic) out.push_back(r);
+  }
+  return out;
+}
+
+bool MqttClient::wait_for(const std::function<bool(const std::vector<Received>&)>& pred,
+                          std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> l(mu_);
+  return cv_.wait_for(l, timeout, [&] { return pred(received_); });
+}
+
+bool MqttClient::wait_disconnected(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> l(mu_);
+  return cv_.wait_for(l, timeout, [&] { return !connected_; });
+}
+
+bool MqttClient::connected() {
+  std::lock_guard<std::mutex> l(mu_);
+  return connected_;
+}
+
+void MqttClient::on_connect(struct mosquitto*, void* obj, int rc, int flags, const mosquitto_property*) {
+  auto* self = static_cast<MqttClient*>(obj);
+  std::lock_guard<std::mutex> l(self->mu_);
+  self->connack_ = rc;
+  self->connected_ = rc == 0;
+  self->session_present_ = flags & 1;
+  self->cv_.notify_all();
+}
+
+void MqttClient::on_disconnect(struct mosquitto*, void* obj, int, const mosquitto_property*) {
+  auto* self = static_cast<MqttClient*>(obj);
+  std::lock_guard<std::mutex> l(self->mu_);
+  self->connected_ = false;
+  self->cv_.notify_all();
+}
+
+void MqttClient::on_publish(struct mosquitto*, void* obj, int mid, int reason, const mosquitto_property*) {
+  auto* self = static_cast<MqttClient*>(obj);
+  std::lock_guard<std::mutex> l(self->mu_);
+  self->acks_[mid] = reason;
+  self->cv_.notify_all();
+}
+
+void MqttClient::on_subscribe(struct mosquitto*, void* obj, int mid, int count, const int* granted,
+                              const mosquitto_property*) {
+  auto* self = static_cast<MqttClient*>(obj);
+  std::lock_guard<std::mutex> l(self->mu_);
+  self->subacks_[mid] = count > 0 ? granted[0] : -1;
+  self->cv_.notify_all();
+}
+
+void MqttClient::on_message(struct mosquitto*, void* obj, const struct mosquitto_message* m,
+                            const mosquitto_property*) {
+  auto* self = static_cast<MqttClient*>(obj);
+  std::lock_guard<std::mutex> l(self->mu_);
+  self->received_.push_back(
+      {m->topic, std::string(static_cast<const char*>(m->payload), static_cast<size_t>(m->payloadlen)), m->qos});
+  self->cv_.notify_all();
+}
+
+}  // namespace chat::testing

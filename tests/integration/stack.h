@@ -1,0 +1,154 @@
+// Test harness: the real platform (mosquitto + our plugin, chat-api) started
+// on free ports in a temp data dir, plus small MQTT and HTTP clients.
+#pragma once
+
+#include <mosquitto.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace chat::testing {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+// Polls `pred` until true or the deadline passes.
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s);
+
+int free_port();
+
+class Process {
+ public:
+  Process() = default;
+  Process(const Process&) = delete;
+  ~Process();
+  // Starts argv with extra environment; output appended to `log_path`.
+  void start(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+             const std::string& log_path);
+  void kill(int sig);
+  // Waits for exit; returns the exit status (or 128+signal).
+  int wait(std::chrono::milliseconds timeout = 10s);
+  bool running();
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+struct StackOptions {
+  std::map<std::string, std::string> env;  // extra CHAT_* settings
+};
+
+class Stack {
+ public:
+  explicit Stack(StackOptions options = {});
+  ~Stack();
+
+  void start_broker();
+  void kill_broker(int sig = SIGKILL);
+  void start_api();
+  void kill_api(int sig = SIGKILL);
+
+  int mqtt_port() const { return mqtt_port_; }
+  int http_port() const { return http_port_; }
+  const std::string& data_dir() const { return data_dir_; }
+  std::string log_tail(const std::string& name, size_t bytes = 4000) const;
+
+  // REST helpers. Return {status, body json (null when not JSON)}.
+  std::pair<int, json> post_json(const std::string& path, const json& body,
+                                 const std::string& token = "");
+  std::pair<int, json> post_form(const std::string& path, const std::string& form);
+  std::pair<int, json> get(const std::string& path, const std::string& token);
+
+  // Registers a user (201 expected) and returns an access token.
+  std::string register_user(const std::string& user, const std::string& password = "correct horse");
+  std::string login(const std::string& user, const std::string& password = "correct horse");
+  // A token signed by the embedded issuer with arbitrary claims (for expiry tests).
+  std::string mint_token(const std::string& sub, int64_t exp_offset_s,
+                         const json& extra = json::object());
+
+ private:
+  std::map<std::string, std::string> env() const;
+  void wait_port(int port);
+
+  StackOptions options_;
+  std::string data_dir_;
+  int mqtt_port_ = 0;
+  int http_port_ = 0;
+  Process broker_;
+  Process api_;
+};
+
+struct Received {
+  std::string topic;
+  std::string payload;
+  int qos = 0;
+  json body() const { return json::parse(payload, nullptr, false); }
+};
+
+// A libmosquitto client driven by its own thread (no automatic reconnect).
+class MqttClient {
+ public:
+  struct Options {
+    std::string client_id;
+    std::string username;
+    std::string password;
+    bool v5 = true;
+    bool clean = true;
+    int session_expiry = 0;  // MQTT 5 only
+  };
+  MqttClient(int port, Options options);
+  ~MqttClient();
+
+  // CONNACK reason code (0 = accepted), or -1 when no CONNACK arrived.
+  int connect();
+  // Granted QoS (>= 0x80 refused) for one filter, -1 on timeout.
+  int subscribe(const std::string& filter, int qos = 1);
+  // PUBACK reason code (MQTT 5; 0 for 3.1.1), or -1 when no ack arrived
+  // (e.g. the broker closed the connection).
+  int publish(const std::string& topic, const std::string& payload, int qos = 1);
+  void disconnect();
+
+  std::vector<Received> received();
+  std::vector<Received> received_on(const std::string& topic);
+  bool wait_for(const std::function<bool(const std::vector<Received>&)>& pred,
+                std::chrono::milliseconds timeout = 10s);
+  bool wait_disconnected(std::chrono::milliseconds timeout = 10s);
+  bool connected();
+  bool session_present() const { return session_present_; }
+
+ private:
+  static void on_connect(struct mosquitto*, void*, int, int, const mosquitto_property*);
+  static void on_disconnect(struct mosquitto*, void*, int, const mosquitto_property*);
+  static void on_publish(struct mosquitto*, void*, int, int, const mosquitto_property*);
+  static void on_subscribe(struct mosquitto*, void*, int, int, const int*, const mosquitto_property*);
+  static void on_message(struct mosquitto*, void*, const struct mosquitto_message*, const mosquitto_property*);
+  void run();
+
+  int port_;
+  Options options_;
+  struct mosquitto* mosq_ = nullptr;
+  std::thread thread_;
+  bool stop_ = false;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int connack_ = -2;
+  bool session_present_ = false;
+  bool connected_ = false;
+  bool loop_alive_ = false;
+  std::map<int, int> acks_;
+  std::map<int, int> subacks_;
+  std::vector<Received> received_;
+};
+
+}  // namespace chat::testing

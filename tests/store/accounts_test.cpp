@@ -1,0 +1,178 @@
+#include "chat/store/accounts.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "chat/common/clock.h"
+#include "temp_dir.h"
+
+namespace chat::store {
+namespace {
+
+using testing::TempDir;
+
+class AccountStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(dir_.ok());
+    open();
+  }
+
+  void open() {
+    store_.reset();
+    auto store = AccountStore::open(dir_.sub("accounts"));
+    ASSERT_TRUE(store.is_ok()) << store.status().to_string();
+    store_ = std::move(store).value();
+  }
+
+  static Account account(const std::string& user, const std::string& hash = "$argon2id$x") {
+    Account a;
+    a.user = user;
+    a.password_hash = hash;
+    a.roles = {"user"};
+    a.created_ms = 1'700'000'000'000;
+    return a;
+  }
+
+  static RefreshToken token(const std::string& user, int64_t ttl_ms = 60'000,
+                            const std::string& device = "phone") {
+    RefreshToken t;
+    t.user = user;
+    t.device = device;
+    t.expires_ms = SystemClock::instance().now_ms() + ttl_ms;
+    return t;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<AccountStore> store_;
+};
+
+TEST_F(AccountStoreTest, CreateGetPutDelete) {
+  EXPECT_EQ(store_->get_account("alice").status().code(), StatusCode::kNotFound);
+
+  Account alice = account("alice");
+  alice.roles = {"user", "admin"};
+  ASSERT_TRUE(store_->create_account(alice).is_ok());
+  EXPECT_EQ(store_->create_account(account("alice", "other")).code(), StatusCode::kAlreadyExists);
+
+  auto got = store_->get_account("alice");
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  EXPECT_EQ(got->user, "alice");
+  EXPECT_EQ(got->password_hash, "$argon2id$x");  // the duplicate did not overwrite
+  EXPECT_EQ(got->roles, (std::vector<std::string>{"user", "admin"}));
+  EXPECT_EQ(got->created_ms, 1'700'000'000'000);
+
+  ASSERT_TRUE(store_->put_account(account("alice", "$argon2id$new")).is_ok());
+  EXPECT_EQ(store_->get_account("alice")->password_hash, "$argon2id$new");
+  ASSERT_TRUE(store_->put_account(account("bob")).is_ok());  // put creates
+  EXPECT_TRUE(store_->get_account("bob").is_ok());
+
+  // Survives reopening.
+  open();
+  EXPECT_EQ(store_->get_account("alice")->password_hash, "$argon2id$new");
+
+  ASSERT_TRUE(store_->delete_account("alice").is_ok());
+  EXPECT_EQ(store_->get_account("alice").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->delete_account("alice").code(), StatusCode::kNotFound);
+  EXPECT_TRUE(store_->get_account("bob").is_ok());
+  // The id is free again.
+  EXPECT_TRUE(store_->create_account(account("alice")).is_ok());
+
+  EXPECT_EQ(store_->create_account(account("")).code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(AccountStoreTest, ConcurrentCreatesOfOneUserLetExactlyOneWin) {
+  constexpr int kThreads = 8;
+  std::atomic<int> created{0};
+  std::atomic<int> refused{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Status s = store_->create_account(account("carol", "hash-" + std::to_string(t)));
+      if (s.is_ok()) ++created;
+      else if (s.code() == StatusCode::kAlreadyExists) ++refused;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(created.load(), 1);
+  EXPECT_EQ(refused.load(), kThreads - 1);
+}
+
+TEST_F(AccountStoreTest, RefreshTokensWorkOnce) {
+  ASSERT_TRUE(store_->put_refresh("hash-1", token("alice")).is_ok());
+  auto taken = store_->take_refresh("hash-1");
+  ASSERT_TRUE(taken.is_ok()) << taken.status().to_string();
+  EXPECT_EQ(taken->user, "alice");
+  EXPECT_EQ(taken->device, "phone");
+  EXPECT_EQ(store_->take_refresh("hash-1").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->take_refresh("never-issued").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(AccountStoreTest, ConcurrentTakesOfOneTokenLetExactlyOneWin) {
+  ASSERT_TRUE(store_->put_refresh("hash-1", token("alice")).is_ok());
+  std::atomic<int> taken{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      if (store_->take_refresh("hash-1").is_ok()) ++taken;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(taken.load(), 1);
+}
+
+TEST_F(AccountStoreTest, ExpiredRefreshTokenIsNotFound) {
+  ASSERT_TRUE(store_->put_refresh("old", token("alice", -1)).is_ok());
+  EXPECT_EQ(store_->take_refresh("old").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->take_refresh("old").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(AccountStoreTest, RevokeOneAndAll) {
+  ASSERT_TRUE(store_->put_refresh("a1", token("alice", 60'000, "phone")).is_ok());
+  ASSERT_TRUE(store_->put_refresh("a2", token("alice", 60'000, "laptop")).is_ok());
+  ASSERT_TRUE(store_->put_refresh("a3", token("alice")).is_ok());
+  ASSERT_TRUE(store_->put_refresh("b1", token("bob")).is_ok());
+  // A user id that prefixes another's must not take the other's tokens along.
+  ASSERT_TRUE(store_->put_refresh("al1", token("al")).is_ok());
+
+  ASSERT_TRUE(store_->revoke_refresh("a3").is_ok());
+  EXPECT_EQ(store_->take_refresh("a3").status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(store_->revoke_refresh("a3").is_ok());  // revoking twice is harmless
+
+  ASSERT_TRUE(store_->revoke_all_refresh("alice").is_ok());
+  EXPECT_EQ(store_->take_refresh("a1").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->take_refresh("a2").status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(store_->take_refresh("b1").is_ok());
+  EXPECT_TRUE(store_->take_refresh("al1").is_ok());
+  EXPECT_TRUE(store_->revoke_all_refresh("nobody").is_ok());
+
+  // Revocation survives reopening, and new tokens work after a revoke_all.
+  open();
+  EXPECT_EQ(store_->take_refresh("a1").status().code(), StatusCode::kNotFound);
+  ASSERT_TRUE(store_->put_refresh("a4", token("alice")).is_ok());
+  EXPECT_TRUE(store_->take_refresh("a4").is_ok());
+}
+
+TEST_F(AccountStoreTest, ReissuingAHashMovesItsIndexEntry) {
+  ASSERT_TRUE(store_->put_refresh("h", token("alice")).is_ok());
+  ASSERT_TRUE(store_->put_refresh("h", token("bob")).is_ok());
+  // alice's revoke_all must not touch the token that now belongs to bob.
+  ASSERT_TRUE(store_->revoke_all_refresh("alice").is_ok());
+  auto taken = store_->take_refresh("h");
+  ASSERT_TRUE(taken.is_ok());
+  EXPECT_EQ(taken->user, "bob");
+}
+
+TEST_F(AccountStoreTest, OpenFailureIsUnavailable) {
+  auto second = AccountStore::open(dir_.sub("accounts"));  // LOCK held by store_
+  ASSERT_FALSE(second.is_ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(second.status().message().find(dir_.sub("accounts")), std::string::npos);
+}
+
+}  // namespace
+}  // namespace chat::store

@@ -1,0 +1,381 @@
+#include "chatctl/cli.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <charconv>
+#include <cmath>
+
+namespace chat::tools {
+namespace {
+
+struct CommandSpec {
+  std::string_view name;
+  Command command;
+  size_t min_args;
+  size_t max_args;  // SIZE_MAX: unbounded
+  std::string_view synopsis;
+};
+
+constexpr size_t kUnbounded = static_cast<size_t>(-1);
+
+constexpr CommandSpec kCommands[] = {
+    {"help", Command::kHelp, 0, kUnbounded, "help"},
+    {"register", Command::kRegister, 1, 1, "register USER [--password P]"},
+    {"login", Command::kLogin, 1, 1, "login USER [--password P]"},
+    {"logout", Command::kLogout, 0, 0, "logout"},
+    {"send", Command::kSend, 2, kUnbounded, "send PEER TEXT... | send PEER -"},
+    {"listen", Command::kListen, 0, 0, "listen [--count N] [--timeout S]"},
+    {"history", Command::kHistory, 1, 1, "history PEER [--limit N] [--before ID]"},
+    {"conversations", Command::kConversations, 0, 0, "conversations"},
+    {"token", Command::kToken, 0, 0, "token"},
+};
+
+const CommandSpec* find_command(std::string_view name) {
+  for (const auto& spec : kCommands) {
+    if (spec.name == name) return &spec;
+  }
+  return nullptr;
+}
+
+const CommandSpec& spec_of(Command command) {
+  for (const auto& spec : kCommands) {
+    if (spec.command == command) return spec;
+  }
+  return kCommands[0];
+}
+
+Status usage_error(std::string message) { return invalid_argument(std::move(message)); }
+
+bool parse_positive_int(std::string_view s, int64_t max, int64_t* out) {
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size() || v < 1 || v > max) return false;
+  *out = v;
+  return true;
+}
+
+bool parse_positive_seconds(std::string_view s, double* out) {
+  std::string copy(s);
+  if (copy.empty()) return false;
+  char* end = nullptr;
+  errno = 0;
+  double v = std::strtod(copy.c_str(), &end);
+  if (errno != 0 || end != copy.c_str() + copy.size() || !std::isfinite(v) || v <= 0) return false;
+  *out = v;
+  return true;
+}
+
+// A "-5"-like word is a positional argument (a message text), not an option.
+bool looks_like_option(std::string_view word) {
+  if (word.size() < 2 || word[0] != '-') return false;
+  if (word[1] >= '0' && word[1] <= '9') return false;
+  return true;
+}
+
+bool parse_port(std::string_view s, int* port) {
+  int64_t v = 0;
+  if (!parse_positive_int(s, 65535, &v)) return false;
+  *port = static_cast<int>(v);
+  return true;
+}
+
+Result<int> port_from_env(const EnvLookup& env, std::string_view name, int fallback) {
+  auto value = env(name);
+  if (!value) return fallback;
+  int port = 0;
+  if (!parse_port(*value, &port)) {
+    return invalid_argument(std::string(name) + "=" + *value + " is not a port number (1-65535)");
+  }
+  return port;
+}
+
+}  // namespace
+
+const char* command_name(Command command) { return spec_of(command).name.data(); }
+
+Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
+  CommandLine out;
+  std::vector<std::string> positional;
+  bool help = false;
+  bool options_done = false;
+  // Per-command options seen, to check they fit the command afterwards.
+  std::vector<std::pair<std::string, Command>> command_options;
+
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& word = argv[i];
+    if (options_done || !looks_like_option(word)) {
+      positional.push_back(word);
+      continue;
+    }
+    if (word == "--") {
+      options_done = true;
+      continue;
+    }
+    if (word == "-h" || word == "--help") {
+      help = true;
+      continue;
+    }
+    if (word.rfind("--", 0) != 0) return usage_error("unknown option " + word);
+
+    std::string name = word.substr(2);
+    std::optional<std::string> inline_value;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      inline_value = name.substr(eq + 1);
+      name.resize(eq);
+    }
+    if (name == "json") {
+      if (inline_value) return usage_error("--json takes no value");
+      out.json = true;
+      continue;
+    }
+    static constexpr std::string_view kValued[] = {"api",   "mqtt",  "as",     "device",
+                                                   "home",  "ca",    "password", "limit",
+                                                   "before", "count", "timeout"};
+    bool known = false;
+    for (auto k : kValued) known = known || (k == name);
+    if (!known) return usage_error("unknown option --" + name);
+
+    std::string value;
+    if (inline_value) {
+      value = *inline_value;
+    } else {
+      if (i + 1 >= argv.size()) return usage_error("--" + name + " needs a value");
+      value = argv[++i];
+    }
+
+    if (name == "api") {
+      out.api = value;
+    } else if (name == "mqtt") {
+      out.mqtt = value;
+    } else if (name == "as") {
+      if (!is_valid_user_id(value)) return usage_error("--as: '" + value + "' is not a valid user id");
+      out.as_user = value;
+    } else if (name == "device") {
+      if (!is_valid_device_id(value)) {
+        return usage_error("--device: '" + value + "' is not a valid device id ([A-Za-z0-9_-]{1,64})");
+      }
+      out.device = value;
+    } else if (name == "home") {
+      if (value.empty()) return usage_error("--home needs a directory");
+      out.home = value;
+    } else if (name == "ca") {
+      out.ca_file = value;
+    } else if (name == "password") {
+      out.password = value;
+      command_options.emplace_back(name, Command::kLogin);
+    } else if (name == "limit") {
+      int64_t v = 0;
+      if (!parse_positive_int(value, 1'000'000, &v)) {
+        return usage_error("--limit: '" + value + "' is not a positive number");
+      }
+      out.limit = static_cast<int>(v);
+      command_options.emplace_back(name, Command::kHistory);
+    } else if (name == "before") {
+      if (value.empty()) return usage_error("--before needs a message id");
+      out.before = value;
+      command_options.emplace_back(name, Command::kHistory);
+    } else if (name == "count") {
+      int64_t v = 0;
+      if (!parse_positive_int(value, INT64_MAX, &v)) {
+        return usage_error("--count: '" + value + "' is not a positive number");
+      }
+      out.count = v;
+      command_options.emplace_back(name, Command::kListen);
+    } else if (name == "timeout") {
+      double v = 0;
+      if (!parse_positive_seconds(value, &v)) {
+        return usage_error("--timeout: '" + value + "' is not a positive number of seconds");
+      }
+      out.timeout_seconds = v;
+      command_options.emplace_back(name, Command::kListen);
+    }
+  }
+
+  if (help || positional.empty()) {
+    out.command = Command::kHelp;
+    return out;
+  }
+
+  const CommandSpec* spec = find_command(positional.front());
+  if (spec == nullptr) return usage_error("unknown command '" + positional.front() + "'");
+  out.command = spec->command;
+  out.args.assign(positional.begin() + 1, positional.end());
+
+  for (const auto& [name, owner] : command_options) {
+    bool fits = owner == out.command ||
+                (name == "password" && out.command == Command::kRegister);
+    if (!fits && out.command != Command::kHelp) {
+      return usage_error("--" + name + " does not apply to '" + std::string(spec->name) + "'");
+    }
+  }
+  if (out.args.size() < spec->min_args || out.args.size() > spec->max_args) {
+    return usage_error("usage: chatctl " + std::string(spec->synopsis));
+  }
+  return out;
+}
+
+std::string usage_text() {
+  return R"(chatctl: command-line client of the chat platform
+
+Usage: chatctl [global options] COMMAND [arguments]
+
+Commands:
+  register USER [--password P]   create an account (password: --password, $CHATCTL_PASSWORD,
+                                 or asked twice on the terminal)
+  login USER [--password P]      get tokens for USER on this device; USER becomes the default profile
+  logout                         revoke this device's refresh token and forget the tokens
+  send PEER TEXT...              send a direct message and wait until the server has it
+  send PEER -                    send each line of standard input as a message
+  listen [--count N] [--timeout S]
+                                 print messages as they arrive (catching up with /v1/sync first);
+                                 --count: exit after N messages, --timeout: give up after S seconds
+  history PEER [--limit N] [--before ID]
+                                 print the conversation with PEER, oldest first
+  conversations                  list conversations with unread counts and the last message
+  token                          print a valid access token (refreshed when needed)
+  help                           this text
+
+Global options:
+  --api URL        REST API (default http://127.0.0.1:$CHAT_HTTP_PORT, port default 8080)
+  --mqtt HOST:PORT MQTT broker (default 127.0.0.1:$CHAT_MQTT_PORT, port default 1883);
+                   ssl://HOST:PORT or mqtts://HOST:PORT for TLS
+  --as USER        profile to use (default: the last one logged in)
+  --device ID      device id (default: cli-<8 hex>, created once per profile)
+  --home DIR       where profiles live (default $CHATCTL_HOME, else $XDG_CONFIG_HOME/chatctl,
+                   else ~/.config/chatctl)
+  --ca FILE        extra CA certificate for https/TLS (default $CHATCTL_CA)
+  --json           machine-readable output: one JSON object per line
+
+Examples:
+  chatctl register alice
+  chatctl login alice
+  chatctl --as alice listen
+  chatctl --as bob send alice hello there
+  seq 3 | chatctl --as bob send alice -
+  chatctl --as alice history bob --limit 20
+  curl -H "Authorization: Bearer $(chatctl token)" http://127.0.0.1:8080/v1/conversations
+
+Exit status: 0 ok, 1 refused or failed, 2 bad command line.
+)";
+}
+
+EnvLookup process_environment() {
+  return [](std::string_view name) -> std::optional<std::string> {
+    const char* v = std::getenv(std::string(name).c_str());
+    if (v == nullptr || *v == '\0') return std::nullopt;
+    return std::string(v);
+  };
+}
+
+Result<ApiUrl> parse_api_url(std::string_view url) {
+  ApiUrl out;
+  std::string_view rest = url;
+  if (auto sep = rest.find("://"); sep != std::string_view::npos) {
+    std::string_view scheme = rest.substr(0, sep);
+    if (scheme == "https") {
+      out.tls = true;
+    } else if (scheme != "http") {
+      return invalid_argument("--api: unsupported scheme '" + std::string(scheme) +
+                              "' (use http or https)");
+    }
+    rest.remove_prefix(sep + 3);
+  }
+  auto slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  std::string_view path = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
+  while (!path.empty() && path.back() == '/') path.remove_suffix(1);
+  if (authority.empty()) return invalid_argument("--api: no host in '" + std::string(url) + "'");
+  if (path.find_first_of("?#") != std::string_view::npos) {
+    return invalid_argument("--api: a query or fragment is not allowed in '" + std::string(url) + "'");
+  }
+  out.scheme_host_port = std::string(out.tls ? "https://" : "http://") + std::string(authority);
+  out.base_path = std::string(path);
+  return out;
+}
+
+Result<std::string> parse_mqtt_address(std::string_view address) {
+  std::string_view rest = address;
+  bool tls = false;
+  if (auto sep = rest.find("://"); sep != std::string_view::npos) {
+    std::string_view scheme = rest.substr(0, sep);
+    if (scheme == "ssl" || scheme == "tls" || scheme == "mqtts") {
+      tls = true;
+    } else if (scheme != "tcp" && scheme != "mqtt") {
+      return invalid_argument("--mqtt: unsupported scheme '" + std::string(scheme) +
+                              "' (use tcp, mqtt, ssl or mqtts)");
+    }
+    rest.remove_prefix(sep + 3);
+  }
+  while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.empty()) return invalid_argument("--mqtt: no host in '" + std::string(address) + "'");
+
+  std::string_view host = rest;
+  std::string_view port_text;
+  if (rest.front() == '[') {
+    auto close = rest.find(']');
+    if (close == std::string_view::npos) {
+      return invalid_argument("--mqtt: unterminated [ in '" + std::string(address) + "'");
+    }
+    host = rest.substr(0, close + 1);
+    std::string_view after = rest.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return invalid_argument("--mqtt: bad address '" + std::string(address) + "'");
+      port_text = after.substr(1);
+    }
+  } else if (auto colon = rest.rfind(':'); colon != std::string_view::npos) {
+    if (rest.find(':') != colon) {
+      return invalid_argument("--mqtt: write IPv6 addresses as [addr]:port");
+    }
+    host = rest.substr(0, colon);
+    port_text = rest.substr(colon + 1);
+  }
+  if (host.empty() || host.find_first_of("/ ") != std::string_view::npos) {
+    return invalid_argument("--mqtt: bad host in '" + std::string(address) + "'");
+  }
+  int port = tls ? 8883 : 1883;
+  if (!port_text.empty() && !parse_port(port_text, &port)) {
+    return invalid_argument("--mqtt: bad port in '" + std::string(address) + "'");
+  }
+  return std::string(tls ? "ssl://" : "tcp://") + std::string(host) + ":" + std::to_string(port);
+}
+
+Result<Settings> resolve_settings(const CommandLine& command_line, const EnvLookup& env) {
+  Settings s;
+
+  std::string api = command_line.api.value_or("");
+  if (api.empty()) {
+    auto port = port_from_env(env, "CHAT_HTTP_PORT", 8080);
+    if (!port) return port.status();
+    api = "http://127.0.0.1:" + std::to_string(*port);
+  }
+  auto api_url = parse_api_url(api);
+  if (!api_url) return api_url.status();
+  s.api = *api_url;
+
+  std::string mqtt = command_line.mqtt.value_or("");
+  if (mqtt.empty()) {
+    auto port = port_from_env(env, "CHAT_MQTT_PORT", 1883);
+    if (!port) return port.status();
+    mqtt = "127.0.0.1:" + std::to_string(*port);
+  }
+  auto mqtt_uri = parse_mqtt_address(mqtt);
+  if (!mqtt_uri) return mqtt_uri.status();
+  s.mqtt_uri = *mqtt_uri;
+
+  if (command_line.home) {
+    s.home = *command_line.home;
+  } else if (auto v = env("CHATCTL_HOME")) {
+    s.home = *v;
+  } else if (auto xdg = env("XDG_CONFIG_HOME")) {
+    s.home = *xdg + "/chatctl";
+  } else if (auto home = env("HOME")) {
+    s.home = *home + "/.config/chatctl";
+  } else {
+    return invalid_argument("cannot find a home for profiles: set --home, CHATCTL_HOME or HOME");
+  }
+
+  s.ca_file = command_line.ca_file.value_or(env("CHATCTL_CA").value_or(""));
+  return s;
+}
+
+}  // namespace chat::tools

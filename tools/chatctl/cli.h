@@ -1,0 +1,102 @@
+// chatctl's command line: what the user typed (CommandLine), and the settings it
+// resolves to once defaults and environment variables are applied (Settings).
+//
+// Pure: no I/O. The environment is passed in as a lookup function so tests can
+// fake it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "chat/common/status.h"
+
+namespace chat::tools {
+
+// Process exit statuses (README: "Exit codes").
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;  // refused, failed, timed out
+inline constexpr int kExitUsage = 2;    // bad command line
+
+enum class Command {
+  kHelp,
+  kRegister,       // register USER
+  kLogin,          // login USER
+  kLogout,         // logout
+  kSend,           // send PEER TEXT... | send PEER -
+  kListen,         // listen
+  kHistory,        // history PEER
+  kConversations,  // conversations
+  kToken,          // token
+};
+
+const char* command_name(Command command);
+
+// Everything given on the command line, before defaults are applied.
+struct CommandLine {
+  Command command = Command::kHelp;
+  std::vector<std::string> args;  // positional arguments after the command
+
+  // Global options (any command).
+  std::optional<std::string> api;      // --api URL
+  std::optional<std::string> mqtt;     // --mqtt HOST:PORT (or tcp://, ssl://, mqtts:// URL)
+  std::optional<std::string> as_user;  // --as USER
+  std::optional<std::string> device;   // --device ID
+  std::optional<std::string> home;     // --home DIR
+  std::optional<std::string> ca_file;  // --ca FILE: extra CA for https / ssl MQTT
+  bool json = false;                   // --json
+
+  // Per-command options.
+  std::optional<std::string> password;       // register, login: --password P
+  std::optional<int> limit;                  // history: --limit N (N >= 1)
+  std::optional<std::string> before;         // history: --before ID
+  std::optional<int64_t> count;              // listen: --count N (N >= 1)
+  std::optional<double> timeout_seconds;     // listen: --timeout S (S > 0)
+};
+
+// Parses argv without the program name. Options may appear before or after the
+// command, as `--name value` or `--name=value`; `--` ends option parsing (so a
+// message may start with `--`). A lone `-` is a positional argument.
+// `-h`/`--help` anywhere, `help`, or no arguments at all give Command::kHelp.
+// Any mistake is kInvalidArgument with a message meant for the user.
+Result<CommandLine> parse_command_line(const std::vector<std::string>& argv);
+
+// The usage text with examples (printed by `help` and on usage errors).
+std::string usage_text();
+
+// Returns the value of an environment variable; nullopt when unset or empty.
+using EnvLookup = std::function<std::optional<std::string>(std::string_view name)>;
+EnvLookup process_environment();
+
+// The REST base URL split for the HTTP client.
+struct ApiUrl {
+  std::string scheme_host_port;  // "http://127.0.0.1:8080"
+  std::string base_path;         // "" or "/prefix" (no trailing slash)
+  bool tls = false;
+};
+// Accepts http://host[:port][/path] and https://...; a URL without a scheme is
+// taken as http.
+Result<ApiUrl> parse_api_url(std::string_view url);
+
+// The MQTT server URI for Paho: "tcp://host:port" or "ssl://host:port".
+// Accepts HOST:PORT, HOST (port 1883, or 8883 for TLS), and URLs with the
+// schemes tcp, mqtt, ssl, tls, mqtts. IPv6 hosts are written [addr]:port.
+Result<std::string> parse_mqtt_address(std::string_view address);
+
+// What the commands run with, after defaults.
+struct Settings {
+  ApiUrl api;             // Default: http://127.0.0.1:$CHAT_HTTP_PORT (port default 8080).
+  std::string mqtt_uri;   // Default: tcp://127.0.0.1:$CHAT_MQTT_PORT (port default 1883).
+  std::string home;       // Default: $CHATCTL_HOME, else $XDG_CONFIG_HOME/chatctl,
+                          // else $HOME/.config/chatctl.
+  std::string ca_file;    // Default: $CHATCTL_CA, else none (system trust store).
+};
+
+// Applies defaults and environment variables; a bad value is kInvalidArgument
+// naming the option or variable.
+Result<Settings> resolve_settings(const CommandLine& command_line, const EnvLookup& env);
+
+}  // namespace chat::tools
