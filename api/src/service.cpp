@@ -286,21 +286,22 @@ Health Service::health() {
   return h;
 }
 
-Status Service::ensure_admin_accounts() {
-  for (const std::string& admin : config_.admins) {
-    auto existing = accounts_.get_account(admin);
+Status ensure_admin_accounts(const Config& config, store::AccountStore& accounts,
+                             const PasswordHasher& hasher, const Clock& clock) {
+  for (const std::string& admin : config.admins) {
+    auto existing = accounts.get_account(admin);
     if (existing) continue;
     if (existing.status().code() != StatusCode::kNotFound) return existing.status();
-    const bool random = config_.admin_password.empty();
-    std::string password = random ? random_token(18) : config_.admin_password;
-    auto hash = hasher_.hash(password);
+    const bool random = config.admin_password.empty();
+    std::string password = random ? random_token(18) : config.admin_password;
+    auto hash = hasher.hash(password);
     if (!hash) return hash.status();
     store::Account account;
     account.user = admin;
     account.password_hash = std::move(hash).value();
-    account.roles = roles_for(admin);
-    account.created_ms = clock_.now_ms();
-    Status s = accounts_.create_account(account);
+    account.roles = {"admin"};
+    account.created_ms = clock.now_ms();
+    Status s = accounts.create_account(account);
     if (s.code() == StatusCode::kAlreadyExists) continue;
     if (!s.is_ok()) return s;
     logger().info("admin account {} created", admin);

@@ -217,6 +217,13 @@ Result<PkeyPtr> rsa_public_key(std::string_view n_bytes, std::string_view e_byte
   BnPtr n_bn(BN_bin2bn(bytes_of(n), static_cast<int>(n.size()), nullptr));
   BnPtr e_bn(BN_bin2bn(bytes_of(e), static_cast<int>(e.size()), nullptr));
   if (!n_bn || !e_bn) return internal_error("RSA bignum");
+  // SP 800-56B §6.2: e odd and 2^16 < e < 2^256. OpenSSL's default provider
+  // only asks for e odd and > 1; small exponents are refused here because
+  // every PKCS#1 v1.5 forgery against lax verifiers needs one.
+  const int e_bits = BN_num_bits(e_bn.get());
+  if (!BN_is_odd(e_bn.get()) || e_bits <= 16 || e_bits > 256) {
+    return invalid_argument("RSA exponent outside (2^16, 2^256) or even");
+  }
   const int bits = BN_num_bits(n_bn.get());
   if (bits < kMinRsaBits) return invalid_argument("RSA modulus shorter than 2048 bits");
   if (bits > kMaxRsaBits) return invalid_argument("RSA modulus longer than 8192 bits");
@@ -237,8 +244,8 @@ Result<PkeyPtr> rsa_public_key(std::string_view n_bytes, std::string_view e_byte
     return invalid_argument("RSA key refused");
   }
   PkeyPtr pkey(raw);
-  // SP 800-56B public-key checks: n odd, composite, not a prime power, no
-  // factor below 752, and 2^16 < e < 2^256 (so e = 1 or 3 is refused).
+  // SP 800-56B public-key checks on n: odd, composite, not a prime power, no
+  // factor below 752.
   PkeyCtxPtr check(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey.get(), nullptr));
   if (!check || EVP_PKEY_public_check(check.get()) != 1) {
     return invalid_argument("RSA public key fails validation");
@@ -336,8 +343,8 @@ bool digest_verify(EVP_PKEY* pkey, bool rsa_pkcs1, std::string_view input,
                    std::string_view signature) {
   MdCtxPtr ctx(EVP_MD_CTX_new());
   EVP_PKEY_CTX* pctx = nullptr;  // owned by ctx
-  if (!ctx || EVP_DigestVerifyInit_ex(ctx.get(), &pctx, "SHA256", nullptr, nullptr, pkey,
-                                      nullptr) != 1) {
+  if (!ctx ||
+      EVP_DigestVerifyInit_ex(ctx.get(), &pctx, "SHA256", nullptr, nullptr, pkey, nullptr) != 1) {
     return false;
   }
   if (rsa_pkcs1 && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1) return false;
@@ -545,7 +552,8 @@ Result<Claims> check_claims(std::string_view payload, const VerifyOptions& optio
   }
 
   auto sub_it = body.find("sub");
-  if (sub_it == body.end() || !sub_it->is_string() || sub_it->get_ref<const std::string&>().empty()) {
+  if (sub_it == body.end() || !sub_it->is_string() ||
+      sub_it->get_ref<const std::string&>().empty()) {
     return unauthenticated("missing sub");
   }
   claims.sub = sub_it->get<std::string>();
@@ -633,7 +641,8 @@ Status write_file(const std::string& path, std::string_view contents, mode_t mod
 Result<std::string> read_small_file(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    return errno == ENOENT ? Status(not_found(path)) : internal_error(errno_text("cannot open", path));
+    return errno == ENOENT ? Status(not_found(path))
+                           : internal_error(errno_text("cannot open", path));
   }
   std::string out;
   char buffer[4096];
@@ -687,8 +696,8 @@ std::optional<std::string> default_kid(EVP_PKEY* pkey) {
   if (!point) return std::nullopt;
   std::array<unsigned char, 32> digest{};
   unsigned int digest_len = 0;
-  if (EVP_Digest(point->data(), point->size(), digest.data(), &digest_len, EVP_sha256(),
-                 nullptr) != 1) {
+  if (EVP_Digest(point->data(), point->size(), digest.data(), &digest_len, EVP_sha256(), nullptr) !=
+      1) {
     return std::nullopt;
   }
   return base64url_encode(
@@ -774,28 +783,32 @@ Result<std::string> base64url_decode(std::string_view text) {
 
 const char* alg_name(Alg alg) {
   switch (alg) {
-    case Alg::kHS256: return "HS256";
-    case Alg::kRS256: return "RS256";
-    case Alg::kES256: return "ES256";
+    case Alg::kHS256:
+      return "HS256";
+    case Alg::kRS256:
+      return "RS256";
+    case Alg::kES256:
+      return "ES256";
   }
   return "";
 }
 
 // Rules for a JWKS document, beyond the per-key rules in the header:
 // - A key that cannot be used (other kty/alg/curve, `use` not sig, `key_ops`
-//   without verify, malformed or weak material: off-curve point, RSA under 2048
-//   bits or ROCA, bad e, HMAC secret under 32 bytes) is skipped, so one odd key
-//   at an identity provider does not lock every user out; none of them can
-//   verify anything.
+//   without verify, malformed or weak material: off-curve point, RSA under
+//   2048 bits or ROCA, e outside (2^16, 2^256), HMAC secret under 32 bytes) is
+//   skipped, so one odd key at an identity provider does not lock every user
+//   out; none of them can verify anything.
 // - A JWK without `kid` gets kid "" and is chosen only by tokens without a
 //   `kid` header. A token that names a kid must find exactly that kid, and a
 //   token without one never falls back to "the only key" or "any key": that
 //   would let a header edit pick the key. (Every Wycheproof vector carries a
 //   kid; the only kid-less ones are alg none and malformed tokens, refused
 //   either way.)
-// - Two usable keys with the same kid (including two without kid) make the
-//   whole document an error: which one verifies would be arbitrary
-//   (Wycheproof DuplicateKid).
+// - Two keys with the same kid (including two without kid) make the whole
+//   document an error, even when one of them is unusable: which key a token
+//   means would be ambiguous, and Wycheproof DuplicateKid expects the set
+//   refused although one of its two keys is not even valid base64url.
 // - HS256 keys next to asymmetric keys make the document an error: such a set
 //   mixes a shared secret with public keys, the setting of key-confusion
 //   attacks (Wycheproof MixedKeySet).
@@ -803,7 +816,9 @@ Result<KeySet> KeySet::from_jwks(std::string_view text, const KeySetOptions& opt
   OpenSslErrorScope errors;
   try {
     const json doc = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-    if (doc.is_discarded() || !doc.is_object()) return invalid_argument("JWKS is not a JSON object");
+    if (doc.is_discarded() || !doc.is_object()) {
+      return invalid_argument("JWKS is not a JSON object");
+    }
     std::vector<const json*> entries;
     if (auto keys = doc.find("keys"); keys != doc.end()) {
       if (!keys->is_array()) return invalid_argument("JWKS keys is not an array");
@@ -812,6 +827,19 @@ Result<KeySet> KeySet::from_jwks(std::string_view text, const KeySetOptions& opt
       entries.push_back(&doc);
     } else {
       return invalid_argument("neither a JWKS nor a JWK");
+    }
+
+    // kid values must be distinct across the whole document, usable keys or
+    // not, with a missing kid counting as "".
+    std::set<std::string, std::less<>> kids;
+    for (const json* entry : entries) {
+      std::string kid;
+      if (entry->is_object()) {
+        if (auto it = entry->find("kid"); it != entry->end() && it->is_string()) {
+          kid = it->get<std::string>();
+        }
+      }
+      if (!kids.insert(kid).second) return invalid_argument("duplicate kid \"" + kid + "\"");
     }
 
     KeySet set;
@@ -824,9 +852,6 @@ Result<KeySet> KeySet::from_jwks(std::string_view text, const KeySetOptions& opt
         skipped += (skipped.empty() ? "" : "; ") + std::string("key ") + std::to_string(i) + ": " +
                    key.status().message();
         continue;
-      }
-      if (set.find(key->kid) != nullptr) {
-        return invalid_argument("duplicate kid \"" + key->kid + "\"");
       }
       (key->alg == Alg::kHS256 ? has_hmac : has_public) = true;
       set.add(std::move(key).value());
@@ -963,12 +988,12 @@ std::string Signer::sign(const nlohmann::json& claims) const {
     auto* pkey = static_cast<EVP_PKEY*>(pkey_.get());
     if (pkey == nullptr) return "";
     const json header = {{"alg", "ES256"}, {"typ", "JWT"}, {"kid", kid_}};
-    std::string token = base64url_encode(dump_json(header)) + "." +
-                        base64url_encode(dump_json(claims));
+    std::string token =
+        base64url_encode(dump_json(header)) + "." + base64url_encode(dump_json(claims));
 
     MdCtxPtr ctx(EVP_MD_CTX_new());
-    if (!ctx || EVP_DigestSignInit_ex(ctx.get(), nullptr, "SHA256", nullptr, nullptr, pkey,
-                                      nullptr) != 1) {
+    if (!ctx ||
+        EVP_DigestSignInit_ex(ctx.get(), nullptr, "SHA256", nullptr, nullptr, pkey, nullptr) != 1) {
       return "";
     }
     size_t der_len = 0;

@@ -4,6 +4,9 @@
 #include <cstdlib>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
+
+#include "chat/common/ids.h"
 
 namespace chat::tools {
 namespace {
@@ -215,7 +218,7 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
 }
 
 std::string usage_text() {
-  return R"(chatctl: command-line client of the chat platform
+  return R"USAGE(chatctl: command-line client of the chat platform
 
 Usage: chatctl [global options] COMMAND [arguments]
 
@@ -256,7 +259,7 @@ Examples:
   curl -H "Authorization: Bearer $(chatctl token)" http://127.0.0.1:8080/v1/conversations
 
 Exit status: 0 ok, 1 refused or failed, 2 bad command line.
-)";
+)USAGE";
 }
 
 EnvLookup process_environment() {

@@ -243,8 +243,10 @@ Result<Profile> ProfileStore::update(std::string_view user, bool create_missing,
   } else {
     return loaded.status();
   }
+  nlohmann::json before = profile_to_json(profile);
   s = change(profile);
   if (!s.is_ok()) return s;
+  if (loaded && profile_to_json(profile) == before) return profile;  // nothing to write
   s = save(profile);
   if (!s.is_ok()) return s;
   return profile;

@@ -107,9 +107,6 @@ class Service {
 
   Health health();
 
-  // Creates the CHAT_ADMINS accounts that do not exist yet (password from
-  // CHAT_ADMIN_PASSWORD, or random and printed once to stdout).
-  Status ensure_admin_accounts();
   // Tells the broker every admin exists (user.add); run after each connect.
   Status announce_admins();
 
@@ -131,6 +128,13 @@ class Service {
   const PasswordHasher& hasher_;
   const Clock& clock_;
 };
+
+// Creates the CHAT_ADMINS accounts that do not exist yet (password from
+// CHAT_ADMIN_PASSWORD, or random and printed once to stdout). Existing
+// accounts are left as they are (a changed CHAT_ADMIN_PASSWORD does not reset
+// them).
+Status ensure_admin_accounts(const Config& config, store::AccountStore& accounts,
+                             const PasswordHasher& hasher, const Clock& clock);
 
 // The RFC 6749 §5.2 name for a failed grant's Status, or nullptr when the
 // failure is the server's (then the ordinary error mapping applies).

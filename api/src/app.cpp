@@ -1,0 +1,185 @@
+#include "chat/api/app.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string_view>
+#include <thread>
+
+#include "chat/api/control.h"
+#include "chat/api/http_server.h"
+#include "chat/api/log.h"
+#include "chat/api/passwords.h"
+#include "chat/api/service.h"
+#include "chat/api/tokens.h"
+#include "chat/common/clock.h"
+
+namespace chat::api {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr auto kArchivePatience = std::chrono::seconds(10);
+
+Status make_dir(const std::string& path, fs::perms perms) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec) return internal_error("cannot create " + path + ": " + ec.message());
+  fs::permissions(path, perms, fs::perm_options::replace, ec);
+  if (ec) return internal_error("cannot set permissions of " + path + ": " + ec.message());
+  return Status::ok();
+}
+
+int fail(std::string_view what) {
+  std::fprintf(stderr, "chat-api: %.*s\n", static_cast<int>(what.size()), what.data());
+  return 1;
+}
+
+}  // namespace
+
+Result<DataDir> init_data_dir(const Config& config) {
+  std::error_code ec;
+  fs::create_directories(config.data_dir, ec);
+  if (ec) return internal_error("cannot create CHAT_DATA_DIR " + config.data_dir + ": " + ec.message());
+  // keys/ must stay readable by the broker (it may run as another user);
+  // the private key inside is 0600. api/ holds credentials: ours alone.
+  constexpr auto kShared = fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                           fs::perms::others_read | fs::perms::others_exec;
+  if (Status s = make_dir(config.keys_dir(), kShared); !s.is_ok()) return s;
+  if (Status s = make_dir(config.api_dir(), fs::perms::owner_all); !s.is_ok()) return s;
+
+  auto signer = jwt::Signer::load_or_create(config.issuer_key_path(), config.jwks_path());
+  if (!signer) {
+    return Status(signer.status().code(),
+                  "issuer key " + config.issuer_key_path() + ": " + signer.status().message());
+  }
+  auto accounts = store::AccountStore::open(config.accounts_path());
+  if (!accounts) {
+    return Status(accounts.status().code(),
+                  "account database " + config.accounts_path() + ": " + accounts.status().message());
+  }
+  return DataDir{std::move(signer).value(), std::move(accounts).value()};
+}
+
+Result<std::unique_ptr<store::ArchiveReader>> open_archive_reader(
+    const Config& config, std::chrono::milliseconds patience) {
+  const auto deadline = std::chrono::steady_clock::now() + patience;
+  bool logged = false;
+  for (;;) {
+    auto reader = store::ArchiveReader::open(config.archive_path(), config.archive_secondary_path());
+    if (reader) return reader;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return unavailable("cannot open the broker's archive at " + config.archive_path() +
+                         " (is the broker running on this CHAT_DATA_DIR?): " +
+                         reader.status().message());
+    }
+    if (!logged) {
+      logger().info("waiting for the broker's archive at {}", config.archive_path());
+      logged = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+int run(int argc, char** argv) {
+  bool init_only = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--init") {
+      init_only = true;
+    } else {
+      std::fprintf(stderr,
+                   "usage: chat-api [--init]\n"
+                   "  --init  create CHAT_DATA_DIR's keys and account database, then exit\n"
+                   "Configuration comes from CHAT_* environment variables (see api/README.md).\n");
+      return 2;
+    }
+  }
+
+  auto config_or = Config::from_env();
+  if (!config_or) {
+    std::fprintf(stderr, "chat-api: %s\n", config_or.status().message().c_str());
+    return 2;
+  }
+  const Config config = std::move(config_or).value();
+  const Clock& clock = SystemClock::instance();
+
+  auto data = init_data_dir(config);
+  if (!data) return fail(data.status().message());
+  PasswordHasher hasher;
+  if (Status s = ensure_admin_accounts(config, *data->accounts, hasher, clock); !s.is_ok()) {
+    return fail("creating CHAT_ADMINS accounts: " + s.to_string());
+  }
+  if (init_only) {
+    std::printf("chat-api: initialised %s\n", config.data_dir.c_str());
+    return 0;
+  }
+
+  // Signals are taken by one thread with sigwait; block them before any
+  // other thread exists so every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  TokenOptions token_options{config.jwt_issuer, config.jwt_audience, config.jwt_leeway_s};
+  auto tokens = TokenIssuer::create(data->signer, token_options, clock);
+  if (!tokens) return fail(tokens.status().message());
+
+  auto archive = open_archive_reader(config, kArchivePatience);
+  if (!archive) return fail(archive.status().message());
+
+  Service* service_ptr = nullptr;  // set below, before the control client starts
+  ControlClientOptions control_options;
+  control_options.port = config.mqtt_port;
+  control_options.username = std::string(kServiceUser);
+  control_options.mint_password = [&service_ptr] { return service_ptr->mint_service_token(); };
+  control_options.on_connected = [&service_ptr] { service_ptr->announce_admins().ignore_error(); };
+  ControlClient control(control_options);
+
+  Service service(config, *data->accounts, **archive, control, **tokens, hasher, clock);
+  service_ptr = &service;
+
+  HttpOptions http_options;
+  http_options.threads = config.http_threads;
+  http_options.max_body_bytes = config.max_body_bytes;
+  HttpServer http(service, http_options);
+  auto port = http.bind(config.bind, config.http_port);
+  if (!port) return fail(port.status().message() + " (CHAT_BIND / CHAT_HTTP_PORT)");
+
+  control.start();
+  logger().info("chat-api listening on http://{}:{} (broker control at 127.0.0.1:{})", config.bind,
+                *port, config.mqtt_port);
+
+  std::atomic<bool> done{false};
+  std::thread signal_thread([&] {
+    const timespec tick{0, 200 * 1000 * 1000};
+    while (!done.load()) {
+      int sig = sigtimedwait(&signals, nullptr, &tick);
+      if (sig == SIGINT || sig == SIGTERM) {
+        logger().info("chat-api: {} received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        // stop() is a no-op until listen() runs; wait for it (or its failure).
+        while (!http.is_running() && !done.load()) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        http.stop();
+        return;
+      }
+    }
+  });
+
+  Status served = http.listen();
+  done.store(true);
+  signal_thread.join();
+  control.stop();
+  if (!served.is_ok()) return fail(served.message());
+  logger().info("chat-api stopped");
+  return 0;
+}
+
+}  // namespace chat::api

@@ -1,0 +1,490 @@
+#include "chat/api/http_server.h"
+
+#include <httplib.h>
+
+#include <charconv>
+#include <chrono>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "chat/api/log.h"
+
+namespace chat::api {
+
+using httplib::Request;
+using httplib::Response;
+using nlohmann::json;
+
+int http_status(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return 200;
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kUnauthenticated: return 401;
+    case StatusCode::kPermissionDenied: return 403;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kAlreadyExists: return 409;
+    case StatusCode::kResourceExhausted: return 429;
+    case StatusCode::kInternal: return 500;
+    case StatusCode::kUnavailable: return 503;
+  }
+  return 500;
+}
+
+namespace {
+
+constexpr const char* kJson = "application/json";
+
+// ---- rendering -------------------------------------------------------------
+
+void write_json(Response& res, int status, std::string body) {
+  res.status = status;
+  res.set_content(std::move(body), kJson);
+}
+
+void write_error(Response& res, int status, std::string_view code, std::string_view message) {
+  write_json(res, status, json{{"error", code}, {"message", message}}.dump());
+}
+
+// Every Service failure goes out through here.
+void write_status(Response& res, const Status& status) {
+  int http = http_status(status.code());
+  if (http >= 500) logger().warn("request failed: {}", status.to_string());
+  // Server-side failures carry no internals to the client.
+  std::string_view message = status.code() == StatusCode::kInternal
+                                 ? std::string_view("internal error")
+                                 : std::string_view(status.message());
+  write_error(res, http, status_code_name(status.code()), message);
+  if (status.code() == StatusCode::kUnauthenticated) res.set_header("WWW-Authenticate", "Bearer");
+}
+
+// What an error status the library produced on its own (no route, bad
+// request line, body over the limit) is called.
+std::pair<const char*, const char*> describe_http_error(int status) {
+  switch (status) {
+    case 400: return {"invalid_argument", "malformed request"};
+    case 404: return {"not_found", "no such route"};
+    case 405: return {"method_not_allowed", "method not allowed"};
+    case 413: return {"too_large", "request body too large"};
+    case 414: return {"too_large", "request URI too long"};
+    case 416: return {"invalid_argument", "range not satisfiable"};
+    case 500: return {"internal", "internal error"};
+    default:
+      return {status >= 500 ? "internal" : "invalid_argument", "request failed"};
+  }
+}
+
+// A raw JSON value (already valid JSON text) or null.
+void append_id_or_null(std::string& out, const std::optional<std::string>& id) {
+  if (id) out += json(*id).dump();
+  else out += "null";
+}
+
+// {"messages":[...],"next":...,"has_more":...}: envelopes go out exactly as
+// archived, so they are spliced in without a parse/serialise round-trip.
+std::string render_page(const MessagePage& page) {
+  size_t size = 64;
+  for (const auto& e : page.envelopes) size += e.size() + 1;
+  std::string out;
+  out.reserve(size);
+  out += "{\"messages\":[";
+  for (size_t i = 0; i < page.envelopes.size(); ++i) {
+    if (i > 0) out += ',';
+    out += page.envelopes[i];
+  }
+  out += "],\"next\":";
+  append_id_or_null(out, page.next);
+  out += ",\"has_more\":";
+  out += page.has_more ? "true" : "false";
+  out += '}';
+  return out;
+}
+
+// ---- parsing ---------------------------------------------------------------
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// application/x-www-form-urlencoded decoding of one name or value.
+std::optional<std::string> form_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c == '+') {
+      out += ' ';
+    } else if (c == '%') {
+      if (i + 2 >= s.size()) return std::nullopt;
+      int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// RFC 6749 §3.2: parameters sent without a value are treated as omitted, and
+// a parameter must not appear more than once.
+Result<std::map<std::string, std::string>> parse_form(std::string_view body) {
+  std::map<std::string, std::string> out;
+  while (!body.empty()) {
+    auto amp = body.find('&');
+    std::string_view pair = body.substr(0, amp);
+    body = amp == std::string_view::npos ? std::string_view() : body.substr(amp + 1);
+    if (pair.empty()) continue;
+    auto eq = pair.find('=');
+    auto name = form_decode(pair.substr(0, eq));
+    auto value = form_decode(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
+    if (!name || !value) return invalid_argument("malformed form encoding");
+    if (value->empty()) continue;
+    if (!out.emplace(std::move(*name), std::move(*value)).second) {
+      return invalid_argument("a parameter appears more than once");
+    }
+  }
+  return out;
+}
+
+std::string form_value(const std::map<std::string, std::string>& form, const char* name) {
+  auto it = form.find(name);
+  return it == form.end() ? std::string() : it->second;
+}
+
+bool is_form(const Request& req) {
+  std::string ct = req.get_header_value("Content-Type");
+  return ct.rfind("application/x-www-form-urlencoded", 0) == 0;
+}
+
+Result<json> parse_json_object(const Request& req) {
+  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded() || !body.is_object()) {
+    return invalid_argument("the body must be a JSON object");
+  }
+  return body;
+}
+
+// A string member of a JSON object, or nullopt when absent or not a string.
+std::optional<std::string> string_member(const json& obj, const char* name) {
+  auto it = obj.find(name);
+  if (it == obj.end() || !it->is_string()) return std::nullopt;
+  return it->get<std::string>();
+}
+
+// limit: absent -> default; digits only, at least 1; larger values clamp to `max`.
+Result<size_t> parse_limit(const Request& req, size_t fallback, size_t max) {
+  if (!req.has_param("limit")) return fallback;
+  std::string text = req.get_param_value("limit");
+  if (text.empty()) return invalid_argument("limit must be a positive integer");
+  for (char c : text) {
+    if (c < '0' || c > '9') return invalid_argument("limit must be a positive integer");
+  }
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec == std::errc::result_out_of_range) return max;
+  if (ec != std::errc() || end != text.data() + text.size()) {
+    return invalid_argument("limit must be a positive integer");
+  }
+  if (v == 0) return invalid_argument("limit must be at least 1");
+  return static_cast<size_t>(std::min<uint64_t>(v, max));
+}
+
+// ---- authentication --------------------------------------------------------
+
+struct Bearer {
+  bool present = false;  // an Authorization header came
+  std::string token;     // empty when the header is not "Bearer <token>"
+};
+
+Bearer bearer_of(const Request& req) {
+  Bearer b;
+  if (!req.has_header("Authorization")) return b;
+  b.present = true;
+  std::string h = req.get_header_value("Authorization");
+  constexpr std::string_view kScheme = "bearer ";
+  if (h.size() <= kScheme.size()) return b;
+  for (size_t i = 0; i < kScheme.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(h[i])) != kScheme[i]) return b;
+  }
+  size_t start = h.find_first_not_of(' ', kScheme.size());
+  if (start != std::string::npos) b.token = h.substr(start);
+  return b;
+}
+
+// RFC 6750 §3: 401 with a challenge; error="invalid_token" once a token came.
+void write_unauthenticated(Response& res, bool token_given, std::string_view why) {
+  write_error(res, 401, "unauthenticated", why);
+  res.set_header("WWW-Authenticate",
+                 token_given ? "Bearer error=\"invalid_token\"" : std::string("Bearer"));
+}
+
+// The principal of a request, or nullopt after writing the 401.
+std::optional<Principal> require_principal(const Service& service, const Request& req,
+                                           Response& res) {
+  Bearer b = bearer_of(req);
+  if (!b.present) {
+    write_unauthenticated(res, false, "a bearer access token is required");
+    return std::nullopt;
+  }
+  if (b.token.empty()) {
+    write_unauthenticated(res, true, "the Authorization header is not \"Bearer <token>\"");
+    return std::nullopt;
+  }
+  auto principal = service.authenticate(b.token);
+  if (!principal) {
+    write_unauthenticated(res, true, principal.status().message());
+    return std::nullopt;
+  }
+  return std::move(principal).value();
+}
+
+// ---- access log ------------------------------------------------------------
+
+thread_local std::chrono::steady_clock::time_point t_request_start{};
+
+}  // namespace
+
+HttpServer::HttpServer(Service& service, HttpOptions options)
+    : service_(service), options_(options), server_(std::make_unique<httplib::Server>()) {
+  const int threads = options_.threads > 0 ? options_.threads : 1;
+  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  server_->set_tcp_nodelay(true);
+  server_->set_payload_max_length(options_.max_body_bytes);
+  server_->set_keep_alive_max_count(1000);
+
+  server_->set_pre_routing_handler([](const Request&, Response&) {
+    t_request_start = std::chrono::steady_clock::now();
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  server_->set_error_handler(httplib::Server::HandlerWithResponse(
+      [](const Request&, Response& res) {
+        // Our handlers write their own JSON errors; fill in the library's own
+        // (no route, malformed request, body too large).
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        auto [code, message] = describe_http_error(res.status);
+        write_error(res, res.status, code, message);
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  server_->set_exception_handler([](const Request& req, Response& res, std::exception_ptr ep) {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    logger().error("{} {}: unhandled exception: {}", req.method, req.path, what);
+    res.headers.clear();
+    write_error(res, 500, "internal", "internal error");
+  });
+  server_->set_logger([](const Request& req, const Response& res) {
+    auto start = t_request_start;
+    t_request_start = {};
+    if (start == std::chrono::steady_clock::time_point{}) {
+      logger().info("{} {} {} {} {}B", req.remote_addr, req.method, req.path, res.status,
+                    res.body.size());
+      return;
+    }
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                  std::chrono::steady_clock::now() - start)
+                  .count();
+    logger().info("{} {} {} {} {}B {}.{:03}ms", req.remote_addr, req.method, req.path, res.status,
+                  res.body.size(), us / 1000, us % 1000);
+  });
+  register_routes();
+}
+
+HttpServer::~HttpServer() { stop(); }
+
+void HttpServer::register_routes() {
+  Service& service = service_;
+
+  server_->Get("/healthz", [&service](const Request&, Response& res) {
+    Health h = service.health();
+    if (h.ok()) {
+      write_json(res, 200, R"({"status":"ok"})");
+      return;
+    }
+    std::string message;
+    if (!h.archive_ok) message = "archive: " + h.archive_error;
+    if (!h.broker_ok) message += std::string(message.empty() ? "" : "; ") + "broker: not connected";
+    write_json(res, 503,
+               json{{"status", "unavailable"},
+                    {"error", "unavailable"},
+                    {"message", message},
+                    {"archive", h.archive_ok ? "ok" : "down"},
+                    {"broker", h.broker_ok ? "ok" : "down"}}
+                   .dump());
+  });
+
+  server_->Post("/v1/users", [&service](const Request& req, Response& res) {
+    std::optional<Principal> caller;
+    if (req.has_header("Authorization")) {
+      caller = require_principal(service, req, res);
+      if (!caller) return;
+    }
+    auto body = parse_json_object(req);
+    if (!body) return write_status(res, body.status());
+    auto user = string_member(*body, "user");
+    auto password = string_member(*body, "password");
+    if (!user || !password) {
+      return write_status(res, invalid_argument("\"user\" and \"password\" strings are required"));
+    }
+    auto created = service.create_user(caller, *user, *password);
+    if (!created) return write_status(res, created.status());
+    write_json(res, 201, json{{"user", *created}}.dump());
+  });
+
+  server_->Post("/v1/oauth/token", [&service](const Request& req, Response& res) {
+    // RFC 6749 §5.1/§5.2: never cache token answers, errors included.
+    res.set_header("Cache-Control", "no-store");
+    res.set_header("Pragma", "no-cache");
+    auto oauth_error = [&res](const char* code, const std::string& description) {
+      write_json(res, 400,
+                 json{{"error", code}, {"error_description", description}, {"message", description}}
+                     .dump());
+    };
+    if (!is_form(req)) {
+      return oauth_error("invalid_request",
+                         "the body must be application/x-www-form-urlencoded");
+    }
+    auto form = parse_form(req.body);
+    if (!form) return oauth_error("invalid_request", form.status().message());
+    std::string grant_type = form_value(*form, "grant_type");
+    Result<TokenGrant> grant = invalid_argument("grant_type required");
+    if (grant_type.empty()) {
+      return oauth_error("invalid_request", "grant_type required");
+    } else if (grant_type == "password") {
+      grant = service.password_grant(form_value(*form, "username"), form_value(*form, "password"),
+                                     form_value(*form, "device"));
+    } else if (grant_type == "refresh_token") {
+      grant = service.refresh_grant(form_value(*form, "refresh_token"));
+    } else {
+      return oauth_error("unsupported_grant_type",
+                         "grant_type must be password or refresh_token");
+    }
+    if (!grant) {
+      if (const char* name = grant_error_name(grant.status())) {
+        return oauth_error(name, grant.status().message());
+      }
+      return write_status(res, grant.status());
+    }
+    write_json(res, 200,
+               json{{"access_token", grant->access_token},
+                    {"token_type", "Bearer"},
+                    {"expires_in", grant->expires_in},
+                    {"refresh_token", grant->refresh_token}}
+                   .dump());
+  });
+
+  server_->Post("/v1/oauth/revoke", [&service](const Request& req, Response& res) {
+    auto invalid = [&res](const std::string& description) {
+      write_json(res, 400,
+                 json{{"error", "invalid_request"},
+                      {"error_description", description},
+                      {"message", description}}
+                     .dump());
+    };
+    if (!is_form(req)) return invalid("the body must be application/x-www-form-urlencoded");
+    auto form = parse_form(req.body);
+    if (!form) return invalid(form.status().message());
+    std::string token = form_value(*form, "token");
+    if (token.empty()) return invalid("token required");
+    // RFC 7009 §2.2: unknown and already revoked tokens are not errors.
+    if (Status s = service.revoke(token); !s.is_ok()) return write_status(res, s);
+    write_json(res, 200, "{}");
+  });
+
+  server_->Post("/v1/users/me/password", [&service](const Request& req, Response& res) {
+    auto caller = require_principal(service, req, res);
+    if (!caller) return;
+    auto body = parse_json_object(req);
+    if (!body) return write_status(res, body.status());
+    auto old_password = string_member(*body, "old_password");
+    auto new_password = string_member(*body, "new_password");
+    if (!old_password || !new_password) {
+      return write_status(
+          res, invalid_argument("\"old_password\" and \"new_password\" strings are required"));
+    }
+    if (Status s = service.change_password(*caller, *old_password, *new_password); !s.is_ok()) {
+      return write_status(res, s);
+    }
+    res.status = 204;
+  });
+
+  server_->Get("/v1/conversations", [&service](const Request& req, Response& res) {
+    auto caller = require_principal(service, req, res);
+    if (!caller) return;
+    auto limit = parse_limit(req, kMaxConversations, kMaxConversations);
+    if (!limit) return write_status(res, limit.status());
+    auto list = service.conversations(*caller, *limit);
+    if (!list) return write_status(res, list.status());
+    std::string out = "{\"conversations\":[";
+    for (size_t i = 0; i < list->size(); ++i) {
+      const store::ConversationSummary& c = (*list)[i];
+      if (i > 0) out += ',';
+      out += "{\"conv\":";
+      out += json(c.conv).dump();
+      out += ",\"last\":";
+      out += c.last_envelope.empty() ? std::string("null") : c.last_envelope;
+      out += ",\"unread\":";
+      out += std::to_string(c.unread);
+      out += '}';
+    }
+    out += "]}";
+    write_json(res, 200, std::move(out));
+  });
+
+  server_->Get(R"(/v1/conversations/([^/]+)/messages)",
+               [&service](const Request& req, Response& res) {
+                 auto caller = require_principal(service, req, res);
+                 if (!caller) return;
+                 auto limit = parse_limit(req, kDefaultPageLimit, kMaxPageLimit);
+                 if (!limit) return write_status(res, limit.status());
+                 HistoryQuery query;
+                 query.limit = *limit;
+                 query.before = req.get_param_value("before");
+                 query.after = req.get_param_value("after");
+                 auto page = service.messages(*caller, req.matches[1].str(), query);
+                 if (!page) return write_status(res, page.status());
+                 write_json(res, 200, render_page(*page));
+               });
+
+  server_->Get("/v1/sync", [&service](const Request& req, Response& res) {
+    auto caller = require_principal(service, req, res);
+    if (!caller) return;
+    auto limit = parse_limit(req, kDefaultSyncLimit, kMaxPageLimit);
+    if (!limit) return write_status(res, limit.status());
+    auto page = service.sync(*caller, req.get_param_value("since"), *limit);
+    if (!page) return write_status(res, page.status());
+    write_json(res, 200, render_page(*page));
+  });
+}
+
+Result<int> HttpServer::bind(const std::string& host, int port) {
+  int bound = -1;
+  if (port == 0) bound = server_->bind_to_any_port(host);
+  else if (server_->bind_to_port(host, port)) bound = port;
+  if (bound <= 0) {
+    return unavailable("cannot listen on " + host + ":" + std::to_string(port));
+  }
+  return bound;
+}
+
+Status HttpServer::listen() {
+  if (!server_->listen_after_bind()) return unavailable("HTTP server stopped with an error");
+  return Status::ok();
+}
+
+void HttpServer::stop() {
+  if (server_) server_->stop();
+}
+
+bool HttpServer::is_running() const { return server_->is_running(); }
+
+}  // namespace chat::api

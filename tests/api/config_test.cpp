@@ -1,0 +1,98 @@
+#include "chat/api/config.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace chat::api {
+namespace {
+
+Result<Config> parse(const std::map<std::string, std::string>& env) {
+  return Config::from_lookup([&env](const char* name) -> std::optional<std::string> {
+    auto it = env.find(name);
+    if (it == env.end()) return std::nullopt;
+    return it->second;
+  });
+}
+
+TEST(ConfigTest, DefaultsMatchTheContract) {
+  auto c = parse({});
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c->bind, "127.0.0.1");
+  EXPECT_EQ(c->http_port, 8080);
+  EXPECT_EQ(c->mqtt_port, 1883);
+  EXPECT_EQ(c->data_dir, "var");
+  EXPECT_TRUE(c->admins.empty());
+  EXPECT_EQ(c->signup, SignupPolicy::kOpen);
+  EXPECT_EQ(c->token_ttl_s, 3600);
+  EXPECT_EQ(c->jwt_leeway_s, 5);
+  EXPECT_EQ(c->jwt_issuer, "chat-platform");
+  EXPECT_EQ(c->jwt_audience, "chat");
+  EXPECT_EQ(c->refresh_ttl_s, 30 * 24 * 3600);
+  EXPECT_EQ(c->http_threads, 64);
+  EXPECT_EQ(c->jwks_path(), "var/keys/jwks.json");
+  EXPECT_EQ(c->accounts_path(), "var/api/accounts");
+  EXPECT_EQ(c->archive_path(), "var/archive");
+  EXPECT_EQ(c->archive_secondary_path(), "var/api/archive-secondary");
+}
+
+TEST(ConfigTest, ReadsEveryVariable) {
+  auto c = parse({{"CHAT_BIND", "0.0.0.0"},
+                  {"CHAT_HTTP_PORT", "9000"},
+                  {"CHAT_MQTT_PORT", "1999"},
+                  {"CHAT_DATA_DIR", "/tmp/x"},
+                  {"CHAT_ADMINS", " root , ops,,root"},
+                  {"CHAT_ADMIN_PASSWORD", "correct horse"},
+                  {"CHAT_SIGNUP", "closed"},
+                  {"CHAT_TOKEN_TTL", "60"},
+                  {"CHAT_JWT_LEEWAY", "30"},
+                  {"CHAT_JWT_ISSUER", "iss"},
+                  {"CHAT_JWT_AUDIENCE", "aud"},
+                  {"CHAT_REFRESH_TTL", "86400"},
+                  {"CHAT_HTTP_THREADS", "8"}});
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c->bind, "0.0.0.0");
+  EXPECT_EQ(c->http_port, 9000);
+  EXPECT_EQ(c->mqtt_port, 1999);
+  EXPECT_EQ(c->archive_path(), "/tmp/x/archive");
+  EXPECT_EQ(c->admins, (std::vector<std::string>{"root", "ops"}));
+  EXPECT_TRUE(c->is_admin("ops"));
+  EXPECT_FALSE(c->is_admin("alice"));
+  EXPECT_EQ(c->admin_password, "correct horse");
+  EXPECT_EQ(c->signup, SignupPolicy::kClosed);
+  EXPECT_EQ(c->token_ttl_s, 60);
+  EXPECT_EQ(c->jwt_leeway_s, 30);
+  EXPECT_EQ(c->jwt_issuer, "iss");
+  EXPECT_EQ(c->jwt_audience, "aud");
+  EXPECT_EQ(c->refresh_ttl_s, 86400);
+  EXPECT_EQ(c->http_threads, 8);
+}
+
+TEST(ConfigTest, EmptyMeansUnset) {
+  auto c = parse({{"CHAT_HTTP_PORT", ""}, {"CHAT_ADMINS", ""}});
+  ASSERT_TRUE(c.is_ok());
+  EXPECT_EQ(c->http_port, 8080);
+  EXPECT_TRUE(c->admins.empty());
+}
+
+TEST(ConfigTest, BadValuesNameTheVariable) {
+  const std::map<std::string, std::string> bad[] = {
+      {{"CHAT_HTTP_PORT", "http"}},     {{"CHAT_HTTP_PORT", "70000"}},
+      {{"CHAT_MQTT_PORT", "0"}},        {{"CHAT_JWT_LEEWAY", "31"}},
+      {{"CHAT_JWT_LEEWAY", "-1"}},      {{"CHAT_TOKEN_TTL", "0"}},
+      {{"CHAT_TOKEN_TTL", "10s"}},      {{"CHAT_SIGNUP", "maybe"}},
+      {{"CHAT_ADMINS", "Root"}},        {{"CHAT_ADMINS", "svc.x"}},
+      {{"CHAT_ADMIN_PASSWORD", "short"}}, {{"CHAT_HTTP_THREADS", "0"}},
+      {{"CHAT_REFRESH_TTL", "5"}},
+  };
+  for (const auto& env : bad) {
+    auto c = parse(env);
+    ASSERT_FALSE(c.is_ok()) << env.begin()->first << "=" << env.begin()->second;
+    const std::string& message = c.status().message();
+    EXPECT_EQ(message.rfind(env.begin()->first + ":", 0), 0u) << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace chat::api

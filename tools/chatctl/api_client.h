@@ -1,0 +1,86 @@
+// ApiClient: the REST calls chatctl makes (CONTRACT §2 and §4), over
+// cpp-httplib.
+//
+// Any HTTP answer, success or not, comes back as an ApiResponse; only a
+// transport failure (refused, timed out, TLS) is a non-ok Result
+// (kUnavailable). Not thread-safe: one client per thread. Keeps the
+// connection alive between calls.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "chat/common/status.h"
+#include "chatctl/cli.h"
+
+namespace chat::tools {
+
+struct ApiResponse {
+  int status = 0;
+  std::string body;
+  nlohmann::json json;  // the parsed body; is_discarded() when it is not JSON
+
+  bool ok() const { return status >= 200 && status < 300; }
+};
+
+// A non-2xx answer as a Status whose message is format_http_error():
+// 400/413/415/422 kInvalidArgument, 401 kUnauthenticated, 403
+// kPermissionDenied, 404 kNotFound, 409 kAlreadyExists, 429
+// kResourceExhausted, 5xx kUnavailable, anything else kInternal. Ok for 2xx.
+Status status_from_response(const ApiResponse& response);
+
+// The answer of POST /v1/oauth/token.
+struct TokenGrant {
+  std::string access_token;
+  std::string refresh_token;
+  int64_t expires_in = 0;  // seconds
+};
+// kInternal when a 2xx answer lacks access_token, refresh_token or a positive
+// expires_in; status_from_response() for other answers.
+Result<TokenGrant> parse_token_grant(const ApiResponse& response);
+
+// Percent-encodes everything but RFC 3986 unreserved characters.
+std::string url_encode(std::string_view text);
+
+using FormFields = std::vector<std::pair<std::string, std::string>>;
+// a=1&b=2, each name and value url_encode()d.
+std::string encode_form(const FormFields& fields);
+
+class ApiClient {
+ public:
+  // Timeouts: 5 s to connect, 30 s to read or write. `ca_file` ("" = system
+  // store) is trusted in addition for https.
+  ApiClient(const ApiUrl& url, const std::string& ca_file);
+  ~ApiClient();
+  ApiClient(const ApiClient&) = delete;
+  ApiClient& operator=(const ApiClient&) = delete;
+
+  // `path` is relative to the base URL and may carry a query string; an empty
+  // `bearer` sends no Authorization header.
+  Result<ApiResponse> get(std::string_view path, std::string_view bearer);
+  Result<ApiResponse> post_json(std::string_view path, const nlohmann::json& body,
+                                std::string_view bearer);
+  Result<ApiResponse> post_form(std::string_view path, const FormFields& fields,
+                                std::string_view bearer);
+
+  // POST /v1/users {"user","password"}.
+  Result<ApiResponse> create_user(std::string_view user, std::string_view password);
+  // POST /v1/oauth/token grant_type=password (with the device id).
+  Result<ApiResponse> password_grant(std::string_view user, std::string_view password,
+                                     std::string_view device);
+  // POST /v1/oauth/token grant_type=refresh_token.
+  Result<ApiResponse> refresh_grant(std::string_view refresh_token);
+  // POST /v1/oauth/revoke (RFC 7009) for a refresh token.
+  Result<ApiResponse> revoke(std::string_view refresh_token, std::string_view bearer);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace chat::tools

@@ -1,0 +1,31 @@
+// chatctl's commands. run_chatctl() is the whole program; main.cpp only calls it.
+//
+// Each run_<command> returns the process exit status (kExitOk, kExitFailure,
+// kExitUsage) after printing its result or error through ctx.out.
+#pragma once
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "chat/common/clock.h"
+#include "chatctl/cli.h"
+#include "chatctl/context.h"
+
+namespace chat::tools {
+
+int run_chatctl(int argc, char** argv);
+// The same with everything injected (tests).
+int run_chatctl(const std::vector<std::string>& args, const EnvLookup& env, std::FILE* out,
+                std::FILE* err, const Clock& clock);
+
+int run_register(Context& ctx);
+int run_login(Context& ctx);
+int run_logout(Context& ctx);
+int run_token(Context& ctx);
+int run_history(Context& ctx);
+int run_conversations(Context& ctx);
+int run_send(Context& ctx);    // send_command.cpp
+int run_listen(Context& ctx);  // listen_command.cpp
+
+}  // namespace chat::tools

@@ -1,0 +1,160 @@
+#include "chatctl/context.h"
+
+#include <csignal>
+
+#include "chat/common/ids.h"
+#include "chat/common/topics.h"
+#include "chatctl/json_access.h"
+#include "chatctl/random_ids.h"
+
+namespace chat::tools {
+namespace {
+
+std::atomic<bool> g_stop{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler needs a lock-free flag");
+
+extern "C" void on_stop_signal(int) { g_stop.store(true); }
+
+struct sigaction g_previous_int;
+struct sigaction g_previous_term;
+
+void write_line(std::FILE* f, std::string_view text) {
+  std::fwrite(text.data(), 1, text.size(), f);
+  std::fputc('\n', f);
+  std::fflush(f);
+}
+
+}  // namespace
+
+void Output::line(std::string_view text) { write_line(out_, text); }
+
+void Output::json_line(const nlohmann::json& object) { write_line(out_, dump_json(object)); }
+
+void Output::note(std::string_view text) {
+  if (!json_) write_line(err_, text);
+}
+
+void Output::warn(std::string_view text) { write_line(err_, "chatctl: " + std::string(text)); }
+
+void Output::error(std::string_view code, std::string_view message) {
+  if (json_) {
+    write_line(err_, dump_json({{"error", code}, {"message", message}}));
+  } else {
+    write_line(err_, "chatctl: " + std::string(message));
+  }
+}
+
+void Output::error(const Status& status) { error(status_code_name(status.code()), status.message()); }
+
+StopSignal::StopSignal() {
+  g_stop.store(false);
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, &g_previous_int);
+  ::sigaction(SIGTERM, &sa, &g_previous_term);
+}
+
+StopSignal::~StopSignal() {
+  ::sigaction(SIGINT, &g_previous_int, nullptr);
+  ::sigaction(SIGTERM, &g_previous_term, nullptr);
+}
+
+bool StopSignal::requested() { return g_stop.load(); }
+
+Result<std::string> active_user(const Context& ctx) {
+  if (ctx.command_line.as_user) return *ctx.command_line.as_user;
+  auto current = ctx.store.current_user();
+  if (current) return current;
+  if (current.status().code() == StatusCode::kNotFound) {
+    return unauthenticated("no profile selected: run `chatctl login USER` or pass --as USER");
+  }
+  return current.status();
+}
+
+Result<std::string> active_device(const Context& ctx, const Profile& profile) {
+  if (ctx.command_line.device) return *ctx.command_line.device;
+  if (!profile.device.empty()) return profile.device;
+  auto saved = ctx.store.update(profile.user, /*create_missing=*/false, [](Profile& p) {
+    if (p.device.empty()) p.device = new_device_id();
+    return Status::ok();
+  });
+  if (!saved) return saved.status();
+  return saved->device;
+}
+
+Result<ApiResponse> authed_get(Context& ctx, Credentials& credentials, std::string_view path) {
+  auto profile = credentials.fresh();
+  if (!profile) return profile.status();
+  auto response = ctx.api.get(path, profile->access_token);
+  if (!response || response->status != 401) return response;
+  profile = credentials.fresh(profile->access_token);
+  if (!profile) return profile.status();
+  return ctx.api.get(path, profile->access_token);
+}
+
+int fail(Context& ctx, const Status& status) {
+  ctx.out.error(status);
+  return kExitFailure;
+}
+
+Result<InboxSession> open_inbox(Context& ctx, Credentials& credentials, const std::string& device,
+                                std::chrono::milliseconds timeout) {
+  auto profile = credentials.fresh();
+  if (!profile) return profile.status();
+  for (int attempt = 0;; ++attempt) {
+    MqttConnectOptions options;
+    options.server_uri = ctx.settings.mqtt_uri;
+    options.client_id = profile->user + ":" + device;
+    options.user_name = profile->user;
+    options.password = profile->access_token;
+    options.ca_file = ctx.settings.ca_file;
+    options.timeout = timeout;
+    InboxSession session;
+    auto link = MqttLink::connect(options, &session.session_present);
+    if (!link) {
+      if (link.status().code() == StatusCode::kUnauthenticated && attempt == 0) {
+        // Maybe revoked or signed with a rotated key: one fresh token, then give up.
+        profile = credentials.fresh(profile->access_token);
+        if (!profile) return profile.status();
+        continue;
+      }
+      if (link.status().code() == StatusCode::kUnauthenticated) {
+        return unauthenticated(link.status().message() + ": " + login_again_hint(profile->user));
+      }
+      return link.status();
+    }
+    session.link = std::move(*link);
+    Status s = session.link->subscribe(topics::inbox(profile->user, "#"), 1, timeout);
+    if (!s.is_ok()) return s;
+    session.profile = std::move(*profile);
+    return session;
+  }
+}
+
+Result<std::string> send_topic_for(std::string_view peer) {
+  std::string topic;
+  if (peer.rfind("g:", 0) == 0) {
+    topic = "g/" + std::string(peer.substr(2));
+  } else {
+    topic = "dm/" + std::string(peer);
+  }
+  auto parsed = topics::parse_send_topic(topic);
+  if (parsed.kind != topics::SendKind::kDirect && parsed.kind != topics::SendKind::kGroup) {
+    return invalid_argument("'" + std::string(peer) + "' is neither a user id nor g:<group id>");
+  }
+  return topic;
+}
+
+Result<std::string> conversation_for(std::string_view me, std::string_view peer) {
+  if (peer.rfind("g:", 0) == 0) {
+    if (!is_valid_group_id(peer.substr(2))) {
+      return invalid_argument("'" + std::string(peer) + "' is not a valid group");
+    }
+    return topics::group_conversation(peer.substr(2));
+  }
+  if (!is_valid_user_id(peer)) return invalid_argument("'" + std::string(peer) + "' is not a user id");
+  return topics::dm_conversation(me, peer);
+}
+
+}  // namespace chat::tools

@@ -1,0 +1,242 @@
+// `chatctl send PEER TEXT...` and `chatctl send PEER -`.
+//
+// A message counts as sent when both halves of the contract's answer are in:
+// the PUBACK (reason below 0x80) and the envelope with our cid on u/<me>/msg,
+// which carries the server id. A refusal is a PUBACK >= 0x80 and/or an error
+// event with our cid on u/<me>/event. When the connection drops before both
+// arrive, the same payload (same cid) is published again on a new connection:
+// the server delivers a cid once and answers a repeat with the original
+// envelope.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "chat/common/topics.h"
+#include "chatctl/commands.h"
+#include "chatctl/json_access.h"
+#include "chatctl/random_ids.h"
+
+namespace chat::tools {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr auto kSendTimeout = std::chrono::seconds(10);
+constexpr auto kConnectTimeout = std::chrono::seconds(10);
+// After a refusing PUBACK, how long to wait for the error event that says why.
+constexpr auto kRefusalGrace = std::chrono::seconds(2);
+constexpr auto kPollInterval = std::chrono::milliseconds(200);
+constexpr auto kReconnectPause = std::chrono::milliseconds(500);
+
+struct SendOutcome {
+  enum class Kind { kSent, kRefused, kFailed };
+  Kind kind = Kind::kFailed;
+  nlohmann::json envelope;  // kSent
+  std::string code;         // kRefused: the contract's error code; kFailed: a status name
+  std::string reason;
+};
+
+SendOutcome failed(const Status& status) {
+  return {SendOutcome::Kind::kFailed, {}, status_code_name(status.code()), status.message()};
+}
+
+class Sender {
+ public:
+  Sender(Context& ctx, Credentials& credentials, std::string device, std::string topic)
+      : ctx_(ctx),
+        credentials_(credentials),
+        device_(std::move(device)),
+        topic_(std::move(topic)),
+        msg_topic_(topics::inbox(credentials.user(), topics::kInboxMsg)),
+        event_topic_(topics::inbox(credentials.user(), topics::kInboxEvent)) {}
+
+  ~Sender() {
+    if (session_) session_->link->disconnect();
+  }
+
+  SendOutcome send(const std::string& text) {
+    const std::string cid = new_message_cid(ctx_.clock.now_ms());
+    const std::string payload = dump_json({{"cid", cid}, {"type", "text"}, {"body", text}});
+    const auto deadline = SteadyClock::now() + kSendTimeout;
+
+    std::optional<uint64_t> seq;  // the current attempt's publish
+    bool acked = false;
+    nlohmann::json envelope;
+    std::optional<int> refused_reason;
+    SteadyClock::time_point refusal_deadline{};
+
+    while (true) {
+      if (StopSignal::requested()) return failed(unavailable("interrupted"));
+      auto now = SteadyClock::now();
+      if (refused_reason && now >= refusal_deadline) {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "0x%02x", *refused_reason & 0xFF);
+        return {SendOutcome::Kind::kRefused, {}, "refused",
+                std::string("the broker refused the message (PUBACK reason ") + hex + ")"};
+      }
+      if (now >= deadline) return failed(timeout_status(acked, cid));
+
+      if (!session_) {
+        Status s = reopen(deadline);
+        if (!s.is_ok()) return failed(s);
+        seq.reset();
+      }
+      if (!seq) {
+        auto published = session_->link->publish(topic_, payload, 1);
+        if (!published) {
+          drop_session(published.status().message());
+          continue;
+        }
+        seq = *published;
+      }
+      if (acked && !envelope.is_null()) return {SendOutcome::Kind::kSent, envelope, {}, {}};
+
+      auto wait_until = std::min(deadline, now + kPollInterval);
+      if (refused_reason) wait_until = std::min(wait_until, refusal_deadline);
+      auto event = session_->link->next_event(wait_until);
+      if (!event) continue;
+
+      switch (event->kind) {
+        case MqttEvent::Kind::kPublishDone:
+          if (event->publish_seq != *seq) break;  // an earlier attempt's late answer
+          if (event->publish_ok) {
+            acked = true;
+          } else if (event->reason_code >= 0x80) {
+            refused_reason = event->reason_code;
+            refusal_deadline = std::min(deadline, SteadyClock::now() + kRefusalGrace);
+          } else {
+            drop_session(event->detail);  // never reached the broker: try again
+          }
+          break;
+        case MqttEvent::Kind::kMessage: {
+          auto j = parse_json(event->payload);
+          if (json_string(j, "cid") != cid) break;
+          if (event->topic == msg_topic_ && json_string(j, "from") == credentials_.user()) {
+            std::string dev = json_string(j, "dev");
+            if (dev.empty() || dev == device_) envelope = std::move(j);
+          } else if (event->topic == event_topic_ && json_string(j, "type") == "error") {
+            return {SendOutcome::Kind::kRefused, {}, json_string(j, "code"), json_string(j, "reason")};
+          }
+          break;
+        }
+        case MqttEvent::Kind::kConnectionLost:
+          drop_session(event->detail);
+          break;
+      }
+    }
+  }
+
+ private:
+  Status timeout_status(bool acked, const std::string& cid) const {
+    auto seconds = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kSendTimeout).count());
+    if (acked) {
+      return unavailable("the broker acknowledged the message (cid " + cid +
+                         ") but its envelope did not arrive within " + seconds + " s");
+    }
+    return unavailable("no acknowledgement from the broker within " + seconds + " s (cid " + cid +
+                       "): the message may not have been sent");
+  }
+
+  // First connection: fail fast. Later ones (after a loss): keep trying until
+  // the message's deadline.
+  Status reopen(SteadyClock::time_point deadline) {
+    while (true) {
+      auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now());
+      if (remaining.count() <= 0) return unavailable("could not reconnect to the broker in time");
+      auto session = open_inbox(ctx_, credentials_, device_,
+                                std::min<std::chrono::milliseconds>(remaining, kConnectTimeout));
+      if (session) {
+        session_ = std::move(*session);
+        connected_once_ = true;
+        return Status::ok();
+      }
+      Status s = session.status();
+      bool retryable = s.code() == StatusCode::kUnavailable;
+      if (!connected_once_ || !retryable) return s;
+      ctx_.out.warn(s.message() + "; retrying");
+      auto pause_until = SteadyClock::now() + kReconnectPause;
+      while (SteadyClock::now() < pause_until) {
+        if (StopSignal::requested()) return unavailable("interrupted");
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
+  }
+
+  void drop_session(const std::string& why) {
+    ctx_.out.warn(why + "; reconnecting");
+    session_.reset();
+  }
+
+  Context& ctx_;
+  Credentials& credentials_;
+  std::string device_;
+  std::string topic_;
+  std::string msg_topic_;
+  std::string event_topic_;
+  std::optional<InboxSession> session_;
+  bool connected_once_ = false;
+};
+
+// Prints the outcome; true when the message was sent.
+bool report(Context& ctx, const std::string& peer, const SendOutcome& outcome) {
+  switch (outcome.kind) {
+    case SendOutcome::Kind::kSent:
+      if (ctx.out.json()) {
+        ctx.out.json_line(outcome.envelope);
+      } else {
+        ctx.out.line("sent " + json_string(outcome.envelope, "id") + " to " + peer);
+      }
+      return true;
+    case SendOutcome::Kind::kRefused:
+      ctx.out.error(outcome.code, "message to " + peer + " refused: " + outcome.code +
+                                      (outcome.reason.empty() ? "" : ": " + outcome.reason));
+      return false;
+    case SendOutcome::Kind::kFailed:
+      ctx.out.error(outcome.code, "message to " + peer + " not sent: " + outcome.reason);
+      return false;
+  }
+  return false;
+}
+
+}  // namespace
+
+int run_send(Context& ctx) {
+  const auto& args = ctx.command_line.args;
+  const std::string& peer = args.at(0);
+  auto topic = send_topic_for(peer);
+  if (!topic) {
+    ctx.out.error("usage", topic.status().message());
+    return kExitUsage;
+  }
+  bool from_stdin = args.size() == 2 && args[1] == "-";
+
+  auto user = active_user(ctx);
+  if (!user) return fail(ctx, user.status());
+  Credentials credentials(ctx.store, ctx.api, ctx.clock, *user);
+  auto profile = credentials.fresh();
+  if (!profile) return fail(ctx, profile.status());
+  auto device = active_device(ctx, *profile);
+  if (!device) return fail(ctx, device.status());
+
+  StopSignal stop;
+  Sender sender(ctx, credentials, *device, *topic);
+  if (!from_stdin) {
+    std::string text = args[1];
+    for (size_t i = 2; i < args.size(); ++i) text += " " + args[i];
+    return report(ctx, peer, sender.send(text)) ? kExitOk : kExitFailure;
+  }
+
+  std::string line;
+  while (!StopSignal::requested() && std::getline(std::cin, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    if (!report(ctx, peer, sender.send(line))) return kExitFailure;
+  }
+  return kExitOk;
+}
+
+}  // namespace chat::tools
