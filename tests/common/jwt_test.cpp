@@ -627,8 +627,7 @@ TEST_F(JwsAttack, Es256SignatureForms) {
   expect_refused(verify_jws(input + "." + b64(std::string(1, '\0') + raw), ec_keys()),
                  "bad signature");
   expect_refused(verify_jws(input + ".", ec_keys()), "bad signature");
-  // r or s zero, or s replaced by n - s... (n - s is also a valid signature:
-  // ECDSA malleability is not a JWS concern), s = n is refused.
+  // r or s equal to 0 or to the group order n, or above n, never reach OpenSSL.
   const std::string zeros(32, '\0');
   expect_refused(verify_jws(input + "." + b64(zeros + raw.substr(32)), ec_keys()), "bad signature");
   expect_refused(verify_jws(input + "." + b64(raw.substr(0, 32) + zeros), ec_keys()),
@@ -639,6 +638,16 @@ TEST_F(JwsAttack, Es256SignatureForms) {
   expect_refused(verify_jws(input + "." + b64(raw.substr(0, 32) + n), ec_keys()), "bad signature");
   expect_refused(verify_jws(input + "." + b64(std::string(64, '\xff')), ec_keys()),
                  "bad signature");
+  // (r, n - s) is the other valid signature for the same input: ECDSA is
+  // malleable and JWS does not ask for low-s, so it verifies. Token identity
+  // must come from `jti`, never from the signature bytes.
+  Bn order(BN_bin2bn(reinterpret_cast<const unsigned char*>(n.data()), 32, nullptr));
+  Bn s_value(BN_bin2bn(reinterpret_cast<const unsigned char*>(raw.data()) + 32, 32, nullptr));
+  ASSERT_EQ(BN_sub(s_value.get(), order.get(), s_value.get()), 1);
+  std::string flipped = raw;
+  BN_bn2binpad(s_value.get(), reinterpret_cast<unsigned char*>(flipped.data()) + 32, 32);
+  ASSERT_NE(flipped, raw);
+  EXPECT_TRUE(verify_jws(input + "." + b64(flipped), ec_keys()).is_ok());
 }
 
 TEST_F(JwsAttack, Rs256SignatureLength) {
