@@ -44,7 +44,8 @@ int fail(std::string_view what) {
 Result<DataDir> init_data_dir(const Config& config) {
   std::error_code ec;
   fs::create_directories(config.data_dir, ec);
-  if (ec) return internal_error("cannot create CHAT_DATA_DIR " + config.data_dir + ": " + ec.message());
+  if (ec)
+    return internal_error("cannot create CHAT_DATA_DIR " + config.data_dir + ": " + ec.message());
   // keys/ must stay readable by the broker (it may run as another user);
   // the private key inside is 0600. api/ holds credentials: ours alone.
   constexpr auto kShared = fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
@@ -59,8 +60,8 @@ Result<DataDir> init_data_dir(const Config& config) {
   }
   auto accounts = store::AccountStore::open(config.accounts_path());
   if (!accounts) {
-    return Status(accounts.status().code(),
-                  "account database " + config.accounts_path() + ": " + accounts.status().message());
+    return Status(accounts.status().code(), "account database " + config.accounts_path() + ": " +
+                                                accounts.status().message());
   }
   return DataDir{std::move(signer).value(), std::move(accounts).value()};
 }
@@ -70,12 +71,13 @@ Result<std::unique_ptr<store::ArchiveReader>> open_archive_reader(
   const auto deadline = std::chrono::steady_clock::now() + patience;
   bool logged = false;
   for (;;) {
-    auto reader = store::ArchiveReader::open(config.archive_path(), config.archive_secondary_path());
+    auto reader =
+        store::ArchiveReader::open(config.archive_path(), config.archive_secondary_path());
     if (reader) return reader;
     if (std::chrono::steady_clock::now() >= deadline) {
-      return unavailable("cannot open the broker's archive at " + config.archive_path() +
-                         " (is the broker running on this CHAT_DATA_DIR?): " +
-                         reader.status().message());
+      return unavailable(
+          "cannot open the broker's archive at " + config.archive_path() +
+          " (is the broker running on this CHAT_DATA_DIR?): " + reader.status().message());
     }
     if (!logged) {
       logger().info("waiting for the broker's archive at {}", config.archive_path());
@@ -108,6 +110,15 @@ int run(int argc, char** argv) {
   const Config config = std::move(config_or).value();
   const Clock& clock = SystemClock::instance();
 
+  // When serving, SIGINT/SIGTERM are taken by one thread with sigtimedwait.
+  // Block them before any other thread exists (RocksDB starts its own in
+  // init_data_dir) so every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  if (!init_only) pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
   auto data = init_data_dir(config);
   if (!data) return fail(data.status().message());
   PasswordHasher hasher;
@@ -118,14 +129,6 @@ int run(int argc, char** argv) {
     std::printf("chat-api: initialised %s\n", config.data_dir.c_str());
     return 0;
   }
-
-  // Signals are taken by one thread with sigwait; block them before any
-  // other thread exists so every thread inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   TokenOptions token_options{config.jwt_issuer, config.jwt_audience, config.jwt_leeway_s};
   auto tokens = TokenIssuer::create(data->signer, token_options, clock);

@@ -22,8 +22,7 @@ Status read_int(const Config::Lookup& lookup, const char* name, int64_t min, int
   if (!v) return Status::ok();
   int64_t parsed = 0;
   auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), parsed);
-  std::string expected =
-      "an integer from " + std::to_string(min) + " to " + std::to_string(max);
+  std::string expected = "an integer from " + std::to_string(min) + " to " + std::to_string(max);
   if (ec != std::errc() || end != v->data() + v->size() || parsed < min || parsed > max) {
     return bad(name, *v, expected);
   }
@@ -114,9 +113,12 @@ Result<Config> Config::from_lookup(const Lookup& raw_lookup) {
   }
 
   if (auto v = lookup("CHAT_SIGNUP")) {
-    if (*v == "open") c.signup = SignupPolicy::kOpen;
-    else if (*v == "closed") c.signup = SignupPolicy::kClosed;
-    else return bad("CHAT_SIGNUP", *v, "'open' or 'closed'");
+    if (*v == "open")
+      c.signup = SignupPolicy::kOpen;
+    else if (*v == "closed")
+      c.signup = SignupPolicy::kClosed;
+    else
+      return bad("CHAT_SIGNUP", *v, "'open' or 'closed'");
   }
 
   if (Status s = read_int(lookup, "CHAT_TOKEN_TTL", 1, 86400, &c.token_ttl_s); !s.is_ok()) return s;

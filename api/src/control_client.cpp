@@ -1,9 +1,9 @@
+#include <mqtt/async_client.h>
 #include <unistd.h>
 
 #include <condition_variable>
 #include <future>
 #include <map>
-#include <mqtt/async_client.h>
 #include <mutex>
 #include <thread>
 
@@ -18,7 +18,7 @@ using nlohmann::json;
 
 StatusCode control_error_code(std::string_view error) {
   static constexpr StatusCode kCodes[] = {
-      StatusCode::kInvalidArgument,   StatusCode::kNotFound,    StatusCode::kAlreadyExists,
+      StatusCode::kInvalidArgument,   StatusCode::kNotFound,        StatusCode::kAlreadyExists,
       StatusCode::kPermissionDenied,  StatusCode::kUnauthenticated, StatusCode::kUnavailable,
       StatusCode::kResourceExhausted, StatusCode::kInternal,
   };
@@ -128,7 +128,8 @@ struct ControlClient::Impl {
 
   void disconnect_quietly() {
     try {
-      if (client->is_connected()) client->disconnect(kDisconnectTimeout)->wait_for(kDisconnectTimeout);
+      if (client->is_connected())
+        client->disconnect(kDisconnectTimeout)->wait_for(kDisconnectTimeout);
     } catch (const mqtt::exception&) {
       // Already gone: nothing to release.
     }
@@ -144,8 +145,10 @@ struct ControlClient::Impl {
       }
       std::string error;
       if (!connect_once(&error)) {
-        if (quiet) logger().debug("control: connect to broker failed: {}", error);
-        else logger().warn("control: connect to broker failed (retrying): {}", error);
+        if (quiet)
+          logger().debug("control: connect to broker failed: {}", error);
+        else
+          logger().warn("control: connect to broker failed (retrying): {}", error);
         quiet = true;
         std::unique_lock lock(mu);
         cv.wait_for(lock, backoff, [&] { return stopping; });
@@ -194,8 +197,8 @@ ControlClient::ControlClient(ControlClientOptions options) : impl_(std::make_uni
   }
   impl_->opts = std::move(options);
   std::string uri = "tcp://" + impl_->opts.host + ":" + std::to_string(impl_->opts.port);
-  impl_->client = std::make_unique<mqtt::async_client>(
-      uri, impl_->opts.client_id, mqtt::create_options(MQTTVERSION_3_1_1));
+  impl_->client = std::make_unique<mqtt::async_client>(uri, impl_->opts.client_id,
+                                                       mqtt::create_options(MQTTVERSION_3_1_1));
   Impl* impl = impl_.get();
   impl_->client->set_connection_lost_handler(
       [impl](const std::string& cause) { impl->on_connection_lost(cause); });
@@ -218,6 +221,8 @@ void ControlClient::stop() {
     impl_->stopping = true;
   }
   impl_->cv.notify_all();
+  // Calls in flight (the on_connected hook's too) end now, not at their timeout.
+  impl_->fail_all_pending("control client stopped");
   if (impl_->thread.joinable()) impl_->thread.join();
 }
 
@@ -240,10 +245,15 @@ Result<json> ControlClient::call(const json& request, std::chrono::milliseconds 
   req["req"] = id;
   std::string payload = req.dump();
 
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto promise = std::make_shared<Promise>();
   auto future = promise->get_future();
   {
-    std::lock_guard lock(impl_->mu);
+    // Between connections (a token renewal, a broker restart) wait for the
+    // next one rather than failing at once.
+    std::unique_lock lock(impl_->mu);
+    impl_->cv.wait_until(lock, deadline, [&] { return impl_->stopping || impl_->is_connected; });
+    if (impl_->stopping) return unavailable("control client stopped");
     if (!impl_->is_connected) return unavailable("broker not connected");
     impl_->pending.emplace(id, promise);
   }
@@ -251,13 +261,15 @@ Result<json> ControlClient::call(const json& request, std::chrono::milliseconds 
     impl_->client->publish(std::string(topics::kControl), payload.data(), payload.size(), 1, false);
   } catch (const mqtt::exception& e) {
     std::lock_guard lock(impl_->mu);
-    if (impl_->pending.erase(id) == 1) return unavailable(std::string("publish failed: ") + e.what());
+    if (impl_->pending.erase(id) == 1)
+      return unavailable(std::string("publish failed: ") + e.what());
     // Answered or failed concurrently: fall through to the future.
   }
-  if (future.wait_for(timeout) != std::future_status::ready) {
+  if (future.wait_until(deadline) != std::future_status::ready) {
     std::lock_guard lock(impl_->mu);
     if (impl_->pending.erase(id) == 1) {
-      return unavailable("broker did not answer " + request.value("op", std::string()) + " in time");
+      return unavailable("broker did not answer " + request.value("op", std::string()) +
+                         " in time");
     }
   }
   return future.get();

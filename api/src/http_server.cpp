@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <map>
@@ -18,15 +19,24 @@ using nlohmann::json;
 
 int http_status(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk: return 200;
-    case StatusCode::kInvalidArgument: return 400;
-    case StatusCode::kUnauthenticated: return 401;
-    case StatusCode::kPermissionDenied: return 403;
-    case StatusCode::kNotFound: return 404;
-    case StatusCode::kAlreadyExists: return 409;
-    case StatusCode::kResourceExhausted: return 429;
-    case StatusCode::kInternal: return 500;
-    case StatusCode::kUnavailable: return 503;
+    case StatusCode::kOk:
+      return 200;
+    case StatusCode::kInvalidArgument:
+      return 400;
+    case StatusCode::kUnauthenticated:
+      return 401;
+    case StatusCode::kPermissionDenied:
+      return 403;
+    case StatusCode::kNotFound:
+      return 404;
+    case StatusCode::kAlreadyExists:
+      return 409;
+    case StatusCode::kResourceExhausted:
+      return 429;
+    case StatusCode::kInternal:
+      return 500;
+    case StatusCode::kUnavailable:
+      return 503;
   }
   return 500;
 }
@@ -62,13 +72,20 @@ void write_status(Response& res, const Status& status) {
 // request line, body over the limit) is called.
 std::pair<const char*, const char*> describe_http_error(int status) {
   switch (status) {
-    case 400: return {"invalid_argument", "malformed request"};
-    case 404: return {"not_found", "no such route"};
-    case 405: return {"method_not_allowed", "method not allowed"};
-    case 413: return {"too_large", "request body too large"};
-    case 414: return {"too_large", "request URI too long"};
-    case 416: return {"invalid_argument", "range not satisfiable"};
-    case 500: return {"internal", "internal error"};
+    case 400:
+      return {"invalid_argument", "malformed request"};
+    case 404:
+      return {"not_found", "no such route"};
+    case 405:
+      return {"method_not_allowed", "method not allowed"};
+    case 413:
+      return {"too_large", "request body too large"};
+    case 414:
+      return {"too_large", "request URI too long"};
+    case 416:
+      return {"invalid_argument", "range not satisfiable"};
+    case 500:
+      return {"internal", "internal error"};
     default:
       return {status >= 500 ? "internal" : "invalid_argument", "request failed"};
   }
@@ -76,8 +93,10 @@ std::pair<const char*, const char*> describe_http_error(int status) {
 
 // A raw JSON value (already valid JSON text) or null.
 void append_id_or_null(std::string& out, const std::optional<std::string>& id) {
-  if (id) out += json(*id).dump();
-  else out += "null";
+  if (id)
+    out += json(*id).dump();
+  else
+    out += "null";
 }
 
 // {"messages":[...],"next":...,"has_more":...}: envelopes go out exactly as
@@ -141,7 +160,8 @@ Result<std::map<std::string, std::string>> parse_form(std::string_view body) {
     if (pair.empty()) continue;
     auto eq = pair.find('=');
     auto name = form_decode(pair.substr(0, eq));
-    auto value = form_decode(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
+    auto value =
+        form_decode(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
     if (!name || !value) return invalid_argument("malformed form encoding");
     if (value->empty()) continue;
     if (!out.emplace(std::move(*name), std::move(*value)).second) {
@@ -261,8 +281,8 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
     t_request_start = std::chrono::steady_clock::now();
     return httplib::Server::HandlerResponse::Unhandled;
   });
-  server_->set_error_handler(httplib::Server::HandlerWithResponse(
-      [](const Request&, Response& res) {
+  server_->set_error_handler(
+      httplib::Server::HandlerWithResponse([](const Request&, Response& res) {
         // Our handlers write their own JSON errors; fill in the library's own
         // (no route, malformed request, body too large).
         if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
@@ -350,8 +370,7 @@ void HttpServer::register_routes() {
                      .dump());
     };
     if (!is_form(req)) {
-      return oauth_error("invalid_request",
-                         "the body must be application/x-www-form-urlencoded");
+      return oauth_error("invalid_request", "the body must be application/x-www-form-urlencoded");
     }
     auto form = parse_form(req.body);
     if (!form) return oauth_error("invalid_request", form.status().message());
@@ -365,8 +384,7 @@ void HttpServer::register_routes() {
     } else if (grant_type == "refresh_token") {
       grant = service.refresh_grant(form_value(*form, "refresh_token"));
     } else {
-      return oauth_error("unsupported_grant_type",
-                         "grant_type must be password or refresh_token");
+      return oauth_error("unsupported_grant_type", "grant_type must be password or refresh_token");
     }
     if (!grant) {
       if (const char* name = grant_error_name(grant.status())) {
@@ -468,8 +486,10 @@ void HttpServer::register_routes() {
 
 Result<int> HttpServer::bind(const std::string& host, int port) {
   int bound = -1;
-  if (port == 0) bound = server_->bind_to_any_port(host);
-  else if (server_->bind_to_port(host, port)) bound = port;
+  if (port == 0)
+    bound = server_->bind_to_any_port(host);
+  else if (server_->bind_to_port(host, port))
+    bound = port;
   if (bound <= 0) {
     return unavailable("cannot listen on " + host + ":" + std::to_string(port));
   }

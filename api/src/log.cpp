@@ -1,8 +1,9 @@
 #include "chat/api/log.h"
 
-#include <mutex>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include <mutex>
 
 namespace chat::api {
 

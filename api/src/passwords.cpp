@@ -2,6 +2,7 @@
 
 #include <argon2.h>
 
+#include <algorithm>
 #include <semaphore>
 #include <thread>
 

@@ -37,15 +37,18 @@ Status check_cursor(const char* name, const std::string& id) {
 
 const char* grant_error_name(const Status& status) {
   switch (status.code()) {
-    case StatusCode::kInvalidArgument: return "invalid_request";
-    case StatusCode::kUnauthenticated: return "invalid_grant";
-    default: return nullptr;
+    case StatusCode::kInvalidArgument:
+      return "invalid_request";
+    case StatusCode::kUnauthenticated:
+      return "invalid_grant";
+    default:
+      return nullptr;
   }
 }
 
-Service::Service(const Config& config, store::AccountStore& accounts,
-                 store::ArchiveReader& archive, ControlChannel& control, const TokenIssuer& tokens,
-                 const PasswordHasher& hasher, const Clock& clock)
+Service::Service(const Config& config, store::AccountStore& accounts, store::ArchiveReader& archive,
+                 ControlChannel& control, const TokenIssuer& tokens, const PasswordHasher& hasher,
+                 const Clock& clock)
     : config_(config),
       accounts_(accounts),
       archive_(archive),
@@ -245,8 +248,10 @@ Result<MessagePage> Service::messages(const Principal& caller, std::string_view 
   if (out.envelopes.size() > limit) {
     out.has_more = true;
     // Keep the `limit` messages nearest the cursor.
-    if (forward) out.envelopes.pop_back();
-    else out.envelopes.erase(out.envelopes.begin());
+    if (forward)
+      out.envelopes.pop_back();
+    else
+      out.envelopes.erase(out.envelopes.begin());
   }
   if (out.has_more) {
     auto id = envelope_id(forward ? out.envelopes.back() : out.envelopes.front());

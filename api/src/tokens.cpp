@@ -31,12 +31,9 @@ std::string TokenIssuer::mint(std::string_view subject, const std::vector<std::s
                               int64_t ttl_s) const {
   int64_t now = clock_.now_s();
   nlohmann::json claims = {
-      {"sub", subject},
-      {"iat", now},
-      {"exp", now + ttl_s},
-      {"iss", options_.issuer},
-      {"aud", options_.audience},
-      {"jti", random_token(16)},
+      {"sub", subject},           {"iat", now},
+      {"exp", now + ttl_s},       {"iss", options_.issuer},
+      {"aud", options_.audience}, {"jti", random_token(16)},
       {"roles", roles},
   };
   return signer_.sign(claims);

@@ -215,12 +215,13 @@ int on_control(int, void* event_data, void* userdata) noexcept {
   }
 }
 
-int on_tick(int, void* event_data, void* userdata) noexcept {
+int on_tick(int, void*, void* userdata) noexcept {
   try {
     auto* p = static_cast<Plugin*>(userdata);
-    auto* ev = static_cast<mosquitto_evt_tick*>(event_data);
-    if (ev->now_s == p->last_expiry_scan) return MOSQ_ERR_SUCCESS;  // once a second is enough
-    p->last_expiry_scan = ev->now_s;
+    // 2.0.11 leaves the event's time fields zero: use our clock.
+    time_t now = static_cast<time_t>(chat::SystemClock::instance().now_s());
+    if (now == p->last_expiry_scan) return MOSQ_ERR_SUCCESS;  // once a second is enough
+    p->last_expiry_scan = now;
     for (const auto& client_id : p->gatekeeper->take_expired()) {
       mosquitto_log_printf(MOSQ_LOG_NOTICE, "chat: token of %s expired, disconnecting", client_id.c_str());
       p->port.kick_client(client_id);
@@ -259,16 +260,19 @@ const Registration kCallbacks[] = {
 
 using chat::broker::Plugin;
 
+// The library is built with hidden visibility; only these three are exported.
+#define CHAT_PLUGIN_EXPORT __attribute__((visibility("default")))
+
 extern "C" {
 
-int mosquitto_plugin_version(int supported_version_count, const int* supported_versions) {
+CHAT_PLUGIN_EXPORT int mosquitto_plugin_version(int supported_version_count, const int* supported_versions) {
   for (int i = 0; i < supported_version_count; ++i) {
     if (supported_versions[i] == 5) return 5;
   }
   return -1;
 }
 
-int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, void** userdata,
+CHAT_PLUGIN_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, void** userdata,
                           struct mosquitto_opt* options, int option_count) {
   try {
     auto plugin = std::make_unique<Plugin>();
@@ -299,7 +303,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, void** userdata,
   }
 }
 
-int mosquitto_plugin_cleanup(void* userdata, struct mosquitto_opt*, int) {
+CHAT_PLUGIN_EXPORT int mosquitto_plugin_cleanup(void* userdata, struct mosquitto_opt*, int) {
   auto* plugin = static_cast<Plugin*>(userdata);
   if (plugin == nullptr) return MOSQ_ERR_SUCCESS;
   for (const auto& r : chat::broker::kCallbacks) {

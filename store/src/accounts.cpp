@@ -54,8 +54,8 @@ std::string index_key(std::string_view user, std::string_view hash) {
 Status from_rocksdb(const rocksdb::Status& s, std::string_view what) {
   std::string message = std::string(what) + ": " + s.ToString();
   if (s.IsNotFound()) return not_found(std::move(message));
-  if (s.IsIOError() || s.IsBusy() || s.IsTryAgain() || s.IsTimedOut() ||
-      s.IsShutdownInProgress() || s.IsIncomplete()) {
+  if (s.IsIOError() || s.IsBusy() || s.IsTryAgain() || s.IsTimedOut() || s.IsShutdownInProgress() ||
+      s.IsIncomplete()) {
     return unavailable(std::move(message));
   }
   return internal_error(std::move(message));
@@ -163,7 +163,8 @@ struct AccountStore::Impl {
     if (!value) return value.status();
     if (!value->has_value()) return not_found("unknown refresh token");
     RefreshToken token;
-    if (!decode_refresh(**value, &token)) return internal_error("accounts: malformed refresh token");
+    if (!decode_refresh(**value, &token))
+      return internal_error("accounts: malformed refresh token");
     return token;
   }
 };
@@ -218,8 +219,8 @@ Status AccountStore::create_account(const Account& account) {
   auto existing = impl_->get(kAccounts, account.user, "accounts get");
   if (!existing) return existing.status();
   if (existing->has_value()) return already_exists("user " + account.user + " exists");
-  rocksdb::Status s =
-      impl_->db->Put(impl_->write_options, impl_->cf(kAccounts), account.user, encode_account(account));
+  rocksdb::Status s = impl_->db->Put(impl_->write_options, impl_->cf(kAccounts), account.user,
+                                     encode_account(account));
   if (!s.ok()) return from_rocksdb(s, "accounts put");
   return Status::ok();
 }
@@ -229,7 +230,8 @@ Result<Account> AccountStore::get_account(const std::string& user) const {
   if (!value) return value.status();
   if (!value->has_value()) return not_found("no user " + user);
   Account account;
-  if (!decode_account(**value, &account)) return internal_error("accounts: malformed account " + user);
+  if (!decode_account(**value, &account))
+    return internal_error("accounts: malformed account " + user);
   return account;
 }
 
@@ -238,8 +240,8 @@ Status AccountStore::put_account(const Account& account) {
     return invalid_argument("accounts: malformed user id");
   }
   std::lock_guard<std::mutex> lock(impl_->write_mu);
-  rocksdb::Status s =
-      impl_->db->Put(impl_->write_options, impl_->cf(kAccounts), account.user, encode_account(account));
+  rocksdb::Status s = impl_->db->Put(impl_->write_options, impl_->cf(kAccounts), account.user,
+                                     encode_account(account));
   if (!s.ok()) return from_rocksdb(s, "accounts put");
   return Status::ok();
 }

@@ -22,8 +22,8 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
-#include <unordered_map>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -48,10 +48,11 @@ constexpr char kMetaSchemaVersion[] = "schema_version";
 constexpr char kMetaMaxId[] = "max_id";
 constexpr char kSchemaVersion[] = "1";
 
-// Small-machine sizing: six families share one memtable budget and one block
-// cache, so the archive stays well under 200 MiB however many families exist.
-static size_t kWriteBufferSize = getenv("WBS") ? atoi(getenv("WBS")) << 20 : 8 << 20;
-constexpr size_t kDbWriteBufferSize = 48 << 20;
+// Small-machine sizing: the families share one memtable budget and one block
+// cache, so the archive's memory stays under ~100 MiB (plus the unread cache).
+// Small memtables also keep skip lists shallow, which the append path likes.
+constexpr size_t kWriteBufferSize = 4 << 20;
+constexpr size_t kDbWriteBufferSize = 32 << 20;
 constexpr uint64_t kMaxTotalWalSize = 64 << 20;
 constexpr size_t kBlockCacheSize = 32 << 20;
 // ~100 bytes each: about 20 MiB at most.
@@ -93,8 +94,8 @@ bool has_nul(std::string_view s) { return s.find('\0') != std::string_view::npos
 Status from_rocksdb(const rocksdb::Status& s, std::string_view what) {
   std::string message = std::string(what) + ": " + s.ToString();
   if (s.IsNotFound()) return not_found(std::move(message));
-  if (s.IsIOError() || s.IsBusy() || s.IsTryAgain() || s.IsTimedOut() ||
-      s.IsShutdownInProgress() || s.IsIncomplete()) {
+  if (s.IsIOError() || s.IsBusy() || s.IsTryAgain() || s.IsTimedOut() || s.IsShutdownInProgress() ||
+      s.IsIncomplete()) {
     return unavailable(std::move(message));
   }
   return internal_error(std::move(message));
@@ -137,7 +138,8 @@ class ScopePrefix final : public rocksdb::SliceTransform {
   const char* Name() const override { return "chat.ScopePrefix"; }
   rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
     const void* sep = memchr(key.data(), '\0', key.size());
-    size_t n = sep ? static_cast<size_t>(static_cast<const char*>(sep) - key.data()) + 1 : key.size();
+    size_t n =
+        sep ? static_cast<size_t>(static_cast<const char*>(sep) - key.data()) + 1 : key.size();
     return rocksdb::Slice(key.data(), n);
   }
   bool InDomain(const rocksdb::Slice& key) const override {
@@ -145,11 +147,28 @@ class ScopePrefix final : public rocksdb::SliceTransform {
   }
 };
 
-rocksdb::ColumnFamilyOptions family_options(const std::shared_ptr<rocksdb::Cache>& cache) {
+// Options of one family. `writer`: the primary, which tunes its memtables for
+// the append path (a secondary replays the WAL into plain memtables).
+rocksdb::ColumnFamilyOptions family_options(const std::string& name,
+                                            const std::shared_ptr<rocksdb::Cache>& cache,
+                                            bool writer) {
   rocksdb::ColumnFamilyOptions options;
   options.write_buffer_size = kWriteBufferSize;
   options.max_write_buffer_number = 2;
-  if (getenv("HINT")) options.memtable_insert_with_hint_prefix_extractor = std::make_shared<ScopePrefix>();
+  if (writer && (name == kConvsFamily || name == kMetaFamily)) {
+    // Summaries and max_id are rewritten by every append. Updating them in
+    // place keeps these memtables at one entry per key instead of one per
+    // append; without it the two convs puts cost as much as the rest of the
+    // batch. Safe here: Get/MultiGet take RocksDB's per-key lock, and no read
+    // iterates over these values (conversations() iterates keys, then MultiGets).
+    // Requires allow_concurrent_memtable_write = false (one writer anyway).
+    options.inplace_update_support = true;
+  } else if (writer && (name == kMessagesFamily || name == kInboxFamily || name == kDedupFamily)) {
+    // New keys of one conversation / inbox / device land right after the
+    // previous one: remember that spot per scope instead of searching the
+    // whole skip list (memtable only; reads and files are unaffected).
+    options.memtable_insert_with_hint_prefix_extractor = std::make_shared<ScopePrefix>();
+  }
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = cache;
   // Whole-key blooms serve the point gets (convs, dedup, users, envelope);
@@ -163,7 +182,7 @@ rocksdb::ColumnFamilyOptions family_options(const std::shared_ptr<rocksdb::Cache
 // refuses to open a directory without naming every family in it).
 std::vector<rocksdb::ColumnFamilyDescriptor> families_to_open(
     const rocksdb::DBOptions& db_options, const std::string& path,
-    const rocksdb::ColumnFamilyOptions& cf_options, bool* exists) {
+    const std::shared_ptr<rocksdb::Cache>& cache, bool writer, bool* exists) {
   std::vector<std::string> names;
   rocksdb::Status listed = rocksdb::DB::ListColumnFamilies(db_options, path, &names);
   *exists = listed.ok();
@@ -171,7 +190,7 @@ std::vector<rocksdb::ColumnFamilyDescriptor> families_to_open(
   all.insert(rocksdb::kDefaultColumnFamilyName);
   for (const char* name : kFamilyNames) all.insert(name);
   std::vector<rocksdb::ColumnFamilyDescriptor> out;
-  for (const auto& name : all) out.emplace_back(name, cf_options);
+  for (const auto& name : all) out.emplace_back(name, family_options(name, cache, writer));
   return out;
 }
 
@@ -179,7 +198,7 @@ std::vector<rocksdb::ColumnFamilyDescriptor> families_to_open(
 
 struct ArchiveView::Impl {
   std::string path;
-  rocksdb::DB* db = nullptr;  // owned; closed by ~Impl after the handles
+  rocksdb::DB* db = nullptr;                          // owned; closed by ~Impl after the handles
   std::vector<rocksdb::ColumnFamilyHandle*> handles;  // owned, every family opened
   rocksdb::ColumnFamilyHandle* families[kFamilyCount] = {};
 
@@ -196,7 +215,7 @@ struct ArchiveView::Impl {
   // saves the memtable lookup that dominated the append path. Bounded by
   // clearing: a miss only costs one Get.
   std::unordered_map<std::string, int64_t> unread_cache;
-  std::vector<std::pair<std::string, int64_t>> pending_unread;  // this append's updates
+  std::vector<std::pair<std::string, int64_t>> pending_unread;  // an append's updates
 
   // Reader state (ArchiveReader). A catch-up numbered n > begun-at-call-start
   // began after the caller did, so its result serves the caller too.
@@ -207,6 +226,7 @@ struct ArchiveView::Impl {
 
   ~Impl() {
     if (db == nullptr) return;
+    scratch_read.Reset();  // may pin a block of the cache the DB owns
     for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
     // Nothing left to report to: the WAL already holds every acknowledged write.
     db->Close().PermitUncheckedError();
@@ -235,10 +255,13 @@ struct ArchiveView::Impl {
     if (s.IsNotFound()) return int64_t{0};
     if (!s.ok()) return from_rocksdb(s, "archive convs get");
     Summary summary;
-    if (!decode_summary(std::string_view(scratch_read.data(), scratch_read.size()), &summary)) {
-      return internal_error("archive: malformed convs value");
-    }
-    return summary.unread;
+    const bool decoded =
+        decode_summary(std::string_view(scratch_read.data(), scratch_read.size()), &summary);
+    // Unpin now: a pinned block must not outlive this call (nor the DB).
+    scratch_read.Reset();
+    // A damaged summary restarts its count rather than refusing every later
+    // message of the conversation: unread is advisory, the message is not.
+    return decoded ? summary.unread : int64_t{0};
   }
 
   // Point get: nullopt when absent.
@@ -258,8 +281,7 @@ struct ArchiveView::Impl {
 ArchiveView::ArchiveView(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ArchiveView::~ArchiveView() = default;
 
-Result<Page> ArchiveView::conversation_page(const std::string& conv,
-                                            const PageQuery& query) const {
+Result<Page> ArchiveView::conversation_page(const std::string& conv, const PageQuery& query) const {
   const size_t limit = std::max<size_t>(query.limit, 1);
   const std::string lower = scope_begin(conv);
   const std::string end = scope_end(conv);
@@ -272,7 +294,8 @@ Result<Page> ArchiveView::conversation_page(const std::string& conv,
     const std::string start = make_key(conv, query.after) + std::string(kSep);
     rocksdb::Slice upper(end);
     read_options.iterate_upper_bound = &upper;
-    std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read_options, impl_->cf(kMessages)));
+    std::unique_ptr<rocksdb::Iterator> it(
+        impl_->db->NewIterator(read_options, impl_->cf(kMessages)));
     std::string newest_id;
     for (it->Seek(start); it->Valid() && page.envelopes.size() < limit; it->Next()) {
       page.envelopes.emplace_back(it->value().data(), it->value().size());
@@ -305,7 +328,8 @@ Result<Page> ArchiveView::conversation_page(const std::string& conv,
 Result<Page> ArchiveView::sync(const std::string& user, const std::string& since,
                                size_t limit) const {
   limit = std::max<size_t>(limit, 1);
-  const std::string start = since.empty() ? scope_begin(user) : make_key(user, since) + std::string(kSep);
+  const std::string start =
+      since.empty() ? scope_begin(user) : make_key(user, since) + std::string(kSep);
   const std::string end = scope_end(user);
   rocksdb::Slice upper(end);
   rocksdb::ReadOptions read_options;
@@ -355,21 +379,36 @@ Result<std::vector<ConversationSummary>> ArchiveView::conversations(const std::s
   rocksdb::ReadOptions read_options;
   read_options.iterate_upper_bound = &upper;
 
-  std::vector<ConversationSummary> all;
+  // Keys from the scan, values by MultiGet: the writer updates convs values in
+  // place, and only point reads are guarded against that (see family_options).
+  std::vector<std::string> convs_keys;
   {
     std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read_options, impl_->cf(kConvs)));
+    for (it->Seek(start); it->Valid(); it->Next()) convs_keys.push_back(it->key().ToString());
+    if (!it->status().ok()) return from_rocksdb(it->status(), "archive convs scan");
+  }
+  std::vector<ConversationSummary> all;
+  if (convs_keys.empty()) return all;
+  {
+    std::vector<rocksdb::Slice> keys(convs_keys.begin(), convs_keys.end());
+    std::vector<rocksdb::PinnableSlice> values(keys.size());
+    std::vector<rocksdb::Status> statuses(keys.size());
+    impl_->db->MultiGet(rocksdb::ReadOptions(), impl_->cf(kConvs), keys.size(), keys.data(),
+                        values.data(), statuses.data());
+    all.reserve(keys.size());
     Summary summary;
-    for (it->Seek(start); it->Valid(); it->Next()) {
-      if (!decode_summary(std::string_view(it->value().data(), it->value().size()), &summary)) {
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (statuses[i].IsNotFound()) continue;  // convs entries are never deleted
+      if (!statuses[i].ok()) return from_rocksdb(statuses[i], "archive convs get");
+      if (!decode_summary(std::string_view(values[i].data(), values[i].size()), &summary)) {
         return internal_error("archive: malformed convs value for " + user);
       }
       ConversationSummary out;
-      out.conv.assign(key_rest(it->key(), user.size()));
+      out.conv.assign(key_rest(keys[i], user.size()));
       out.last_id = std::move(summary.last);
       out.unread = summary.unread;
       all.push_back(std::move(out));
     }
-    if (!it->status().ok()) return from_rocksdb(it->status(), "archive convs scan");
   }
 
   auto more_recent = [](const ConversationSummary& a, const ConversationSummary& b) {
@@ -428,6 +467,8 @@ Result<std::unique_ptr<Archive>> Archive::open(const ArchiveOptions& options) {
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
+  // Required by inplace_update_support (see family_options); one writer anyway.
+  db_options.allow_concurrent_memtable_write = false;
   // Archived WAL files stay this long so a lagging secondary can still tail them.
   db_options.WAL_ttl_seconds = options.wal_ttl_seconds;
   db_options.db_write_buffer_size = kDbWriteBufferSize;
@@ -438,7 +479,7 @@ Result<std::unique_ptr<Archive>> Archive::open(const ArchiveOptions& options) {
   db_options.max_log_file_size = 8 << 20;
 
   bool existed = false;
-  auto descriptors = families_to_open(db_options, options.path, family_options(cache), &existed);
+  auto descriptors = families_to_open(db_options, options.path, cache, /*writer=*/true, &existed);
   auto impl = std::make_unique<Impl>();
   impl->path = options.path;
   rocksdb::Status s =
@@ -496,13 +537,13 @@ Status Archive::append(const AppendRequest& request) {
   rocksdb::Status s;
   // messages: "<conv>\0<id>" -> envelope. d.scratch_message_key keeps it for the dedup value.
   make_key(&d.scratch_message_key, request.conv, request.id);
-  if (!getenv("NOMSG")) s = d.batch.Put(d.cf(kMessages), d.scratch_message_key, request.envelope);
+  s = d.batch.Put(d.cf(kMessages), d.scratch_message_key, request.envelope);
   if (!s.ok()) return from_rocksdb(s, "archive batch");
 
-  d.pending_unread.clear();
+  size_t pending = 0;  // entries of d.pending_unread in use (kept to reuse their buffers)
   for (const auto& user : request.participants) {
     make_key(&d.scratch_key, user, request.id);
-    if (!getenv("NOINBOX")) s = d.batch.Put(d.cf(kInbox), d.scratch_key, request.conv);
+    s = d.batch.Put(d.cf(kInbox), d.scratch_key, request.conv);
     if (!s.ok()) return from_rocksdb(s, "archive batch");
 
     make_key(&d.scratch_key, user, request.conv);
@@ -513,25 +554,30 @@ Status Archive::append(const AppendRequest& request) {
       unread = *stored + 1;
     }
     encode_summary(&d.scratch_value, request.id, unread);
-    if (!getenv("NOCONVS")) s = d.batch.Put(d.cf(kConvs), d.scratch_key, d.scratch_value);
+    s = d.batch.Put(d.cf(kConvs), d.scratch_key, d.scratch_value);
     if (!s.ok()) return from_rocksdb(s, "archive batch");
-    d.pending_unread.emplace_back(d.scratch_key, unread);
+    if (pending == d.pending_unread.size()) d.pending_unread.emplace_back();
+    d.pending_unread[pending].first.assign(d.scratch_key);
+    d.pending_unread[pending].second = unread;
+    ++pending;
   }
 
   if (!request.client_id.empty() && !request.cid.empty()) {
     make_key(&d.scratch_key, request.client_id, request.cid);
-    if (!getenv("NODEDUP")) s = d.batch.Put(d.cf(kDedup), d.scratch_key, d.scratch_message_key);
+    s = d.batch.Put(d.cf(kDedup), d.scratch_key, d.scratch_message_key);
     if (!s.ok()) return from_rocksdb(s, "archive batch");
   }
-  if (!getenv("NOMETA")) s = d.batch.Put(d.cf(kMeta), kMetaMaxId, request.id);
+  s = d.batch.Put(d.cf(kMeta), kMetaMaxId, request.id);
   if (!s.ok()) return from_rocksdb(s, "archive batch");
 
   s = d.db->Write(d.write_options, &d.batch);
   if (!s.ok()) return from_rocksdb(s, "archive write");
   d.max_id = request.id;
   // Only now: the cache must mirror what is in the database.
-  if (d.unread_cache.size() + d.pending_unread.size() > kMaxCachedUnread) d.unread_cache.clear();
-  for (auto& [key, unread] : d.pending_unread) d.unread_cache.insert_or_assign(std::move(key), unread);
+  if (d.unread_cache.size() + pending > kMaxCachedUnread) d.unread_cache.clear();
+  for (size_t i = 0; i < pending; ++i) {
+    d.unread_cache.insert_or_assign(d.pending_unread[i].first, d.pending_unread[i].second);
+  }
   return Status::ok();
 }
 
@@ -571,7 +617,7 @@ Result<std::unique_ptr<ArchiveReader>> ArchiveReader::open(const std::string& pr
   db_options.max_log_file_size = 8 << 20;
 
   bool existed = false;
-  auto descriptors = families_to_open(db_options, primary_path, family_options(cache), &existed);
+  auto descriptors = families_to_open(db_options, primary_path, cache, /*writer=*/false, &existed);
   if (!existed) {
     return unavailable("archive reader: no archive at " + primary_path);
   }

@@ -77,18 +77,18 @@ TEST(ConfigTest, EmptyMeansUnset) {
 
 TEST(ConfigTest, BadValuesNameTheVariable) {
   const std::map<std::string, std::string> bad[] = {
-      {{"CHAT_HTTP_PORT", "http"}},     {{"CHAT_HTTP_PORT", "70000"}},
-      {{"CHAT_MQTT_PORT", "0"}},        {{"CHAT_JWT_LEEWAY", "31"}},
-      {{"CHAT_JWT_LEEWAY", "-1"}},      {{"CHAT_TOKEN_TTL", "0"}},
-      {{"CHAT_TOKEN_TTL", "10s"}},      {{"CHAT_SIGNUP", "maybe"}},
-      {{"CHAT_ADMINS", "Root"}},        {{"CHAT_ADMINS", "svc.x"}},
+      {{"CHAT_HTTP_PORT", "http"}},       {{"CHAT_HTTP_PORT", "70000"}},
+      {{"CHAT_MQTT_PORT", "0"}},          {{"CHAT_JWT_LEEWAY", "31"}},
+      {{"CHAT_JWT_LEEWAY", "-1"}},        {{"CHAT_TOKEN_TTL", "0"}},
+      {{"CHAT_TOKEN_TTL", "10s"}},        {{"CHAT_SIGNUP", "maybe"}},
+      {{"CHAT_ADMINS", "Root"}},          {{"CHAT_ADMINS", "svc.x"}},
       {{"CHAT_ADMIN_PASSWORD", "short"}}, {{"CHAT_HTTP_THREADS", "0"}},
       {{"CHAT_REFRESH_TTL", "5"}},
   };
   for (const auto& env : bad) {
     auto c = parse(env);
     ASSERT_FALSE(c.is_ok()) << env.begin()->first << "=" << env.begin()->second;
-    const std::string& message = c.status().message();
+    const std::string message = c.status().message();
     EXPECT_EQ(message.rfind(env.begin()->first + ":", 0), 0u) << message;
     EXPECT_EQ(message.find('\n'), std::string::npos);
   }

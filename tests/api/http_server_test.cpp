@@ -73,11 +73,11 @@ constexpr const char* kForm = "application/x-www-form-urlencoded";
 class HttpServerTest : public ::testing::Test {
  protected:
   void TearDown() override {
+    client_.reset();  // closes its keep-alive connection first
     if (server_) {
       server_->stop();
       if (thread_.joinable()) thread_.join();
     }
-    client_.reset();
     server_.reset();
     service_.reset();
     reader_.reset();
@@ -553,8 +553,8 @@ TEST_F(HttpServerTest, PasswordChangeRevokesEveryRefreshToken) {
                      {{"old_password", "wrong-password"}, {"new_password", "password2"}}, access);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 403);
-  r = post_json("/v1/users/me/password",
-                {{"old_password", "password1"}, {"new_password", "short"}}, access);
+  r = post_json("/v1/users/me/password", {{"old_password", "password1"}, {"new_password", "short"}},
+                access);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 400);
   r = post_json("/v1/users/me/password", {{"old_password", "password1"}}, access);
@@ -571,8 +571,8 @@ TEST_F(HttpServerTest, PasswordChangeRevokesEveryRefreshToken) {
   EXPECT_EQ(r->status, 204) << r->body;
 
   for (const json& t : {phone, laptop}) {
-    r = post_form("/v1/oauth/token",
-                  "grant_type=refresh_token&refresh_token=" + t["refresh_token"].get<std::string>());
+    r = post_form("/v1/oauth/token", "grant_type=refresh_token&refresh_token=" +
+                                         t["refresh_token"].get<std::string>());
     ASSERT_TRUE(r);
     EXPECT_EQ(body_of(r)["error"], "invalid_grant");
   }

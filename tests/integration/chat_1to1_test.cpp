@@ -310,7 +310,9 @@ TEST_F(OneToOne, RefusedPublishesGetTheDocumentedOutcomeAndAreNotArchived) {
 }
 
 TEST(TokenExpiry, ConnectionClosedWhenTheTokenExpires) {
-  Stack stack({{{"CHAT_JWT_LEEWAY", "0"}}});
+  StackOptions options;
+  options.env["CHAT_JWT_LEEWAY"] = "0";
+  Stack stack(options);
   stack.register_user("alice");
   MqttClient alice(stack.mqtt_port(), device("alice", "phone", stack.mint_token("alice", 2)));
   ASSERT_EQ(alice.connect(), 0);

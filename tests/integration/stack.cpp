@@ -18,6 +18,7 @@
 #include <stdexcept>
 
 #include "chat/common/jwt.h"
+#include <gtest/gtest.h>
 
 namespace chat::testing {
 namespace fs = std::filesystem;
@@ -134,6 +135,15 @@ Stack::~Stack() {
   broker_.kill(SIGTERM);
   api_.wait(5s);
   broker_.wait(5s);
+  // Sanitizer reports from the processes under test are test failures.
+  for (const char* name : {"mosquitto", "chat-api"}) {
+    std::string log = log_tail(name, 1 << 20);
+    if (log.find("ERROR: AddressSanitizer") != std::string::npos ||
+        log.find("ERROR: LeakSanitizer") != std::string::npos ||
+        log.find("runtime error:") != std::string::npos) {
+      ADD_FAILURE() << name << " reported a sanitizer error:\n" << log_tail(name, 8000);
+    }
+  }
   if (!std::getenv("CHAT_KEEP_TEST_DATA")) {
     std::error_code ec;
     fs::remove_all(data_dir_, ec);
@@ -168,7 +178,12 @@ void Stack::start_broker() {
                  CHAT_LIB_DIR "/libchat_broker.so' > '" + conf + "'"},
             env(), data_dir_ + "/logs/broker-conf.log");
   if (gen.wait(10s) != 0) throw std::runtime_error("broker-conf failed: " + log_tail("broker-conf"));
-  broker_.start({MOSQUITTO_EXECUTABLE, "-c", conf}, env(), data_dir_ + "/logs/mosquitto.log");
+  auto broker_env = env();
+#ifdef CHAT_ASAN_PRELOAD
+  broker_env["LD_PRELOAD"] = CHAT_ASAN_PRELOAD;
+  broker_env["ASAN_OPTIONS"] = "detect_leaks=1";
+#endif
+  broker_.start({MOSQUITTO_EXECUTABLE, "-c", conf}, broker_env, data_dir_ + "/logs/mosquitto.log");
   wait_port(mqtt_port_);
 }
 
@@ -227,9 +242,24 @@ std::string Stack::register_user(const std::string& user, const std::string& pas
   return login(user, password);
 }
 
+static std::string form_encode(const std::string& s) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
 std::string Stack::login(const std::string& user, const std::string& password) {
   auto [status, body] = post_form("/v1/oauth/token", "grant_type=password&username=" + user +
-                                                         "&password=" + httplib::detail::encode_url(password));
+                                                         "&password=" + form_encode(password));
   if (status != 200) throw std::runtime_error("login " + user + ": " + std::to_string(status));
   return body["access_token"].get<std::string>();
 }

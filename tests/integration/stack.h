@@ -3,6 +3,7 @@
 #pragma once
 
 #include <mosquitto.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #include <chrono>

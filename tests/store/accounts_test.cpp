@@ -93,8 +93,10 @@ TEST_F(AccountStoreTest, ConcurrentCreatesOfOneUserLetExactlyOneWin) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       Status s = store_->create_account(account("carol", "hash-" + std::to_string(t)));
-      if (s.is_ok()) ++created;
-      else if (s.code() == StatusCode::kAlreadyExists) ++refused;
+      if (s.is_ok())
+        ++created;
+      else if (s.code() == StatusCode::kAlreadyExists)
+        ++refused;
     });
   }
   for (auto& t : threads) t.join();

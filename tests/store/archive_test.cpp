@@ -22,8 +22,8 @@ std::string id_of(uint64_t n) { return IdGenerator::format(0x0190000000000000ULL
 
 std::string envelope_for(const std::string& id, const std::string& conv, const std::string& from,
                          size_t body_size = 20) {
-  return R"({"id":")" + id + R"(","conv":")" + conv + R"(","from":")" + from +
-         R"(","body":")" + std::string(body_size, 'x') + R"("})";
+  return R"({"id":")" + id + R"(","conv":")" + conv + R"(","from":")" + from + R"(","body":")" +
+         std::string(body_size, 'x') + R"("})";
 }
 
 // Extracts the id back out of an envelope built by envelope_for.
@@ -104,8 +104,7 @@ std::vector<std::string> fill_two_conversations(
 }
 
 TEST_F(ArchiveTest, LatestPageThenWalkBackCollectsEverythingOnce) {
-  auto ids = fill_two_conversations(
-      [this](auto& c, auto& f, auto& p) { return send(c, f, p); });
+  auto ids = fill_two_conversations([this](auto& c, auto& f, auto& p) { return send(c, f, p); });
 
   Page latest = page("dm:alice:bob", 5);
   EXPECT_EQ(ids_in(latest.envelopes), std::vector<std::string>(ids.end() - 5, ids.end()));
@@ -132,8 +131,7 @@ TEST_F(ArchiveTest, LatestPageThenWalkBackCollectsEverythingOnce) {
 }
 
 TEST_F(ArchiveTest, WalkForwardWithAfter) {
-  auto ids = fill_two_conversations(
-      [this](auto& c, auto& f, auto& p) { return send(c, f, p); });
+  auto ids = fill_two_conversations([this](auto& c, auto& f, auto& p) { return send(c, f, p); });
 
   std::vector<std::string> collected;
   // Start from before the first message: any id below it works as a cursor.
@@ -325,6 +323,27 @@ TEST_F(ArchiveTest, ConversationsOrderAndUnread) {
   (void)ab1, (void)ab2, (void)ab3, (void)ab4, (void)g1;
 }
 
+// Unread counts are read-modify-write through an in-memory cache and updated
+// in place in the memtable: after a reopen (WAL replay, empty cache) they must
+// continue from the stored values.
+TEST_F(ArchiveTest, UnreadCountsSurviveReopen) {
+  for (int i = 0; i < 5; ++i) send("dm:alice:bob", "bob", {"alice", "bob"});
+  for (int i = 0; i < 120; ++i) send("g:team", "carol", {"alice", "bob", "carol"});
+  open();
+  send("dm:alice:bob", "bob", {"alice", "bob"});
+  auto alice = archive_->conversations("alice", 10);
+  ASSERT_TRUE(alice.is_ok()) << alice.status().to_string();
+  ASSERT_EQ(alice->size(), 2u);
+  EXPECT_EQ((*alice)[0].conv, "dm:alice:bob");
+  EXPECT_EQ((*alice)[0].unread, 6);
+  EXPECT_EQ((*alice)[1].conv, "g:team");
+  EXPECT_EQ((*alice)[1].unread, 120);  // grew from 2 to 3 digits in place
+  auto carol = archive_->conversations("carol", 10);
+  ASSERT_TRUE(carol.is_ok());
+  ASSERT_EQ(carol->size(), 1u);
+  EXPECT_EQ((*carol)[0].unread, 0);
+}
+
 TEST_F(ArchiveTest, HasConversationAndEnvelope) {
   std::string id = send("dm:alice:bob", "alice", {"alice", "bob"});
   EXPECT_TRUE(archive_->has_conversation("alice", "dm:alice:bob").value());
@@ -491,7 +510,8 @@ TEST_F(ArchiveTest, ReaderFollowsAcrossFlushesConcurrently) {
         // Everything acknowledged before catch_up began must be visible.
         if (seen < static_cast<size_t>(floor)) {
           auto rest = reader->sync("alice", since, static_cast<size_t>(floor));
-          if (!rest.is_ok()) ++failures;
+          if (!rest.is_ok())
+            ++failures;
           else {
             seen += rest->envelopes.size();
             if (rest->next) since = *rest->next;
@@ -544,37 +564,3 @@ TEST_F(ArchiveTest, ReaderFollowsAcrossFlushesConcurrently) {
 
 }  // namespace
 }  // namespace chat::store
-// TEMP_BENCH_BEGIN
-#include <chrono>
-#include <cstdio>
-#include <ctime>
-#include <filesystem>
-namespace chat::store {
-TEST(TempBench, Append) {
-  testing::TempDir dir;
-  ArchiveOptions options;
-  options.path = dir.sub("archive");
-  auto archive = std::move(Archive::open(options)).value();
-  constexpr int kN = 300000;
-  std::vector<AppendRequest> reqs(kN);
-  for (int i = 0; i < kN; ++i) {
-    auto& r = reqs[i];
-    r.id = IdGenerator::format(0x0190000000000000ULL + i + 1);
-    int a = i % 1000, b = (i * 7 + 1) % 1000;
-    r.conv = "dm:u" + std::to_string(a) + ":u" + std::to_string(b);
-    r.from = "u" + std::to_string(a);
-    r.client_id = r.from + ":phone";
-    r.cid = "cid-" + std::to_string(i);
-    r.envelope = std::string(100, 'e');
-    r.participants = {r.from, "u" + std::to_string(b)};
-  }
-  auto cpu = [] { timespec ts; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts); return ts.tv_sec + ts.tv_nsec / 1e9; };
-  auto start = std::chrono::steady_clock::now();
-  double c0 = cpu();
-  for (int i = 0; i < kN; ++i) ASSERT_TRUE(archive->append(reqs[i]).is_ok());
-  double c = cpu() - c0;
-  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("appends/s: wall %.0f  thread-cpu %.0f (%d in %.3fs wall, %.3fs cpu)\n", kN / s, kN / c, kN, s, c);
-}
-}  // namespace chat::store
-// TEMP_BENCH_END

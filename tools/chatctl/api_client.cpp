@@ -20,6 +20,27 @@ ApiResponse to_response(const httplib::Response& r) {
   return out;
 }
 
+std::string transport_error_text(httplib::Error error) {
+  switch (error) {
+    case httplib::Error::Connection:
+      return "connection refused or host unreachable";
+    case httplib::Error::ConnectionTimeout:
+      return "connection timed out";
+    case httplib::Error::Read:
+      return "no answer (read failed or timed out)";
+    case httplib::Error::Write:
+      return "sending the request failed";
+    case httplib::Error::SSLConnection:
+      return "TLS handshake failed";
+    case httplib::Error::SSLLoadingCerts:
+      return "cannot load the CA certificates (--ca)";
+    case httplib::Error::SSLServerVerification:
+      return "the server's certificate is not trusted (pass its CA with --ca)";
+    default:
+      return httplib::to_string(error);
+  }
+}
+
 }  // namespace
 
 Status status_from_response(const ApiResponse& response) {
@@ -29,13 +50,20 @@ Status status_from_response(const ApiResponse& response) {
     case 400:
     case 413:
     case 415:
-    case 422: return invalid_argument(message);
-    case 401: return unauthenticated(message);
-    case 403: return permission_denied(message);
-    case 404: return not_found(message);
-    case 409: return already_exists(message);
-    case 429: return resource_exhausted(message);
-    default: break;
+    case 422:
+      return invalid_argument(message);
+    case 401:
+      return unauthenticated(message);
+    case 403:
+      return permission_denied(message);
+    case 404:
+      return not_found(message);
+    case 409:
+      return already_exists(message);
+    case 429:
+      return resource_exhausted(message);
+    default:
+      break;
   }
   if (response.status >= 500) return unavailable(message);
   return internal_error(message);
@@ -48,7 +76,8 @@ Result<TokenGrant> parse_token_grant(const ApiResponse& response) {
   grant.refresh_token = json_string(response.json, "refresh_token");
   grant.expires_in = json_int(response.json, "expires_in", 0);
   if (grant.access_token.empty() || grant.refresh_token.empty() || grant.expires_in <= 0) {
-    return internal_error("the token endpoint answered without access_token, refresh_token or expires_in");
+    return internal_error(
+        "the token endpoint answered without access_token, refresh_token or expires_in");
   }
   return grant;
 }
@@ -112,7 +141,7 @@ struct ApiClient::Impl {
     if (!result) {
       return unavailable("cannot reach the API at " + url.scheme_host_port + " (" +
                          std::string(method) + " " + std::string(path) +
-                         "): " + httplib::to_string(result.error()));
+                         "): " + transport_error_text(result.error()));
     }
     return to_response(*result);
   }

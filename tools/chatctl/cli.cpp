@@ -1,10 +1,10 @@
 #include "chatctl/cli.h"
 
 #include <cerrno>
-#include <cstdlib>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 
 #include "chat/common/ids.h"
 
@@ -131,8 +131,8 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
       out.json = true;
       continue;
     }
-    static constexpr std::string_view kValued[] = {"api",   "mqtt",  "as",     "device",
-                                                   "home",  "ca",    "password", "limit",
+    static constexpr std::string_view kValued[] = {"api",    "mqtt",  "as",       "device",
+                                                   "home",   "ca",    "password", "limit",
                                                    "before", "count", "timeout"};
     bool known = false;
     for (auto k : kValued) known = known || (k == name);
@@ -151,11 +151,13 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
     } else if (name == "mqtt") {
       out.mqtt = value;
     } else if (name == "as") {
-      if (!is_valid_user_id(value)) return usage_error("--as: '" + value + "' is not a valid user id");
+      if (!is_valid_user_id(value))
+        return usage_error("--as: '" + value + "' is not a valid user id");
       out.as_user = value;
     } else if (name == "device") {
       if (!is_valid_device_id(value)) {
-        return usage_error("--device: '" + value + "' is not a valid device id ([A-Za-z0-9_-]{1,64})");
+        return usage_error("--device: '" + value +
+                           "' is not a valid device id ([A-Za-z0-9_-]{1,64})");
       }
       out.device = value;
     } else if (name == "home") {
@@ -205,8 +207,7 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
   out.args.assign(positional.begin() + 1, positional.end());
 
   for (const auto& [name, owner] : command_options) {
-    bool fits = owner == out.command ||
-                (name == "password" && out.command == Command::kRegister);
+    bool fits = owner == out.command || (name == "password" && out.command == Command::kRegister);
     if (!fits && out.command != Command::kHelp) {
       return usage_error("--" + name + " does not apply to '" + std::string(spec->name) + "'");
     }
@@ -289,7 +290,8 @@ Result<ApiUrl> parse_api_url(std::string_view url) {
   while (!path.empty() && path.back() == '/') path.remove_suffix(1);
   if (authority.empty()) return invalid_argument("--api: no host in '" + std::string(url) + "'");
   if (path.find_first_of("?#") != std::string_view::npos) {
-    return invalid_argument("--api: a query or fragment is not allowed in '" + std::string(url) + "'");
+    return invalid_argument("--api: a query or fragment is not allowed in '" + std::string(url) +
+                            "'");
   }
   out.scheme_host_port = std::string(out.tls ? "https://" : "http://") + std::string(authority);
   out.base_path = std::string(path);
@@ -322,7 +324,8 @@ Result<std::string> parse_mqtt_address(std::string_view address) {
     host = rest.substr(0, close + 1);
     std::string_view after = rest.substr(close + 1);
     if (!after.empty()) {
-      if (after.front() != ':') return invalid_argument("--mqtt: bad address '" + std::string(address) + "'");
+      if (after.front() != ':')
+        return invalid_argument("--mqtt: bad address '" + std::string(address) + "'");
       port_text = after.substr(1);
     }
   } else if (auto colon = rest.rfind(':'); colon != std::string_view::npos) {

@@ -50,11 +50,11 @@ struct CommandLine {
   bool json = false;                   // --json
 
   // Per-command options.
-  std::optional<std::string> password;       // register, login: --password P
-  std::optional<int> limit;                  // history: --limit N (N >= 1)
-  std::optional<std::string> before;         // history: --before ID
-  std::optional<int64_t> count;              // listen: --count N (N >= 1)
-  std::optional<double> timeout_seconds;     // listen: --timeout S (S > 0)
+  std::optional<std::string> password;    // register, login: --password P
+  std::optional<int> limit;               // history: --limit N (N >= 1)
+  std::optional<std::string> before;      // history: --before ID
+  std::optional<int64_t> count;           // listen: --count N (N >= 1)
+  std::optional<double> timeout_seconds;  // listen: --timeout S (S > 0)
 };
 
 // Parses argv without the program name. Options may appear before or after the
@@ -88,11 +88,11 @@ Result<std::string> parse_mqtt_address(std::string_view address);
 
 // What the commands run with, after defaults.
 struct Settings {
-  ApiUrl api;             // Default: http://127.0.0.1:$CHAT_HTTP_PORT (port default 8080).
-  std::string mqtt_uri;   // Default: tcp://127.0.0.1:$CHAT_MQTT_PORT (port default 1883).
-  std::string home;       // Default: $CHATCTL_HOME, else $XDG_CONFIG_HOME/chatctl,
-                          // else $HOME/.config/chatctl.
-  std::string ca_file;    // Default: $CHATCTL_CA, else none (system trust store).
+  ApiUrl api;            // Default: http://127.0.0.1:$CHAT_HTTP_PORT (port default 8080).
+  std::string mqtt_uri;  // Default: tcp://127.0.0.1:$CHAT_MQTT_PORT (port default 1883).
+  std::string home;      // Default: $CHATCTL_HOME, else $XDG_CONFIG_HOME/chatctl,
+                         // else $HOME/.config/chatctl.
+  std::string ca_file;   // Default: $CHATCTL_CA, else none (system trust store).
 };
 
 // Applies defaults and environment variables; a bad value is kInvalidArgument

@@ -34,10 +34,12 @@ Result<std::string> password_for(Context& ctx, std::string_view user, bool confi
 }
 
 // The body of a list answer: `key` must be an array.
-Result<nlohmann::json> list_field(const ApiResponse& response, const char* key, std::string_view what) {
+Result<nlohmann::json> list_field(const ApiResponse& response, const char* key,
+                                  std::string_view what) {
   const auto& list = json_field(response.json, key);
   if (!list.is_array()) {
-    return internal_error("unexpected answer to " + std::string(what) + ": no \"" + key + "\" list");
+    return internal_error("unexpected answer to " + std::string(what) + ": no \"" + key +
+                          "\" list");
   }
   return list;
 }
@@ -66,13 +68,12 @@ int run_register(Context& ctx) {
   }
   std::string detail = format_http_error(response->status, response->body);
   if (response->status == 409) {
-    ctx.out.error("already_exists", "the user id '" + user + "' is already taken (" + detail + ")");
+    ctx.out.error("already_exists", "the user id '" + user + "' is already taken: " + detail);
     return kExitFailure;
   }
   if (response->status == 400) {
     ctx.out.error("invalid_argument",
-                  "registration refused: " + detail +
-                      " (passwords need at least 8 characters)");
+                  "registration refused: " + detail + " (passwords need at least 8 characters)");
     return kExitFailure;
   }
   return fail(ctx, status_from_response(*response));
@@ -80,7 +81,8 @@ int run_register(Context& ctx) {
 
 int run_login(Context& ctx) {
   const std::string& user = ctx.command_line.args.at(0);
-  if (!is_valid_user_id(user)) return usage_failure(ctx.out, "'" + user + "' is not a valid user id");
+  if (!is_valid_user_id(user))
+    return usage_failure(ctx.out, "'" + user + "' is not a valid user id");
   auto password = password_for(ctx, user, /*confirm=*/false);
   if (!password) return fail(ctx, password.status());
 
@@ -116,7 +118,8 @@ int run_logout(Context& ctx) {
   auto user = active_user(ctx);
   if (!user) return fail(ctx, user.status());
   auto profile = ctx.store.load(*user);
-  if (!profile && profile.status().code() != StatusCode::kNotFound) return fail(ctx, profile.status());
+  if (!profile && profile.status().code() != StatusCode::kNotFound)
+    return fail(ctx, profile.status());
   if (!profile || !profile->logged_in()) {
     ctx.out.note("not logged in as " + *user);
     if (ctx.out.json()) ctx.out.json_line({{"user", *user}, {"logged_out", true}});
@@ -136,7 +139,7 @@ int run_logout(Context& ctx) {
     }
   } else if (fresh.status().code() != StatusCode::kUnauthenticated) {
     revoked = fresh.status();  // the server could not be asked
-  }  // else: the session was already dead on the server
+  }                            // else: the session was already dead on the server
 
   auto cleared = ctx.store.update(*user, /*create_missing=*/false, [](Profile& p) {
     p.forget_tokens();
@@ -186,7 +189,8 @@ int run_history(Context& ctx) {
   std::string query;
   if (ctx.command_line.limit) query += "limit=" + std::to_string(*ctx.command_line.limit);
   if (ctx.command_line.before) {
-    query += (query.empty() ? "" : "&") + std::string("before=") + url_encode(*ctx.command_line.before);
+    query +=
+        (query.empty() ? "" : "&") + std::string("before=") + url_encode(*ctx.command_line.before);
   }
   if (!query.empty()) path += "?" + query;
 
@@ -263,15 +267,24 @@ int run_chatctl(const std::vector<std::string>& args, const EnvLookup& env, std:
   }
   Context ctx(std::move(*command_line), std::move(*settings), clock, output, env);
   switch (ctx.command_line.command) {
-    case Command::kRegister: return run_register(ctx);
-    case Command::kLogin: return run_login(ctx);
-    case Command::kLogout: return run_logout(ctx);
-    case Command::kSend: return run_send(ctx);
-    case Command::kListen: return run_listen(ctx);
-    case Command::kHistory: return run_history(ctx);
-    case Command::kConversations: return run_conversations(ctx);
-    case Command::kToken: return run_token(ctx);
-    case Command::kHelp: break;
+    case Command::kRegister:
+      return run_register(ctx);
+    case Command::kLogin:
+      return run_login(ctx);
+    case Command::kLogout:
+      return run_logout(ctx);
+    case Command::kSend:
+      return run_send(ctx);
+    case Command::kListen:
+      return run_listen(ctx);
+    case Command::kHistory:
+      return run_history(ctx);
+    case Command::kConversations:
+      return run_conversations(ctx);
+    case Command::kToken:
+      return run_token(ctx);
+    case Command::kHelp:
+      break;
   }
   return kExitOk;
 }

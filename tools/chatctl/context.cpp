@@ -1,5 +1,7 @@
 #include "chatctl/context.h"
 
+#include <poll.h>
+
 #include <csignal>
 
 #include "chat/common/ids.h"
@@ -21,7 +23,11 @@ struct sigaction g_previous_term;
 void write_line(std::FILE* f, std::string_view text) {
   std::fwrite(text.data(), 1, text.size(), f);
   std::fputc('\n', f);
-  std::fflush(f);
+  if (std::fflush(f) != 0 || std::ferror(f)) {
+    // The reader went away (`chatctl listen | head -1`; Paho ignores SIGPIPE):
+    // stop like on Ctrl-C instead of writing into the void forever.
+    StopSignal::request();
+  }
 }
 
 }  // namespace
@@ -44,7 +50,17 @@ void Output::error(std::string_view code, std::string_view message) {
   }
 }
 
-void Output::error(const Status& status) { error(status_code_name(status.code()), status.message()); }
+bool Output::reader_gone() const {
+  pollfd p{};
+  p.fd = ::fileno(out_);
+  if (p.fd < 0) return false;
+  // Asking for no events: a pipe whose reader closed still reports POLLERR.
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP)) != 0;
+}
+
+void Output::error(const Status& status) {
+  error(status_code_name(status.code()), status.message());
+}
 
 StopSignal::StopSignal() {
   g_stop.store(false);
@@ -61,6 +77,8 @@ StopSignal::~StopSignal() {
 }
 
 bool StopSignal::requested() { return g_stop.load(); }
+
+void StopSignal::request() { g_stop.store(true); }
 
 Result<std::string> active_user(const Context& ctx) {
   if (ctx.command_line.as_user) return *ctx.command_line.as_user;
@@ -153,7 +171,8 @@ Result<std::string> conversation_for(std::string_view me, std::string_view peer)
     }
     return topics::group_conversation(peer.substr(2));
   }
-  if (!is_valid_user_id(peer)) return invalid_argument("'" + std::string(peer) + "' is not a user id");
+  if (!is_valid_user_id(peer))
+    return invalid_argument("'" + std::string(peer) + "' is not a user id");
   return topics::dm_conversation(me, peer);
 }
 

@@ -36,6 +36,9 @@ class Output {
   // "chatctl: message" or {"error":code,"message":message} on err.
   void error(std::string_view code, std::string_view message);
   void error(const Status& status);
+  // True when nobody reads `out` any more (the other end of a pipe closed),
+  // so a long-running command can stop without waiting for its next write.
+  bool reader_gone() const;
 
  private:
   std::FILE* out_;
@@ -43,7 +46,8 @@ class Output {
   bool json_;
 };
 
-// Set by SIGINT/SIGTERM while a long-running command (listen, send -) runs.
+// Set by SIGINT/SIGTERM while a long-running command (listen, send -) runs,
+// or when standard output is gone.
 class StopSignal {
  public:
   // Installs the handlers; the previous ones come back on destruction.
@@ -53,6 +57,8 @@ class StopSignal {
   StopSignal& operator=(const StopSignal&) = delete;
 
   static bool requested();
+  // Asks the running command to stop, as the signals do.
+  static void request();
 };
 
 struct Context {

@@ -35,7 +35,8 @@ Result<Profile> Credentials::fresh(std::string_view rejected_token) {
     bool rejected = !rejected_token.empty() && p.access_token == rejected_token;
     if (!rejected && !needs_refresh(p, now)) return Status::ok();
     if (p.refresh_token.empty()) {
-      return unauthenticated("the session of " + user_ + " has expired: " + login_again_hint(user_));
+      return unauthenticated("the session of " + user_ +
+                             " has expired: " + login_again_hint(user_));
     }
     auto response = api_.refresh_grant(p.refresh_token);
     bool still_valid = !rejected && !p.access_token.empty() && p.access_expires_at > now;
@@ -59,8 +60,8 @@ Result<Profile> Credentials::fresh(std::string_view rejected_token) {
     return Status::ok();
   });
   if (!updated && updated.status().code() == StatusCode::kNotFound) {
-    return unauthenticated("no profile for " + user_ + " in " + store_.home() + ": run `chatctl login " +
-                           user_ + "`");
+    return unauthenticated("no profile for " + user_ + " in " + store_.home() +
+                           ": run `chatctl login " + user_ + "`");
   }
   return updated;
 }

@@ -29,7 +29,8 @@ int64_t json_int(const nlohmann::json& j, std::string_view key, int64_t fallback
   }
   if (v.is_number_float()) {
     double d = v.get<double>();
-    if (std::isfinite(d) && std::trunc(d) == d && std::fabs(d) < 9.0e18) return static_cast<int64_t>(d);
+    if (std::isfinite(d) && std::trunc(d) == d && std::fabs(d) < 9.0e18)
+      return static_cast<int64_t>(d);
   }
   return fallback;
 }

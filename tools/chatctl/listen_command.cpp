@@ -32,6 +32,8 @@ constexpr auto kPollInterval = milliseconds(200);
 // While a refresh keeps failing (API down), how often to try again.
 constexpr auto kRefreshCheckInterval = milliseconds(5000);
 constexpr int kSyncPageLimit = 500;
+// At exit, how many sync pages settle_cursor() may read.
+constexpr int kSettlePages = 4;
 
 class Listener {
  public:
@@ -42,14 +44,16 @@ class Listener {
         inbox_prefix_(topics::inbox(credentials.user(), "")),
         count_(ctx.command_line.count) {
     if (ctx.command_line.timeout_seconds) {
-      end_ = SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(
-                                      std::chrono::duration<double>(*ctx.command_line.timeout_seconds));
+      end_ = SteadyClock::now() +
+             std::chrono::duration_cast<SteadyClock::duration>(
+                 std::chrono::duration<double>(*ctx.command_line.timeout_seconds));
     }
   }
 
   int run() {
     milliseconds backoff = kFirstBackoff;
     bool first = true;
+    bool troubled = false;  // the last connection ended badly: say when we are back
     while (!done()) {
       auto session = open_inbox(ctx_, credentials_, device_, connect_timeout());
       if (!session) {
@@ -58,6 +62,7 @@ class Listener {
             s.code() == StatusCode::kInvalidArgument) {
           return fail(ctx_, s);
         }
+        troubled = true;
         ctx_.out.warn(s.message() + "; retrying in " + seconds_text(backoff));
         pause(backoff);
         backoff = next_backoff(backoff);
@@ -68,13 +73,15 @@ class Listener {
         ctx_.out.note("listening as " + credentials_.user() + " on device " + device_ +
                       " (Ctrl-C to stop)");
         first = false;
-      } else {
+      } else if (troubled) {
         ctx_.out.warn("reconnected");
       }
+      troubled = false;
 
       Status s = serve(*session);
       session->link->disconnect();
       if (!s.is_ok()) {
+        troubled = true;
         if (s.code() == StatusCode::kUnauthenticated) return fail(ctx_, s);
         if (done()) break;
         ctx_.out.warn(s.message() + "; reconnecting in " + seconds_text(backoff));
@@ -82,6 +89,7 @@ class Listener {
         backoff = next_backoff(backoff);
       }
     }
+    settle_cursor();
     if (count_ && printed_ < *count_ && !StopSignal::requested()) {
       ctx_.out.error("timeout", "received " + std::to_string(printed_) + " of " +
                                     std::to_string(*count_) + " messages before the timeout");
@@ -105,7 +113,8 @@ class Listener {
         } else if (s.code() == StatusCode::kUnauthenticated) {
           return s;
         } else {
-          ctx_.out.warn("sync failed: " + s.message() + "; retrying in " + seconds_text(kSyncRetry));
+          ctx_.out.warn("sync failed: " + s.message() + "; retrying in " +
+                        seconds_text(kSyncRetry));
           sync_due = SteadyClock::now() + kSyncRetry;
         }
         continue;
@@ -121,7 +130,10 @@ class Listener {
       auto wait_until = SteadyClock::now() + kPollInterval;
       if (end_) wait_until = std::min(wait_until, *end_);
       auto event = session.link->next_event(wait_until);
-      if (!event) continue;
+      if (!event) {
+        if (ctx_.out.reader_gone()) StopSignal::request();
+        continue;
+      }
       if (event->kind == MqttEvent::Kind::kConnectionLost) return unavailable(event->detail);
       if (event->kind == MqttEvent::Kind::kMessage) on_message(event->topic, event->payload);
     }
@@ -130,35 +142,23 @@ class Listener {
 
   // Pages /v1/sync from the saved cursor until an empty page.
   Status catch_up(Profile& profile) {
-    bool retried_auth = false;
     while (!done()) {
-      std::string path = "/v1/sync?limit=" + std::to_string(kSyncPageLimit);
-      if (!profile.sync_cursor.empty()) path += "&since=" + url_encode(profile.sync_cursor);
-      auto response = ctx_.api.get(path, profile.access_token);
+      auto response = sync_page(profile);
       if (!response) return response.status();
-      if (response->status == 401 && !retried_auth) {
-        retried_auth = true;
-        auto fresh = credentials_.fresh(profile.access_token);
-        if (!fresh) return fresh.status();
-        profile.access_token = fresh->access_token;
-        profile.access_expires_at = fresh->access_expires_at;
-        profile.access_lifetime = fresh->access_lifetime;
-        continue;
-      }
       if (!response->ok()) return status_from_response(*response);
       const auto& messages = json_field(response->json, "messages");
-      if (!messages.is_array()) return internal_error("unexpected answer to GET /v1/sync: no \"messages\" list");
+      if (!messages.is_array())
+        return internal_error("unexpected answer to GET /v1/sync: no \"messages\" list");
 
-      std::string last_id;
+      std::string last_id;  // the last message of this page handled (shown or seen before)
       for (const auto& envelope : messages) {
+        // Stopping mid-page: the cursor goes as far as what has been shown.
+        if (done()) return save_cursor(profile, last_id);
         on_envelope(envelope);
         last_id = json_string(envelope, "id");
-        if (done()) {
-          // Stopping mid-page: everything up to this message has been shown.
-          return save_cursor(profile, last_id);
-        }
       }
       if (messages.empty()) return Status::ok();
+      if (done()) return save_cursor(profile, last_id);
       // `next` is the last id returned; fall back to that id if a server omits it.
       std::string next = json_string(response->json, "next");
       if (next.empty()) next = last_id;
@@ -167,6 +167,46 @@ class Listener {
       if (!s.is_ok()) return s;
     }
     return Status::ok();
+  }
+
+  // One page of /v1/sync after profile.sync_cursor. A 401 refreshes the token
+  // (updating `profile`) and asks once more.
+  Result<ApiResponse> sync_page(Profile& profile) {
+    std::string path = "/v1/sync?limit=" + std::to_string(kSyncPageLimit);
+    if (!profile.sync_cursor.empty()) path += "&since=" + url_encode(profile.sync_cursor);
+    auto response = ctx_.api.get(path, profile.access_token);
+    if (!response || response->status != 401) return response;
+    auto fresh = credentials_.fresh(profile.access_token);
+    if (!fresh) return fresh.status();
+    profile.access_token = fresh->access_token;
+    profile.access_expires_at = fresh->access_expires_at;
+    profile.access_lifetime = fresh->access_lifetime;
+    return ctx_.api.get(path, profile.access_token);
+  }
+
+  // On the way out. Messages printed live since the last sync are shown but
+  // the cursor is still behind them, so the next run would show them again.
+  // Sync from the cursor and move it over the ids sync returns that were all
+  // printed already, stopping at the first one that was not: the cursor still
+  // moves only by ids sync returned, and never past a message not shown.
+  void settle_cursor() {
+    if (printed_ == 0) return;
+    auto profile = credentials_.fresh();
+    if (!profile) return;
+    for (int page = 0; page < kSettlePages; ++page) {
+      auto response = sync_page(*profile);
+      if (!response || !response->ok()) return;
+      const auto& messages = json_field(response->json, "messages");
+      if (!messages.is_array() || messages.empty()) return;
+      std::string shown_up_to;
+      for (const auto& envelope : messages) {
+        std::string id = json_string(envelope, "id");
+        if (id.empty() || !seen_.contains(id)) break;
+        shown_up_to = id;
+      }
+      if (shown_up_to.empty() || !save_cursor(*profile, shown_up_to).is_ok()) return;
+      if (shown_up_to != json_string(messages.back(), "id")) return;
+    }
   }
 
   Status save_cursor(Profile& profile, const std::string& cursor) {
@@ -241,14 +281,16 @@ class Listener {
   void pause(milliseconds d) {
     auto until = SteadyClock::now() + d;
     while (!done() && SteadyClock::now() < until) {
-      std::this_thread::sleep_for(std::min<SteadyClock::duration>(milliseconds(100), until - SteadyClock::now()));
+      std::this_thread::sleep_for(
+          std::min<SteadyClock::duration>(milliseconds(100), until - SteadyClock::now()));
     }
   }
 
   milliseconds next_backoff(milliseconds current) {
     // Doubling with +-20% jitter, so many clients do not come back in lockstep.
     std::uniform_real_distribution<double> jitter(0.8, 1.2);
-    auto next = milliseconds(static_cast<int64_t>(static_cast<double>(current.count()) * 2 * jitter(rng_)));
+    auto next =
+        milliseconds(static_cast<int64_t>(static_cast<double>(current.count()) * 2 * jitter(rng_)));
     return std::min(next, kMaxBackoff);
   }
 

@@ -1,9 +1,10 @@
 #include "chatctl/mqtt_link.h"
 
+#include <mqtt/async_client.h>
+
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
-#include <mqtt/async_client.h>
 #include <mutex>
 
 namespace chat::tools {
@@ -68,8 +69,9 @@ class PublishListener final : public mqtt::iaction_listener {
     int reason = static_cast<int>(tok.get_reason_code());
     e.reason_code = reason >= 0x80 ? reason : -1;
     e.publish_ok = false;
-    e.detail = reason >= 0x80 ? "PUBACK " + reason_text(reason)
-                              : "publish failed: " + mqtt::exception::error_str(tok.get_return_code());
+    e.detail = reason >= 0x80
+                   ? "PUBACK " + reason_text(reason)
+                   : "publish failed: " + mqtt::exception::error_str(tok.get_return_code());
     queue_.push(std::move(e));
   }
 
@@ -80,17 +82,34 @@ class PublishListener final : public mqtt::iaction_listener {
   EventQueue& queue_;
 };
 
+// The CONNACK reason code behind a failed connect, 0 when there was none.
+// Paho reports an MQTT 5 refusal as the reason code or as the return code,
+// depending on the path; MQTT 3.1.1 return codes 4 and 5 mean 0x86 and 0x87.
+int connack_reason(const mqtt::exception& e) {
+  int reason = e.get_reason_code();
+  int rc = e.get_return_code();
+  if (reason >= 0x80) return reason;
+  if (rc >= 0x80 && rc <= 0xFF) return rc;
+  if (rc == 4) return mqtt::ReasonCode::BAD_USER_NAME_OR_PASSWORD;
+  if (rc == 5) return mqtt::ReasonCode::NOT_AUTHORIZED;
+  return 0;
+}
+
 Status connect_error(int reason, const std::string& what, const std::string& uri) {
   switch (reason) {
     case mqtt::ReasonCode::BAD_USER_NAME_OR_PASSWORD:
     case mqtt::ReasonCode::NOT_AUTHORIZED:
     case mqtt::ReasonCode::BAD_AUTHENTICATION_METHOD:
       return unauthenticated("the broker refused the credentials (" + reason_text(reason) + ")");
-    case mqtt::ReasonCode::BANNED: return permission_denied("the broker says this account is banned");
-    default: break;
+    case mqtt::ReasonCode::BANNED:
+      return permission_denied("the broker says this account is banned");
+    default:
+      break;
   }
-  if (reason >= 0x80) return unavailable("the broker refused the connection (" + reason_text(reason) + ")");
-  return unavailable("cannot connect to the broker at " + uri + ": " + what);
+  if (reason >= 0x80)
+    return unavailable("the broker refused the connection (" + reason_text(reason) + ")");
+  return unavailable("cannot connect to the broker at " + uri + " (" +
+                     (what.empty() || what == "Failure" ? "refused or unreachable" : what) + ")");
 }
 
 }  // namespace
@@ -119,7 +138,8 @@ Result<std::unique_ptr<MqttLink>> MqttLink::connect(const MqttConnectOptions& op
     impl->client = std::make_unique<mqtt::async_client>(
         options.server_uri, options.client_id, mqtt::create_options(MQTTVERSION_5), nullptr);
   } catch (const std::exception& e) {
-    return invalid_argument("cannot create an MQTT client for " + options.server_uri + ": " + e.what());
+    return invalid_argument("cannot create an MQTT client for " + options.server_uri + ": " +
+                            e.what());
   }
 
   EventQueue* queue = &impl->queue;
@@ -153,8 +173,8 @@ Result<std::unique_ptr<MqttLink>> MqttLink::connect(const MqttConnectOptions& op
   opts.set_connect_timeout(std::chrono::duration_cast<std::chrono::seconds>(options.timeout) +
                            std::chrono::seconds(1));
   opts.set_automatic_reconnect(false);
-  opts.set_properties(mqtt::properties{
-      {mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<int32_t>(options.session_expiry.count())}});
+  opts.set_properties(mqtt::properties{{mqtt::property::SESSION_EXPIRY_INTERVAL,
+                                        static_cast<int32_t>(options.session_expiry.count())}});
   if (options.server_uri.rfind("ssl://", 0) == 0) {
     mqtt::ssl_options ssl;
     if (!options.ca_file.empty()) ssl.set_trust_store(options.ca_file);
@@ -171,7 +191,7 @@ Result<std::unique_ptr<MqttLink>> MqttLink::connect(const MqttConnectOptions& op
     }
     if (session_present) *session_present = tok->get_connect_response().is_session_present();
   } catch (const mqtt::exception& e) {
-    return connect_error(e.get_reason_code(), e.get_error_str(), options.server_uri);
+    return connect_error(connack_reason(e), e.get_error_str(), options.server_uri);
   } catch (const std::exception& e) {
     return unavailable("cannot connect to the broker at " + options.server_uri + ": " + e.what());
   }
@@ -206,7 +226,8 @@ Result<uint64_t> MqttLink::publish(const std::string& topic, const std::string& 
   uint64_t seq = impl_->next_seq++;
   try {
     auto msg = mqtt::make_message(topic, payload, qos, /*retained=*/false);
-    impl_->client->publish(msg, reinterpret_cast<void*>(static_cast<uintptr_t>(seq)), impl_->listener);
+    impl_->client->publish(msg, reinterpret_cast<void*>(static_cast<uintptr_t>(seq)),
+                           impl_->listener);
   } catch (const mqtt::exception& e) {
     return unavailable("cannot publish to " + topic + ": " + e.get_error_str());
   } catch (const std::exception& e) {
@@ -224,8 +245,8 @@ void MqttLink::disconnect(std::chrono::milliseconds timeout) {
   impl_->disconnected = true;
   try {
     if (!impl_->client->is_connected()) return;
-    auto tok = impl_->client->disconnect(
-        mqtt::disconnect_options(static_cast<int>(timeout.count())));
+    auto tok =
+        impl_->client->disconnect(mqtt::disconnect_options(static_cast<int>(timeout.count())));
     tok->wait_for(timeout);
   } catch (const std::exception&) {
     // Already gone: nothing to tell the broker.

@@ -58,19 +58,32 @@ std::string stamp(int64_t ts_ms, bool with_date) {
 
 std::string reason_phrase(int status) {
   switch (status) {
-    case 400: return "bad request";
-    case 401: return "unauthorized";
-    case 403: return "forbidden";
-    case 404: return "not found";
-    case 409: return "conflict";
-    case 413: return "payload too large";
-    case 415: return "unsupported media type";
-    case 429: return "too many requests";
-    case 500: return "internal server error";
-    case 502: return "bad gateway";
-    case 503: return "service unavailable";
-    case 504: return "gateway timeout";
-    default: return "";
+    case 400:
+      return "bad request";
+    case 401:
+      return "unauthorized";
+    case 403:
+      return "forbidden";
+    case 404:
+      return "not found";
+    case 409:
+      return "conflict";
+    case 413:
+      return "payload too large";
+    case 415:
+      return "unsupported media type";
+    case 429:
+      return "too many requests";
+    case 500:
+      return "internal server error";
+    case 502:
+      return "bad gateway";
+    case 503:
+      return "service unavailable";
+    case 504:
+      return "gateway timeout";
+    default:
+      return "";
   }
 }
 
@@ -79,7 +92,8 @@ std::string reason_phrase(int status) {
 std::string format_clock(int64_t ts_ms, bool with_date) {
   std::time_t seconds = static_cast<std::time_t>(ts_ms >= 0 ? ts_ms / 1000 : 0);
   std::tm local{};
-  if (::localtime_r(&seconds, &local) == nullptr) return with_date ? "----------  --:--:--" : "--:--:--";
+  if (::localtime_r(&seconds, &local) == nullptr)
+    return with_date ? "----------  --:--:--" : "--:--:--";
   char buf[32];
   size_t n = std::strftime(buf, sizeof buf, with_date ? "%Y-%m-%d %H:%M:%S" : "%H:%M:%S", &local);
   return std::string(buf, n);
@@ -147,9 +161,11 @@ std::string format_receipt_line(const nlohmann::json& receipt, int64_t now_ms) {
   std::string status = json_string(receipt, "status");
   const auto& ids = json_field(receipt, "ids");
   size_t count = ids.is_array() ? ids.size() : 0;
-  std::string line = stamp(ts, false) + "* " + sanitize_for_terminal(json_string(receipt, "from")) +
-                     " ";
-  line += status == "read" ? "read" : status == "delivered" ? "received" : sanitize_for_terminal(status);
+  std::string line =
+      stamp(ts, false) + "* " + sanitize_for_terminal(json_string(receipt, "from")) + " ";
+  line += status == "read"        ? "read"
+          : status == "delivered" ? "received"
+                                  : sanitize_for_terminal(status);
   line += " " + std::to_string(count) + (count == 1 ? " message" : " messages");
   std::string conv = json_string(receipt, "conv");
   if (!conv.empty()) line += " in " + sanitize_for_terminal(conv);
@@ -158,9 +174,11 @@ std::string format_receipt_line(const nlohmann::json& receipt, int64_t now_ms) {
 
 std::string format_typing_line(const nlohmann::json& typing, int64_t now_ms) {
   std::string state = json_string(typing, "state");
-  std::string line = stamp(now_ms, false) + "* " + sanitize_for_terminal(json_string(typing, "from"));
-  line += state == "composing" ? " is typing" : state == "paused" ? " stopped typing"
-                                                                  : " typing: " + sanitize_for_terminal(state);
+  std::string line =
+      stamp(now_ms, false) + "* " + sanitize_for_terminal(json_string(typing, "from"));
+  line += state == "composing" ? " is typing"
+          : state == "paused"  ? " stopped typing"
+                               : " typing: " + sanitize_for_terminal(state);
   std::string conv = json_string(typing, "conv");
   if (!conv.empty()) line += " (" + sanitize_for_terminal(conv) + ")";
   return line;
@@ -170,7 +188,8 @@ std::string format_event_line(const nlohmann::json& event, int64_t now_ms) {
   std::string type = json_string(event, "type");
   int64_t ts = json_int(event, "ts", now_ms);
   if (type == "error") {
-    std::string line = stamp(ts, false) + "! error " + sanitize_for_terminal(json_string(event, "code"));
+    std::string line =
+        stamp(ts, false) + "! error " + sanitize_for_terminal(json_string(event, "code"));
     std::string reason = json_string(event, "reason");
     if (!reason.empty()) line += ": " + sanitize_for_terminal(reason);
     std::string cid = json_string(event, "cid");
@@ -180,7 +199,8 @@ std::string format_event_line(const nlohmann::json& event, int64_t now_ms) {
   nlohmann::json rest = event.is_object() ? event : nlohmann::json::object();
   rest.erase("v");
   rest.erase("type");
-  std::string line = stamp(ts, false) + "* event " + (type.empty() ? "?" : sanitize_for_terminal(type));
+  std::string line =
+      stamp(ts, false) + "* event " + (type.empty() ? "?" : sanitize_for_terminal(type));
   if (!rest.empty()) line += ": " + sanitize_for_terminal(dump_json(rest));
   return line;
 }
@@ -201,12 +221,14 @@ std::string format_http_error(int status, std::string_view body) {
   if (!error.empty() || !message.empty()) {
     if (message.empty()) return sanitize_for_terminal(error) + " (" + where + ")";
     if (error.empty()) return sanitize_for_terminal(message) + " (" + where + ")";
-    return sanitize_for_terminal(message) + " (" + sanitize_for_terminal(error) + ", " + where + ")";
+    return sanitize_for_terminal(message) + " (" + sanitize_for_terminal(error) + ", " + where +
+           ")";
   }
   std::string phrase = reason_phrase(status);
   std::string out = phrase.empty() ? where : where + " " + phrase;
   std::string_view snippet = body.substr(0, kMaxErrorSnippet);
-  while (!snippet.empty() && (snippet.back() == '\n' || snippet.back() == ' ')) snippet.remove_suffix(1);
+  while (!snippet.empty() && (snippet.back() == '\n' || snippet.back() == ' '))
+    snippet.remove_suffix(1);
   if (!snippet.empty()) {
     out += ": " + sanitize_for_terminal(snippet);
     if (body.size() > kMaxErrorSnippet) out += "...";

@@ -186,7 +186,8 @@ std::string ProfileStore::path_for(std::string_view user) const {
 Status ProfileStore::ensure_home() const { return make_dirs(home_); }
 
 Result<Profile> ProfileStore::load(std::string_view user) const {
-  if (!is_valid_user_id(user)) return invalid_argument("'" + std::string(user) + "' is not a user id");
+  if (!is_valid_user_id(user))
+    return invalid_argument("'" + std::string(user) + "' is not a user id");
   std::string path = path_for(user);
   auto data = read_file(path);
   if (!data) return data.status();
@@ -202,8 +203,8 @@ Status ProfileStore::save(const Profile& profile) const {
   if (!is_valid_user_id(profile.user)) return invalid_argument("profile has no valid user id");
   Status s = ensure_home();
   if (!s.is_ok()) return s;
-  std::string text = profile_to_json(profile).dump(2, ' ', false,
-                                                   nlohmann::json::error_handler_t::replace);
+  std::string text =
+      profile_to_json(profile).dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
   text.push_back('\n');
   return write_file_atomically(home_, path_for(profile.user), text);
 }
@@ -216,12 +217,14 @@ Result<std::string> ProfileStore::current_user() const {
     user.pop_back();
   }
   if (user.empty()) return not_found(home_ + "/current is empty");
-  if (!is_valid_user_id(user)) return invalid_argument(home_ + "/current: '" + user + "' is not a user id");
+  if (!is_valid_user_id(user))
+    return invalid_argument(home_ + "/current: '" + user + "' is not a user id");
   return user;
 }
 
 Status ProfileStore::set_current_user(std::string_view user) const {
-  if (!is_valid_user_id(user)) return invalid_argument("'" + std::string(user) + "' is not a user id");
+  if (!is_valid_user_id(user))
+    return invalid_argument("'" + std::string(user) + "' is not a user id");
   Status s = ensure_home();
   if (!s.is_ok()) return s;
   return write_file_atomically(home_, home_ + "/current", std::string(user) + "\n");

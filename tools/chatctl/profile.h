@@ -23,12 +23,12 @@ namespace chat::tools {
 
 struct Profile {
   std::string user;
-  std::string device;            // this installation's device id (cli-<8 hex> by default)
-  std::string access_token;      // "" when logged out
-  int64_t access_expires_at = 0; // Unix seconds
-  int64_t access_lifetime = 0;   // seconds, the `expires_in` it was granted with
-  std::string refresh_token;     // "" when logged out
-  std::string sync_cursor;       // last `next` of /v1/sync; "" = from the beginning
+  std::string device;             // this installation's device id (cli-<8 hex> by default)
+  std::string access_token;       // "" when logged out
+  int64_t access_expires_at = 0;  // Unix seconds
+  int64_t access_lifetime = 0;    // seconds, the `expires_in` it was granted with
+  std::string refresh_token;      // "" when logged out
+  std::string sync_cursor;        // last `next` of /v1/sync; "" = from the beginning
 
   bool logged_in() const { return !refresh_token.empty() || !access_token.empty(); }
   void forget_tokens() {

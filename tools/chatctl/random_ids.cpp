@@ -11,7 +11,8 @@ constexpr char kCrockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 std::mt19937_64& generator() {
   thread_local std::mt19937_64 gen = [] {
     std::random_device device;
-    std::seed_seq seed{device(), device(), device(), device(), device(), device(), device(), device()};
+    std::seed_seq seed{device(), device(), device(), device(),
+                       device(), device(), device(), device()};
     return std::mt19937_64(seed);
   }();
   return gen;
@@ -25,7 +26,7 @@ std::string new_message_cid(int64_t now_ms) {
   uint64_t time = static_cast<uint64_t>(now_ms < 0 ? 0 : now_ms) & ((uint64_t{1} << 48) - 1);
   uint64_t r1 = generator()();
   uint64_t r2 = generator()();
-  uint64_t hi = (time << 16) | (r1 >> 48);  // 48 time bits + 16 random bits
+  uint64_t hi = (time << 16) | (r1 >> 48);   // 48 time bits + 16 random bits
   uint64_t lo = (r1 << 16) | (r2 & 0xFFFF);  // 48 + 16 more random bits
   std::string out(26, '0');
   for (int i = 25; i >= 0; --i) {

@@ -55,7 +55,8 @@ class Sender {
         event_topic_(topics::inbox(credentials.user(), topics::kInboxEvent)) {}
 
   ~Sender() {
-    if (session_) session_->link->disconnect();
+    // Short: after a timeout the broker may never answer, and the wait is bounded.
+    if (session_) session_->link->disconnect(std::chrono::milliseconds(300));
   }
 
   SendOutcome send(const std::string& text) {
@@ -63,7 +64,7 @@ class Sender {
     const std::string payload = dump_json({{"cid", cid}, {"type", "text"}, {"body", text}});
     const auto deadline = SteadyClock::now() + kSendTimeout;
 
-    std::optional<uint64_t> seq;  // the current attempt's publish
+    uint64_t seq = 0;  // the current attempt's publish; 0 = not published on this session
     bool acked = false;
     nlohmann::json envelope;
     std::optional<int> refused_reason;
@@ -75,7 +76,9 @@ class Sender {
       if (refused_reason && now >= refusal_deadline) {
         char hex[8];
         std::snprintf(hex, sizeof hex, "0x%02x", *refused_reason & 0xFF);
-        return {SendOutcome::Kind::kRefused, {}, "refused",
+        return {SendOutcome::Kind::kRefused,
+                {},
+                "not_authorized",
                 std::string("the broker refused the message (PUBACK reason ") + hex + ")"};
       }
       if (now >= deadline) return failed(timeout_status(acked, cid));
@@ -83,9 +86,9 @@ class Sender {
       if (!session_) {
         Status s = reopen(deadline);
         if (!s.is_ok()) return failed(s);
-        seq.reset();
+        seq = 0;
       }
-      if (!seq) {
+      if (seq == 0) {
         auto published = session_->link->publish(topic_, payload, 1);
         if (!published) {
           drop_session(published.status().message());
@@ -102,7 +105,7 @@ class Sender {
 
       switch (event->kind) {
         case MqttEvent::Kind::kPublishDone:
-          if (event->publish_seq != *seq) break;  // an earlier attempt's late answer
+          if (event->publish_seq != seq) break;  // an earlier attempt's late answer
           if (event->publish_ok) {
             acked = true;
           } else if (event->reason_code >= 0x80) {
@@ -119,7 +122,8 @@ class Sender {
             std::string dev = json_string(j, "dev");
             if (dev.empty() || dev == device_) envelope = std::move(j);
           } else if (event->topic == event_topic_ && json_string(j, "type") == "error") {
-            return {SendOutcome::Kind::kRefused, {}, json_string(j, "code"), json_string(j, "reason")};
+            return {
+                SendOutcome::Kind::kRefused, {}, json_string(j, "code"), json_string(j, "reason")};
           }
           break;
         }
@@ -132,7 +136,8 @@ class Sender {
 
  private:
   Status timeout_status(bool acked, const std::string& cid) const {
-    auto seconds = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kSendTimeout).count());
+    auto seconds =
+        std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kSendTimeout).count());
     if (acked) {
       return unavailable("the broker acknowledged the message (cid " + cid +
                          ") but its envelope did not arrive within " + seconds + " s");
@@ -145,7 +150,8 @@ class Sender {
   // the message's deadline.
   Status reopen(SteadyClock::time_point deadline) {
     while (true) {
-      auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now());
+      auto remaining =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now());
       if (remaining.count() <= 0) return unavailable("could not reconnect to the broker in time");
       auto session = open_inbox(ctx_, credentials_, device_,
                                 std::min<std::chrono::milliseconds>(remaining, kConnectTimeout));

@@ -26,7 +26,8 @@ class ControlChannel {
   virtual ~ControlChannel() = default;
 
   // Sends `request` (an object with "op" and its arguments; "req" is filled
-  // in) and blocks until the broker's answer or `timeout`. Returns the
+  // in) and blocks until the broker's answer or `timeout` (which includes
+  // waiting for a connection while reconnecting). Returns the
   // answer when it says ok; otherwise a Status: the broker's error code mapped
   // to a StatusCode (unknown codes: kInternal), and kUnavailable when not
   // connected, on disconnect while waiting, or on timeout (the op may or may

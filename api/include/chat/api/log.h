@@ -1,8 +1,9 @@
 // chat-api's one named spdlog logger, "api".
 #pragma once
 
-#include <memory>
 #include <spdlog/logger.h>
+
+#include <memory>
 
 namespace chat::api {
 

@@ -26,9 +26,9 @@ size_t utf8_length(std::string_view s);
 Status check_password_rules(std::string_view password);
 
 struct HasherParams {
-  uint32_t time_cost = 2;         // Default: 2 passes.
-  uint32_t memory_kib = 19456;    // Default: 19456 KiB (19 MiB).
-  uint32_t parallelism = 1;       // Default: 1 lane.
+  uint32_t time_cost = 2;       // Default: 2 passes.
+  uint32_t memory_kib = 19456;  // Default: 19456 KiB (19 MiB).
+  uint32_t parallelism = 1;     // Default: 1 lane.
   // At most this many hashes run at the same time (each holds memory_kib);
   // others wait. Default: 0 = the number of CPUs.
   unsigned max_concurrent = 0;

@@ -1,0 +1,251 @@
+// The REST-only commands through run_chatctl(), against FakeApi. (send and
+// listen need the broker: the lead's end-to-end tests cover them.)
+#include "chatctl/commands.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <map>
+
+#include "chatctl/profile.h"
+#include "fake_api.h"
+#include "test_dir.h"
+
+namespace chat::tools {
+namespace {
+
+using testing::FakeApi;
+using testing::TestDir;
+
+std::string read_all(std::FILE* f) {
+  std::fflush(f);
+  std::rewind(f);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  return out;
+}
+
+struct Outcome {
+  int status;
+  std::string out;
+  std::string err;
+};
+
+class CommandsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ::setenv("TZ", "UTC", 1);
+    ::tzset();
+  }
+
+  Outcome run(std::vector<std::string> args, std::map<std::string, std::string> extra_env = {}) {
+    std::map<std::string, std::string> env = {{"CHATCTL_HOME", dir_.path() + "/home"}};
+    for (auto& [k, v] : extra_env) env[k] = v;
+    EnvLookup lookup = [env](std::string_view name) -> std::optional<std::string> {
+      auto it = env.find(std::string(name));
+      if (it == env.end()) return std::nullopt;
+      return it->second;
+    };
+    args.insert(args.begin(), {"--api", fake_.url()});
+    std::FILE* out = std::tmpfile();
+    std::FILE* err = std::tmpfile();
+    int status = run_chatctl(args, lookup, out, err, clock_);
+    Outcome r{status, read_all(out), read_all(err)};
+    std::fclose(out);
+    std::fclose(err);
+    return r;
+  }
+
+  void register_and_login(const std::string& user) {
+    ASSERT_EQ(run({"register", user, "--password", "correct horse"}).status, 0);
+    Outcome login = run({"login", user, "--password", "correct horse"});
+    ASSERT_EQ(login.status, 0) << login.err;
+  }
+
+  ProfileStore store() { return ProfileStore(dir_.path() + "/home"); }
+
+  FakeApi fake_;
+  TestDir dir_;
+  FakeClock clock_;
+};
+
+TEST_F(CommandsTest, HelpAndUsage) {
+  Outcome help = run({"help"});
+  EXPECT_EQ(help.status, 0);
+  EXPECT_NE(help.out.find("Examples"), std::string::npos);
+  EXPECT_EQ(run({}).status, 0);
+
+  Outcome unknown = run({"fly"});
+  EXPECT_EQ(unknown.status, 2);
+  EXPECT_TRUE(unknown.out.empty());
+  EXPECT_NE(unknown.err.find("unknown command 'fly'"), std::string::npos);
+  EXPECT_NE(unknown.err.find("Usage:"), std::string::npos);
+
+  EXPECT_EQ(run({"send", "Bob!", "hi"}).status, 2);
+  EXPECT_EQ(run({"register", "-bad-"}).status, 2);
+}
+
+TEST_F(CommandsTest, Register) {
+  Outcome ok = run({"register", "alice", "--password", "correct horse"});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  EXPECT_NE(ok.out.find("registered alice"), std::string::npos);
+
+  Outcome taken = run({"register", "alice"}, {{"CHATCTL_PASSWORD", "another one"}});
+  EXPECT_EQ(taken.status, 1);
+  EXPECT_NE(taken.err.find("already taken"), std::string::npos) << taken.err;
+
+  Outcome short_password = run({"register", "bob", "--password", "short"});
+  EXPECT_EQ(short_password.status, 1);
+  EXPECT_NE(short_password.err.find("at least 8"), std::string::npos) << short_password.err;
+
+  Outcome json = run({"--json", "register", "carol", "--password", "correct horse"});
+  EXPECT_EQ(json.status, 0);
+  EXPECT_EQ(nlohmann::json::parse(json.out)["user"], "carol");
+  Outcome json_error = run({"--json", "register", "carol", "--password", "correct horse"});
+  EXPECT_EQ(json_error.status, 1);
+  EXPECT_EQ(nlohmann::json::parse(json_error.err)["error"], "already_exists");
+}
+
+TEST_F(CommandsTest, LoginSavesAPrivateProfileAndMakesItCurrent) {
+  ASSERT_EQ(run({"register", "alice", "--password", "correct horse"}).status, 0);
+  Outcome wrong = run({"login", "alice", "--password", "wrong password"});
+  EXPECT_EQ(wrong.status, 1);
+  EXPECT_NE(wrong.err.find("wrong user name or password"), std::string::npos) << wrong.err;
+
+  Outcome login = run({"login", "alice", "--password", "correct horse"});
+  ASSERT_EQ(login.status, 0) << login.err;
+  EXPECT_NE(login.out.find("logged in as alice"), std::string::npos);
+
+  auto profile = store().load("alice");
+  ASSERT_TRUE(profile.is_ok());
+  EXPECT_FALSE(profile->access_token.empty());
+  EXPECT_FALSE(profile->refresh_token.empty());
+  EXPECT_EQ(profile->access_expires_at, clock_.now_s() + 3600);
+  EXPECT_EQ(profile->device.rfind("cli-", 0), 0u);
+  {
+    std::lock_guard<std::mutex> lock(fake_.mu());
+    EXPECT_EQ(fake_.last_device, profile->device);
+  }
+  EXPECT_EQ(*store().current_user(), "alice");
+  struct stat st {};
+  ASSERT_EQ(::stat(store().path_for("alice").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  // Logging in again keeps the device id.
+  std::string device = profile->device;
+  ASSERT_EQ(run({"login", "alice", "--password", "correct horse"}).status, 0);
+  EXPECT_EQ(store().load("alice")->device, device);
+}
+
+TEST_F(CommandsTest, TokenRefreshesWhenAboutToExpire) {
+  register_and_login("alice");
+  std::string first = store().load("alice")->access_token;
+  Outcome token = run({"token"});
+  ASSERT_EQ(token.status, 0) << token.err;
+  EXPECT_EQ(token.out, first + "\n");
+
+  clock_.advance_ms((3600 - 59) * 1000);
+  token = run({"token"});
+  ASSERT_EQ(token.status, 0) << token.err;
+  EXPECT_NE(token.out, first + "\n");
+  EXPECT_EQ(token.out, store().load("alice")->access_token + "\n");
+
+  Outcome json = run({"--json", "token"});
+  auto j = nlohmann::json::parse(json.out);
+  EXPECT_EQ(j["user"], "alice");
+  EXPECT_EQ(j["access_token"].get<std::string>() + "\n", token.out);
+}
+
+TEST_F(CommandsTest, AsSelectsAProfile) {
+  register_and_login("alice");
+  register_and_login("bob");
+  Outcome alice = run({"--as", "alice", "token"});
+  EXPECT_EQ(alice.out, store().load("alice")->access_token + "\n");
+  Outcome nobody = run({"--as", "carol", "token"});
+  EXPECT_EQ(nobody.status, 1);
+  EXPECT_NE(nobody.err.find("chatctl login carol"), std::string::npos) << nobody.err;
+}
+
+TEST_F(CommandsTest, NoProfileYet) {
+  Outcome r = run({"conversations"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("chatctl login USER"), std::string::npos) << r.err;
+}
+
+TEST_F(CommandsTest, HistoryAndConversations) {
+  register_and_login("alice");
+  fake_.add_message("0000000000000001", "alice", "bob", "hi bob");
+  fake_.add_message("0000000000000002", "bob", "alice", "hi\x1b[2J alice");
+
+  Outcome history = run({"history", "bob", "--limit", "10"});
+  ASSERT_EQ(history.status, 0) << history.err;
+  EXPECT_EQ(history.out,
+            "[2023-11-14 22:13:20] alice -> bob: hi bob\n"
+            "[2023-11-14 22:13:20] bob -> alice: hi\\x1b[2J alice\n");
+  {
+    std::lock_guard<std::mutex> lock(fake_.mu());
+    EXPECT_EQ(fake_.requests.back(), "GET /v1/conversations/dm:alice:bob/messages?limit=10");
+  }
+
+  Outcome json = run({"--json", "history", "bob"});
+  ASSERT_EQ(json.status, 0);
+  auto first_line = json.out.substr(0, json.out.find('\n'));
+  EXPECT_EQ(nlohmann::json::parse(first_line)["id"], "0000000000000001");
+
+  Outcome forbidden = run({"history", "g:team"});
+  EXPECT_EQ(forbidden.status, 1);
+  EXPECT_NE(forbidden.err.find("not a participant of g:team"), std::string::npos) << forbidden.err;
+
+  Outcome conversations = run({"conversations"});
+  ASSERT_EQ(conversations.status, 0) << conversations.err;
+  EXPECT_EQ(conversations.out,
+            "dm:alice:bob  1 unread  [2023-11-14 22:13:20] bob -> alice: hi\\x1b[2J alice\n");
+}
+
+TEST_F(CommandsTest, ExpiredTokenOnTheServerIsRefreshedOnce) {
+  register_and_login("alice");
+  {
+    std::lock_guard<std::mutex> lock(fake_.mu());
+    fake_.access.clear();  // e.g. the signing key rotated
+  }
+  Outcome r = run({"conversations"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  std::lock_guard<std::mutex> lock(fake_.mu());
+  EXPECT_EQ(fake_.refresh_calls, 1);
+}
+
+TEST_F(CommandsTest, LogoutRevokesAndForgets) {
+  register_and_login("alice");
+  std::string refresh = store().load("alice")->refresh_token;
+  std::string device = store().load("alice")->device;
+  Outcome out = run({"logout"});
+  ASSERT_EQ(out.status, 0) << out.err;
+  EXPECT_NE(out.out.find("logged out alice"), std::string::npos);
+  {
+    std::lock_guard<std::mutex> lock(fake_.mu());
+    ASSERT_EQ(fake_.revoked.size(), 1u);
+    EXPECT_EQ(fake_.revoked[0], refresh);
+  }
+  auto profile = store().load("alice");
+  ASSERT_TRUE(profile.is_ok());
+  EXPECT_FALSE(profile->logged_in());
+  EXPECT_EQ(profile->device, device);
+
+  Outcome token = run({"token"});
+  EXPECT_EQ(token.status, 1);
+  EXPECT_NE(token.err.find("chatctl login alice"), std::string::npos) << token.err;
+  EXPECT_EQ(run({"logout"}).status, 0);  // already out: nothing to do
+}
+
+TEST_F(CommandsTest, UnreachableApiIsAClearFailure) {
+  Outcome r =
+      run({"--api", "http://127.0.0.1:1", "register", "alice", "--password", "correct horse"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("cannot reach the API at http://127.0.0.1:1"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace chat::tools

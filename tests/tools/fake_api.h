@@ -1,0 +1,198 @@
+// FakeApi: a small in-memory stand-in for chat-api's REST surface (CONTRACT
+// §2, §4), served by a real cpp-httplib server on a free port, so chatctl's
+// HTTP code runs against real sockets. Only what chatctl calls is there.
+#pragma once
+
+#include <httplib.h>
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace chat::tools::testing {
+
+class FakeApi {
+ public:
+  FakeApi() {
+    routes();
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!server_.is_running() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  ~FakeApi() {
+    server_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+  FakeApi(const FakeApi&) = delete;
+  FakeApi& operator=(const FakeApi&) = delete;
+
+  int port() const { return port_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+  // State, guarded by mu().
+  std::mutex& mu() { return mu_; }
+  std::map<std::string, std::string> passwords;  // user -> password
+  std::map<std::string, std::string> access;     // access token -> user
+  std::map<std::string, std::string> refresh;    // refresh token -> user
+  std::vector<std::string> revoked;              // refresh tokens revoked
+  std::string last_device;                       // `device` of the last password grant
+  int64_t token_ttl = 3600;
+  int refresh_calls = 0;
+  std::vector<nlohmann::json> archive;  // envelopes, in id order
+  std::vector<std::string> requests;    // "METHOD path?query" log
+
+  void add_message(const std::string& id, const std::string& from, const std::string& to,
+                   const std::string& body) {
+    std::string a = from < to ? from : to, b = from < to ? to : from;
+    std::lock_guard<std::mutex> lock(mu_);
+    archive.push_back({{"v", 1},
+                       {"id", id},
+                       {"ts", 1'700'000'000'000},
+                       {"conv", "dm:" + a + ":" + b},
+                       {"from", from},
+                       {"dev", "d"},
+                       {"to", to},
+                       {"cid", "c-" + id},
+                       {"type", "text"},
+                       {"body", body}});
+  }
+
+ private:
+  static void reply(httplib::Response& res, int status, const nlohmann::json& body) {
+    res.status = status;
+    res.set_content(body.dump(), "application/json");
+  }
+  static void error(httplib::Response& res, int status, const std::string& code,
+                    const std::string& message = "") {
+    nlohmann::json body = {{"error", code}};
+    if (!message.empty()) body["message"] = message;
+    reply(res, status, body);
+  }
+
+  // The user of a valid bearer token, or "" (after answering 401). Needs mu_.
+  std::string authenticate(const httplib::Request& req, httplib::Response& res) {
+    std::string header = req.get_header_value("Authorization");
+    const std::string prefix = "Bearer ";
+    if (header.rfind(prefix, 0) == 0) {
+      auto it = access.find(header.substr(prefix.size()));
+      if (it != access.end()) return it->second;
+    }
+    res.set_header("WWW-Authenticate", "Bearer");
+    error(res, 401, "unauthorized", "a valid bearer token is required");
+    return "";
+  }
+
+  nlohmann::json grant(const std::string& user) {
+    std::string at = "at-" + std::to_string(++serial_) + "-" + user;
+    std::string rt = "rt-" + std::to_string(++serial_) + "-" + user;
+    access[at] = user;
+    refresh[rt] = user;
+    return {{"access_token", at},
+            {"token_type", "Bearer"},
+            {"expires_in", token_ttl},
+            {"refresh_token", rt}};
+  }
+
+  void routes() {
+    server_.set_logger([this](const httplib::Request& req, const httplib::Response&) {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::string query;
+      for (const auto& [k, v] : req.params) query += (query.empty() ? "?" : "&") + k + "=" + v;
+      requests.push_back(req.method + " " + req.path + (req.method == "GET" ? query : ""));
+    });
+    server_.Post("/v1/users", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto j = nlohmann::json::parse(req.body, nullptr, false);
+      if (!j.is_object() || !j["user"].is_string() || !j["password"].is_string()) {
+        return error(res, 400, "invalid_request", "user and password are required");
+      }
+      std::string user = j["user"], password = j["password"];
+      if (password.size() < 8) return error(res, 400, "invalid_password", "at least 8 characters");
+      if (passwords.count(user)) return error(res, 409, "user_exists", "the user id is taken");
+      passwords[user] = password;
+      reply(res, 201, {{"user", user}});
+    });
+    server_.Post("/v1/oauth/token", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::string type = req.get_param_value("grant_type");
+      if (type == "password") {
+        std::string user = req.get_param_value("username");
+        auto it = passwords.find(user);
+        if (it == passwords.end() || it->second != req.get_param_value("password")) {
+          return error(res, 400, "invalid_grant");
+        }
+        last_device = req.get_param_value("device");
+        return reply(res, 200, grant(user));
+      }
+      if (type == "refresh_token") {
+        ++refresh_calls;
+        auto it = refresh.find(req.get_param_value("refresh_token"));
+        if (it == refresh.end()) return error(res, 400, "invalid_grant");
+        std::string user = it->second;
+        refresh.erase(it);  // rotation: the old one stops working
+        return reply(res, 200, grant(user));
+      }
+      error(res, 400, "unsupported_grant_type");
+    });
+    server_.Post("/v1/oauth/revoke", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::string token = req.get_param_value("token");
+      revoked.push_back(token);
+      refresh.erase(token);
+      res.status = 200;
+    });
+    server_.Get("/v1/conversations", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::string user = authenticate(req, res);
+      if (user.empty()) return;
+      nlohmann::json list = nlohmann::json::array();
+      if (!archive.empty())
+        list.push_back({{"conv", archive.back()["conv"]}, {"last", archive.back()}, {"unread", 1}});
+      reply(res, 200, {{"conversations", list}});
+    });
+    server_.Get(R"(/v1/conversations/([^/]+)/messages)",
+                [this](const httplib::Request& req, httplib::Response& res) {
+                  std::lock_guard<std::mutex> lock(mu_);
+                  std::string user = authenticate(req, res);
+                  if (user.empty()) return;
+                  std::string conv = req.matches[1];
+                  if (conv.find(":" + user) == std::string::npos)
+                    return error(res, 403, "forbidden", "not a participant");
+                  nlohmann::json page = nlohmann::json::array();
+                  for (const auto& m : archive) {
+                    if (m["conv"] == conv) page.push_back(m);
+                  }
+                  reply(res, 200, {{"messages", page}, {"next", nullptr}});
+                });
+    server_.Get("/v1/sync", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::string user = authenticate(req, res);
+      if (user.empty()) return;
+      std::string since = req.get_param_value("since");
+      size_t limit = req.has_param("limit") ? std::stoul(req.get_param_value("limit")) : 500;
+      nlohmann::json page = nlohmann::json::array();
+      for (const auto& m : archive) {
+        if (page.size() >= limit) break;
+        if (m["id"].get<std::string>() > since) page.push_back(m);
+      }
+      nlohmann::json next = page.empty() ? nlohmann::json() : page.back()["id"];
+      reply(res, 200, {{"messages", page}, {"next", next}});
+    });
+  }
+
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = -1;
+  int serial_ = 0;
+  std::mutex mu_;
+};
+
+}  // namespace chat::tools::testing
