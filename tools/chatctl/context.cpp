@@ -117,7 +117,7 @@ int fail(Context& ctx, const Status& status) {
 }
 
 Result<InboxSession> open_inbox(Context& ctx, Credentials& credentials, const std::string& device,
-                                std::chrono::milliseconds timeout) {
+                                std::chrono::milliseconds timeout, bool persistent) {
   auto profile = credentials.fresh();
   if (!profile) return profile.status();
   for (int attempt = 0;; ++attempt) {
@@ -128,6 +128,7 @@ Result<InboxSession> open_inbox(Context& ctx, Credentials& credentials, const st
     options.password = profile->access_token;
     options.ca_file = ctx.settings.ca_file;
     options.timeout = timeout;
+    if (!persistent) options.session_expiry = std::chrono::seconds(0);
     InboxSession session;
     auto link = MqttLink::connect(options, &session.session_present);
     if (!link) {

@@ -103,8 +103,10 @@ struct InboxSession {
   Profile profile;  // as used to connect (token and all)
   bool session_present = false;
 };
+// `persistent`: keep the session (and its queue) while the device is away;
+// false for short-lived connections that must not collect a queue.
 Result<InboxSession> open_inbox(Context& ctx, Credentials& credentials, const std::string& device,
-                                std::chrono::milliseconds timeout);
+                                std::chrono::milliseconds timeout, bool persistent = true);
 
 // dm/<peer> for a user id, g/<gid> for "g:<gid>" (checked with
 // topics::parse_send_topic); kInvalidArgument otherwise.

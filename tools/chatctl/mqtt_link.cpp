@@ -166,7 +166,7 @@ Result<std::unique_ptr<MqttLink>> MqttLink::connect(const MqttConnectOptions& op
 
   mqtt::connect_options opts;
   opts.set_mqtt_version(MQTTVERSION_5);
-  opts.set_clean_start(false);
+  opts.set_clean_start(options.session_expiry.count() == 0);
   opts.set_user_name(options.user_name);
   opts.set_password(options.password);
   opts.set_keep_alive_interval(options.keep_alive);

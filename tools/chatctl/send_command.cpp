@@ -154,7 +154,8 @@ class Sender {
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now());
       if (remaining.count() <= 0) return unavailable("could not reconnect to the broker in time");
       auto session = open_inbox(ctx_, credentials_, device_,
-                                std::min<std::chrono::milliseconds>(remaining, kConnectTimeout));
+                                std::min<std::chrono::milliseconds>(remaining, kConnectTimeout),
+                                /*persistent=*/false);
       if (session) {
         session_ = std::move(*session);
         connected_once_ = true;
@@ -228,8 +229,12 @@ int run_send(Context& ctx) {
   auto device = active_device(ctx, *profile);
   if (!device) return fail(ctx, device.status());
 
+  // Sending uses its own short-lived connection ("<device>-tx", no stored
+  // session), so a `listen` of the same profile in another terminal is not
+  // taken over. Its cids are scoped to that client id, which retries reuse.
+  std::string tx_device = device->substr(0, 61) + "-tx";
   StopSignal stop;
-  Sender sender(ctx, credentials, *device, *topic);
+  Sender sender(ctx, credentials, tx_device, *topic);
   if (!from_stdin) {
     std::string text = args[1];
     for (size_t i = 2; i < args.size(); ++i) text += " " + args[i];
