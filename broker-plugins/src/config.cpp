@@ -37,7 +37,8 @@ Result<PluginConfig> PluginConfig::from_options(
       if (!parse_number(value, &c.leeway_s) || c.leeway_s < 0 || c.leeway_s > 30)
         return bad(key, "must be 0..30 seconds");
     } else if (key == "max_payload") {
-      if (!parse_number(value, &c.max_payload) || c.max_payload < 256 || c.max_payload > 16 * 1024 * 1024)
+      if (!parse_number(value, &c.max_payload) || c.max_payload < 256 ||
+          c.max_payload > 16 * 1024 * 1024)
         return bad(key, "must be 256..16777216 bytes");
     } else if (key == "sync_writes") {
       if (value != "true" && value != "false") return bad(key, "must be true or false");

@@ -43,11 +43,21 @@ class MosquittoPort final : public BrokerPort {
   void log(LogLevel level, const std::string& message) override {
     int l = MOSQ_LOG_INFO;
     switch (level) {
-      case LogLevel::kDebug: l = MOSQ_LOG_DEBUG; break;
-      case LogLevel::kInfo: l = MOSQ_LOG_INFO; break;
-      case LogLevel::kNotice: l = MOSQ_LOG_NOTICE; break;
-      case LogLevel::kWarning: l = MOSQ_LOG_WARNING; break;
-      case LogLevel::kError: l = MOSQ_LOG_ERR; break;
+      case LogLevel::kDebug:
+        l = MOSQ_LOG_DEBUG;
+        break;
+      case LogLevel::kInfo:
+        l = MOSQ_LOG_INFO;
+        break;
+      case LogLevel::kNotice:
+        l = MOSQ_LOG_NOTICE;
+        break;
+      case LogLevel::kWarning:
+        l = MOSQ_LOG_WARNING;
+        break;
+      case LogLevel::kError:
+        l = MOSQ_LOG_ERR;
+        break;
     }
     mosquitto_log_printf(l, "chat: %s", message.c_str());
   }
@@ -94,11 +104,12 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
   vo.audience = p.config.audience;
   vo.leeway_s = p.config.leeway_s;
   store::Archive* a = p.archive.get();
-  p.gatekeeper = std::make_unique<Gatekeeper>(
-      SystemClock::instance(), std::move(*keys), vo, [a](const std::string& me, const std::string& peer) {
-        auto r = a->has_conversation(me, topics::dm_conversation(me, peer));
-        return r.is_ok() && *r;
-      });
+  p.gatekeeper = std::make_unique<Gatekeeper>(SystemClock::instance(), std::move(*keys), vo,
+                                              [a](const std::string& me, const std::string& peer) {
+                                                auto r = a->has_conversation(
+                                                    me, topics::dm_conversation(me, peer));
+                                                return r.is_ok() && *r;
+                                              });
 
   RouterOptions ro;
   ro.max_payload = p.config.max_payload;
@@ -129,10 +140,14 @@ int on_basic_auth(int, void* event_data, void* userdata) noexcept {
 
 Access to_access(int access) {
   switch (access) {
-    case MOSQ_ACL_SUBSCRIBE: return Access::kSubscribe;
-    case MOSQ_ACL_UNSUBSCRIBE: return Access::kUnsubscribe;
-    case MOSQ_ACL_READ: return Access::kRead;
-    default: return Access::kWrite;
+    case MOSQ_ACL_SUBSCRIBE:
+      return Access::kSubscribe;
+    case MOSQ_ACL_UNSUBSCRIBE:
+      return Access::kUnsubscribe;
+    case MOSQ_ACL_READ:
+      return Access::kRead;
+    default:
+      return Access::kWrite;
   }
 }
 
@@ -148,7 +163,8 @@ int on_acl_check(int, void* event_data, void* userdata) noexcept {
     }
     if (access == Access::kWrite) {
       if (const DeviceSession* s = p->gatekeeper->session(ev->client)) {
-        std::string_view payload(static_cast<const char*>(ev->payload), ev->payload ? ev->payloadlen : 0);
+        std::string_view payload(static_cast<const char*>(ev->payload),
+                                 ev->payload ? ev->payloadlen : 0);
         p->router->on_write_denied(*s, topic, payload, ev->qos);
       }
     }
@@ -165,7 +181,8 @@ int on_message(int, void* event_data, void* userdata) noexcept {
     auto* ev = static_cast<mosquitto_evt_message*>(event_data);
     const DeviceSession* s = p->gatekeeper->session(ev->client);
     if (s == nullptr) return MOSQ_ERR_ACL_DENIED;
-    std::string_view payload(static_cast<const char*>(ev->payload), ev->payload ? ev->payloadlen : 0);
+    std::string_view payload(static_cast<const char*>(ev->payload),
+                             ev->payload ? ev->payloadlen : 0);
     MessageOutcome out = p->router->on_message(*s, ev->topic, payload, ev->qos);
     switch (out.action) {
       case MessageOutcome::Action::kRefuse:
@@ -206,7 +223,8 @@ int on_control(int, void* event_data, void* userdata) noexcept {
     auto* ev = static_cast<mosquitto_evt_control*>(event_data);
     const DeviceSession* s = p->gatekeeper->session(ev->client);
     if (s == nullptr || !s->service) return MOSQ_ERR_ACL_DENIED;
-    std::string_view payload(static_cast<const char*>(ev->payload), ev->payload ? ev->payloadlen : 0);
+    std::string_view payload(static_cast<const char*>(ev->payload),
+                             ev->payload ? ev->payloadlen : 0);
     p->router->on_control(*s, payload);
     return MOSQ_ERR_SUCCESS;
   } catch (const std::exception& e) {
@@ -223,7 +241,8 @@ int on_tick(int, void*, void* userdata) noexcept {
     if (now == p->last_expiry_scan) return MOSQ_ERR_SUCCESS;  // once a second is enough
     p->last_expiry_scan = now;
     for (const auto& client_id : p->gatekeeper->take_expired()) {
-      mosquitto_log_printf(MOSQ_LOG_NOTICE, "chat: token of %s expired, disconnecting", client_id.c_str());
+      mosquitto_log_printf(MOSQ_LOG_NOTICE, "chat: token of %s expired, disconnecting",
+                           client_id.c_str());
       p->port.kick_client(client_id);
     }
     return MOSQ_ERR_SUCCESS;
@@ -265,7 +284,8 @@ using chat::broker::Plugin;
 
 extern "C" {
 
-CHAT_PLUGIN_EXPORT int mosquitto_plugin_version(int supported_version_count, const int* supported_versions) {
+CHAT_PLUGIN_EXPORT int mosquitto_plugin_version(int supported_version_count,
+                                                const int* supported_versions) {
   for (int i = 0; i < supported_version_count; ++i) {
     if (supported_versions[i] == 5) return 5;
   }
@@ -273,13 +293,14 @@ CHAT_PLUGIN_EXPORT int mosquitto_plugin_version(int supported_version_count, con
 }
 
 CHAT_PLUGIN_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, void** userdata,
-                          struct mosquitto_opt* options, int option_count) {
+                                             struct mosquitto_opt* options, int option_count) {
   try {
     auto plugin = std::make_unique<Plugin>();
     plugin->id = identifier;
     std::vector<std::pair<std::string, std::string>> opts;
     for (int i = 0; i < option_count; ++i) {
-      opts.emplace_back(options[i].key ? options[i].key : "", options[i].value ? options[i].value : "");
+      opts.emplace_back(options[i].key ? options[i].key : "",
+                        options[i].value ? options[i].value : "");
     }
     chat::Status st = chat::broker::load(*plugin, std::move(opts));
     if (!st.is_ok()) {

@@ -19,7 +19,11 @@ MessageOutcome fail() { return {MessageOutcome::Action::kFail, {}, {}}; }
 }  // namespace
 
 Router::Router(const Clock& clock, store::Archive& archive, BrokerPort& port, RouterOptions options)
-    : clock_(clock), archive_(archive), port_(port), options_(options), ids_(clock, options.node_id) {}
+    : clock_(clock),
+      archive_(archive),
+      port_(port),
+      options_(options),
+      ids_(clock, options.node_id) {}
 
 Status Router::init() {
   auto max = archive_.max_id();
@@ -45,7 +49,8 @@ void Router::on_write_denied(const DeviceSession& sender, std::string_view topic
   std::string reason;
   if (t.kind == topics::SendKind::kInvalid) {
     reason = "publishing to '" + std::string(topic.substr(0, 128)) + "' is not allowed";
-  } else if (t.kind == topics::SendKind::kDirectTyping || t.kind == topics::SendKind::kGroupTyping) {
+  } else if (t.kind == topics::SendKind::kDirectTyping ||
+             t.kind == topics::SendKind::kGroupTyping) {
     reason = "typing is QoS 0 only";
   } else {
     reason = "messages and receipts need QoS 1 or 2";
@@ -78,7 +83,8 @@ bool Router::take_token(const std::string& user) {
 
 MessageOutcome Router::on_message(const DeviceSession& sender, std::string_view topic,
                                   std::string_view payload, int qos) {
-  if (sender.service) return refuse(sender, "", RefusalCode::kNotAuthorized, "service clients do not chat", 0);
+  if (sender.service)
+    return refuse(sender, "", RefusalCode::kNotAuthorized, "service clients do not chat", 0);
   auto t = topics::parse_send_topic(topic);
   switch (t.kind) {
     case topics::SendKind::kDirect:
@@ -95,7 +101,8 @@ MessageOutcome Router::on_message(const DeviceSession& sender, std::string_view 
     case topics::SendKind::kInvalid:
       break;
   }
-  return refuse(sender, extract_cid(payload), RefusalCode::kNotAuthorized, "topic not allowed", qos);
+  return refuse(sender, extract_cid(payload), RefusalCode::kNotAuthorized, "topic not allowed",
+                qos);
 }
 
 MessageOutcome Router::direct_message(const DeviceSession& sender, const std::string& peer,
@@ -119,14 +126,16 @@ MessageOutcome Router::direct_message(const DeviceSession& sender, const std::st
   }
 
   if (peer == sender.user) {
-    return refuse(sender, msg.cid, RefusalCode::kUnknownPeer, "cannot send a direct message to yourself", qos);
+    return refuse(sender, msg.cid, RefusalCode::kUnknownPeer,
+                  "cannot send a direct message to yourself", qos);
   }
   auto exists = archive_.user_exists(peer);
   if (!exists) {
     port_.log(LogLevel::kError, "archive read failed: " + exists.status().to_string());
     return fail();
   }
-  if (!*exists) return refuse(sender, msg.cid, RefusalCode::kUnknownPeer, "no such user: " + peer, qos);
+  if (!*exists)
+    return refuse(sender, msg.cid, RefusalCode::kUnknownPeer, "no such user: " + peer, qos);
   if (!take_token(sender.user)) {
     return refuse(sender, msg.cid, RefusalCode::kRateLimited, "too many messages, slow down", qos);
   }
@@ -177,14 +186,16 @@ MessageOutcome Router::direct_receipt(const DeviceSession& sender, const std::st
   }
   const auto& status = doc["status"].get_ref<const std::string&>();
   if (status != "delivered" && status != "read") {
-    return refuse(sender, "", RefusalCode::kInvalidPayload, "status must be delivered or read", qos);
+    return refuse(sender, "", RefusalCode::kInvalidPayload, "status must be delivered or read",
+                  qos);
   }
   for (const auto& id : doc["ids"]) {
     if (!id.is_string() || !is_valid_message_id(id.get_ref<const std::string&>())) {
       return refuse(sender, "", RefusalCode::kInvalidPayload, "ids must be message ids", qos);
     }
   }
-  if (peer == sender.user) return refuse(sender, "", RefusalCode::kUnknownPeer, "cannot send a receipt to yourself", qos);
+  if (peer == sender.user)
+    return refuse(sender, "", RefusalCode::kUnknownPeer, "cannot send a receipt to yourself", qos);
   auto exists = archive_.user_exists(peer);
   if (!exists) return fail();
   if (!*exists) return refuse(sender, "", RefusalCode::kUnknownPeer, "no such user: " + peer, qos);

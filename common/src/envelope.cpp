@@ -4,17 +4,22 @@ namespace chat {
 
 const char* refusal_code_name(RefusalCode code) {
   switch (code) {
-    case RefusalCode::kNotAuthorized: return "not_authorized";
-    case RefusalCode::kInvalidPayload: return "invalid_payload";
-    case RefusalCode::kTooLarge: return "too_large";
-    case RefusalCode::kRateLimited: return "rate_limited";
-    case RefusalCode::kUnknownPeer: return "unknown_peer";
+    case RefusalCode::kNotAuthorized:
+      return "not_authorized";
+    case RefusalCode::kInvalidPayload:
+      return "invalid_payload";
+    case RefusalCode::kTooLarge:
+      return "too_large";
+    case RefusalCode::kRateLimited:
+      return "rate_limited";
+    case RefusalCode::kUnknownPeer:
+      return "unknown_peer";
   }
   return "invalid_payload";
 }
 
 bool is_valid_message_type(std::string_view type) {
-  static constexpr std::string_view kTypes[] = {"text", "media", "e2e", "edit",
+  static constexpr std::string_view kTypes[] = {"text",   "media",    "e2e",   "edit",
                                                 "delete", "reaction", "system"};
   for (auto t : kTypes) {
     if (type == t) return true;
@@ -22,7 +27,8 @@ bool is_valid_message_type(std::string_view type) {
   // Client extensions: "x-" plus 1-62 characters of [a-z0-9._-].
   if (type.size() > 2 && type.size() <= 64 && type.substr(0, 2) == "x-") {
     for (char c : type.substr(2)) {
-      bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+      bool ok =
+          (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
       if (!ok) return false;
     }
     return true;
@@ -37,14 +43,15 @@ bool parse_client_message(std::string_view payload, size_t max_payload, ClientMe
     return false;
   };
   if (payload.size() > max_payload) {
-    return refuse(RefusalCode::kTooLarge,
-                  "payload is " + std::to_string(payload.size()) + " bytes, limit " +
-                      std::to_string(max_payload));
+    return refuse(RefusalCode::kTooLarge, "payload is " + std::to_string(payload.size()) +
+                                              " bytes, limit " + std::to_string(max_payload));
   }
   // nlohmann's lexer rejects ill-formed UTF-8 inside strings; no exceptions.
   auto doc = nlohmann::json::parse(payload.begin(), payload.end(), nullptr, false);
-  if (doc.is_discarded()) return refuse(RefusalCode::kInvalidPayload, "payload is not valid UTF-8 JSON");
-  if (!doc.is_object()) return refuse(RefusalCode::kInvalidPayload, "payload must be a JSON object");
+  if (doc.is_discarded())
+    return refuse(RefusalCode::kInvalidPayload, "payload is not valid UTF-8 JSON");
+  if (!doc.is_object())
+    return refuse(RefusalCode::kInvalidPayload, "payload must be a JSON object");
 
   auto cid = doc.find("cid");
   if (cid == doc.end() || !cid->is_string()) {

@@ -22,7 +22,8 @@ bool is_valid_user_id(std::string_view s) {
 
 bool is_valid_device_id(std::string_view s) {
   if (s.empty() || s.size() > 64) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) { return is_alnum(c) || c == '_' || c == '-'; });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return is_alnum(c) || c == '_' || c == '-'; });
 }
 
 bool is_valid_group_id(std::string_view s) { return is_valid_device_id(s); }
@@ -76,9 +77,12 @@ bool IdGenerator::parse(std::string_view id, uint64_t* value) {
   uint64_t v = 0;
   for (char c : id) {
     int d;
-    if (c >= '0' && c <= '9') d = c - '0';
-    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-    else return false;
+    if (c >= '0' && c <= '9')
+      d = c - '0';
+    else if (c >= 'a' && c <= 'f')
+      d = c - 'a' + 10;
+    else
+      return false;
     v = (v << 4) | static_cast<uint64_t>(d);
   }
   *value = v;

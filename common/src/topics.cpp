@@ -16,19 +16,27 @@ bool consume(std::string_view& s, std::string_view prefix) {
 SendTopic parse_send_topic(std::string_view topic) {
   SendTopic out;
   bool group;
-  if (consume(topic, "dm/")) group = false;
-  else if (consume(topic, "g/")) group = true;
-  else return out;
+  if (consume(topic, "dm/"))
+    group = false;
+  else if (consume(topic, "g/"))
+    group = true;
+  else
+    return out;
 
   auto slash = topic.find('/');
   std::string_view target = topic.substr(0, slash);
-  std::string_view rest = slash == std::string_view::npos ? std::string_view() : topic.substr(slash);
+  std::string_view rest =
+      slash == std::string_view::npos ? std::string_view() : topic.substr(slash);
   if (group ? !is_valid_group_id(target) : !is_valid_user_id(target)) return out;
 
-  if (rest.empty()) out.kind = group ? SendKind::kGroup : SendKind::kDirect;
-  else if (rest == "/receipt") out.kind = group ? SendKind::kGroupReceipt : SendKind::kDirectReceipt;
-  else if (rest == "/typing") out.kind = group ? SendKind::kGroupTyping : SendKind::kDirectTyping;
-  else return out;
+  if (rest.empty())
+    out.kind = group ? SendKind::kGroup : SendKind::kDirect;
+  else if (rest == "/receipt")
+    out.kind = group ? SendKind::kGroupReceipt : SendKind::kDirectReceipt;
+  else if (rest == "/typing")
+    out.kind = group ? SendKind::kGroupTyping : SendKind::kDirectTyping;
+  else
+    return out;
   out.target.assign(target);
   return out;
 }
@@ -50,8 +58,8 @@ bool parse_presence(std::string_view topic, std::string* user) {
 
 bool is_own_inbox_filter(std::string_view filter, std::string_view user) {
   if (!consume(filter, "u/") || !consume(filter, user) || !consume(filter, "/")) return false;
-  return filter == "#" || filter == kInboxMsg || filter == kInboxReceipt || filter == kInboxTyping ||
-         filter == kInboxEvent;
+  return filter == "#" || filter == kInboxMsg || filter == kInboxReceipt ||
+         filter == kInboxTyping || filter == kInboxEvent;
 }
 
 std::string dm_conversation(std::string_view a, std::string_view b) {

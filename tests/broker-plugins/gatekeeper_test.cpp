@@ -22,16 +22,22 @@ class GatekeeperTest : public ::testing::Test {
     vo.issuer = "iss";
     vo.audience = "aud";
     vo.leeway_s = 5;
-    gk_ = std::make_unique<Gatekeeper>(clock_, *keys, vo, [](const std::string& a, const std::string& b) {
-      return (a == "alice" && b == "bob") || (a == "bob" && b == "alice");
-    });
+    gk_ = std::make_unique<Gatekeeper>(
+        clock_, *keys, vo, [](const std::string& a, const std::string& b) {
+          return (a == "alice" && b == "bob") || (a == "bob" && b == "alice");
+        });
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
   std::string token(const std::string& sub, int64_t ttl = 3600,
                     nlohmann::json roles = nlohmann::json::array({"user"})) {
-    return signer_->sign({{"sub", sub}, {"iss", "iss"}, {"aud", "aud"}, {"iat", clock_.now_s()},
-                          {"exp", clock_.now_s() + ttl}, {"jti", "j"}, {"roles", roles}});
+    return signer_->sign({{"sub", sub},
+                          {"iss", "iss"},
+                          {"aud", "aud"},
+                          {"iat", clock_.now_s()},
+                          {"exp", clock_.now_s() + ttl},
+                          {"jti", "j"},
+                          {"roles", roles}});
   }
 
   FakeClock clock_{1'700'000'000'000};
@@ -51,11 +57,15 @@ TEST_F(GatekeeperTest, AuthenticatesOnlyMatchingUserAndClientId) {
   EXPECT_FALSE(gk_->authenticate(&h2_, "alice:phone", "alice", nullptr).is_ok());
   EXPECT_FALSE(gk_->authenticate(&h2_, "alice:phone", nullptr, t.c_str()).is_ok());
   EXPECT_FALSE(gk_->authenticate(&h2_, "alice:phone", "alice", "garbage").is_ok());
-  EXPECT_FALSE(gk_->authenticate(&h2_, "alice:phone", "alice", token("alice", -10).c_str()).is_ok());
+  EXPECT_FALSE(
+      gk_->authenticate(&h2_, "alice:phone", "alice", token("alice", -10).c_str()).is_ok());
   // The service role only for svc. accounts, and svc. accounts only with it.
-  EXPECT_FALSE(gk_->authenticate(&h2_, "alice:x", "alice", token("alice", 60, {"service"}).c_str()).is_ok());
+  EXPECT_FALSE(
+      gk_->authenticate(&h2_, "alice:x", "alice", token("alice", 60, {"service"}).c_str()).is_ok());
   EXPECT_FALSE(gk_->authenticate(&h2_, "svc.api:x", "svc.api", token("svc.api").c_str()).is_ok());
-  EXPECT_TRUE(gk_->authenticate(&h2_, "svc.api:x", "svc.api", token("svc.api", 60, {"service"}).c_str()).is_ok());
+  EXPECT_TRUE(
+      gk_->authenticate(&h2_, "svc.api:x", "svc.api", token("svc.api", 60, {"service"}).c_str())
+          .is_ok());
   EXPECT_TRUE(gk_->session(&h2_)->service);
 }
 

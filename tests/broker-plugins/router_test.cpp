@@ -16,8 +16,8 @@ struct Published {
 
 class FakePort final : public BrokerPort {
  public:
-  void publish(std::string_view client_id, const std::string& topic, std::string_view payload, int qos,
-               bool) override {
+  void publish(std::string_view client_id, const std::string& topic, std::string_view payload,
+               int qos, bool) override {
     published.push_back({std::string(client_id), topic, std::string(payload), qos});
   }
   void kick_client(const std::string& c) override { kicked.push_back(c); }
@@ -100,7 +100,8 @@ TEST_F(RouterTest, DuplicateCidResendsTheOriginalAndArchivesNothing) {
   DeviceSession tablet = alice_;
   tablet.device = "tablet";
   tablet.client_id = "alice:tablet";
-  EXPECT_EQ(router_->on_message(tablet, "dm/bob", msg("c1"), 1).action, MessageOutcome::Action::kAccept);
+  EXPECT_EQ(router_->on_message(tablet, "dm/bob", msg("c1"), 1).action,
+            MessageOutcome::Action::kAccept);
   EXPECT_EQ(archived_for("bob"), 2u);
 }
 
@@ -132,28 +133,34 @@ TEST_F(RouterTest, RateLimitRefusesBeyondTheBurstAndRefills) {
     EXPECT_EQ(router_->on_message(alice_, "dm/bob", msg("r" + std::to_string(i)), 1).action,
               MessageOutcome::Action::kAccept);
   }
-  EXPECT_EQ(router_->on_message(alice_, "dm/bob", msg("r3"), 1).action, MessageOutcome::Action::kRefuse);
+  EXPECT_EQ(router_->on_message(alice_, "dm/bob", msg("r3"), 1).action,
+            MessageOutcome::Action::kRefuse);
   EXPECT_EQ(last_event()["code"], "rate_limited");
   clock_.advance_ms(1000);  // 2 tokens per second
-  EXPECT_EQ(router_->on_message(alice_, "dm/bob", msg("r4"), 1).action, MessageOutcome::Action::kAccept);
+  EXPECT_EQ(router_->on_message(alice_, "dm/bob", msg("r4"), 1).action,
+            MessageOutcome::Action::kAccept);
 }
 
 TEST_F(RouterTest, IdsKeepIncreasingAcrossRestartWithClockBehind) {
-  auto a = json::parse(router_->on_message(alice_, "dm/bob", msg("c1"), 1).payload)["id"].get<std::string>();
+  auto a = json::parse(router_->on_message(alice_, "dm/bob", msg("c1"), 1).payload)["id"]
+               .get<std::string>();
   FakeClock behind{1'600'000'000'000};
   Router restarted(behind, *archive_, port_, RouterOptions{});
   ASSERT_TRUE(restarted.init().is_ok());
-  auto b = json::parse(restarted.on_message(alice_, "dm/bob", msg("c2"), 1).payload)["id"].get<std::string>();
+  auto b = json::parse(restarted.on_message(alice_, "dm/bob", msg("c2"), 1).payload)["id"]
+               .get<std::string>();
   EXPECT_LT(a, b);
 }
 
 TEST_F(RouterTest, ReceiptsAndTypingAreRelayed) {
-  auto r = router_->on_message(alice_, "dm/bob/receipt", R"({"ids":["0000000000000001"],"status":"read"})", 1);
+  auto r = router_->on_message(alice_, "dm/bob/receipt",
+                               R"({"ids":["0000000000000001"],"status":"read"})", 1);
   ASSERT_EQ(r.action, MessageOutcome::Action::kAccept);
   EXPECT_EQ(r.topic, "u/bob/receipt");
   EXPECT_EQ(json::parse(r.payload)["from"], "alice");
-  EXPECT_EQ(router_->on_message(alice_, "dm/bob/receipt", R"({"ids":["x"],"status":"read"})", 1).action,
-            MessageOutcome::Action::kRefuse);
+  EXPECT_EQ(
+      router_->on_message(alice_, "dm/bob/receipt", R"({"ids":["x"],"status":"read"})", 1).action,
+      MessageOutcome::Action::kRefuse);
   auto t = router_->on_message(alice_, "dm/bob/typing", R"({"state":"composing"})", 0);
   ASSERT_EQ(t.action, MessageOutcome::Action::kAccept);
   EXPECT_EQ(t.topic, "u/bob/typing");

@@ -65,7 +65,8 @@ TEST(Envelope, BuildsEnvelopeWithContractFields) {
 }
 
 TEST(Envelope, ErrorEventAndCidExtraction) {
-  auto ev = nlohmann::json::parse(make_error_event("c9", RefusalCode::kUnknownPeer, "no such user"));
+  auto ev =
+      nlohmann::json::parse(make_error_event("c9", RefusalCode::kUnknownPeer, "no such user"));
   EXPECT_EQ(ev["type"], "error");
   EXPECT_EQ(ev["code"], "unknown_peer");
   EXPECT_EQ(ev["cid"], "c9");

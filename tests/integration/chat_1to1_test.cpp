@@ -14,8 +14,8 @@ std::string text(const std::string& cid, const std::string& body) {
   return json({{"cid", cid}, {"type", "text"}, {"body", body}}).dump();
 }
 
-MqttClient::Options device(const std::string& user, const std::string& dev, const std::string& token,
-                           bool v5 = true, bool clean = true) {
+MqttClient::Options device(const std::string& user, const std::string& dev,
+                           const std::string& token, bool v5 = true, bool clean = true) {
   MqttClient::Options o;
   o.client_id = user + ":" + dev;
   o.username = user;
@@ -60,7 +60,8 @@ class OneToOne : public ::testing::Test {
   }
   void TearDown() override {
     if (HasFailure()) {
-      std::cerr << "--- mosquitto log ---\n" << stack.log_tail("mosquitto") << "\n--- chat-api log ---\n"
+      std::cerr << "--- mosquitto log ---\n"
+                << stack.log_tail("mosquitto") << "\n--- chat-api log ---\n"
                 << stack.log_tail("chat-api") << "\n";
     }
   }
@@ -107,7 +108,8 @@ TEST_F(OneToOne, AliceAndBobChatOnlineOverMqtt5And311) {
   ASSERT_EQ(page["messages"].size(), 2u);
   EXPECT_EQ(page["messages"][0]["cid"], "c-1");
   EXPECT_EQ(page["messages"][1]["cid"], "c-2");
-  EXPECT_LT(page["messages"][0]["id"].get<std::string>(), page["messages"][1]["id"].get<std::string>());
+  EXPECT_LT(page["messages"][0]["id"].get<std::string>(),
+            page["messages"][1]["id"].get<std::string>());
 
   auto [cstatus, convs] = stack.get("/v1/conversations", alice_token);
   ASSERT_EQ(cstatus, 200);
@@ -141,7 +143,8 @@ TEST_F(OneToOne, TenSendersToOneOnlineRecipientLoseNothing) {
   }
   for (auto& t : threads) t.join();
   ASSERT_EQ(acked.load(), kSenders * kEach);
-  ASSERT_TRUE(bob.wait_for([&](auto& m) { return ids_of(m).size() >= size_t(kSenders * kEach); }, 60s))
+  ASSERT_TRUE(
+      bob.wait_for([&](auto& m) { return ids_of(m).size() >= size_t(kSenders * kEach); }, 60s))
       << "bob got " << ids_of(bob.received()).size();
   EXPECT_EQ(ids_of(bob.received()).size(), size_t(kSenders * kEach));
   EXPECT_EQ(sync_all(stack, bob_token).size(), size_t(kSenders * kEach));
@@ -159,7 +162,8 @@ TEST_F(OneToOne, OfflineDeviceWithPersistentSessionGetsEverythingOnReconnect) {
     MqttClient alice(stack.mqtt_port(), device("alice", "phone", alice_token));
     ASSERT_EQ(alice.connect(), 0);
     for (int i = 0; i < 50; ++i) {
-      ASSERT_TRUE(is_success(alice.publish("dm/bob", text(dev + std::to_string(i), "while you were away"))));
+      ASSERT_TRUE(is_success(
+          alice.publish("dm/bob", text(dev + std::to_string(i), "while you were away"))));
     }
     MqttClient bob(stack.mqtt_port(), device("bob", dev, bob_token, v5, /*clean=*/false));
     ASSERT_EQ(bob.connect(), 0);
@@ -193,8 +197,10 @@ TEST_F(OneToOne, BrokerSigkillMidStreamLosesNoAcknowledgedMessage) {
     for (int i = 0; i < 100000 && !killed; ++i) {
       std::string cid = "k-" + std::to_string(i);
       int rc = alice.publish("dm/bob", text(cid, "stream"));
-      if (is_success(rc)) acked_cids.insert(cid);
-      else break;
+      if (is_success(rc))
+        acked_cids.insert(cid);
+      else
+        break;
     }
   }
   killer.join();
@@ -210,7 +216,8 @@ TEST_F(OneToOne, BrokerSigkillMidStreamLosesNoAcknowledgedMessage) {
     history_ids.insert(m["id"].get<std::string>());
   }
   EXPECT_EQ(all.size(), history_ids.size()) << "an id appears twice";
-  for (auto& cid : acked_cids) EXPECT_TRUE(history_cids.count(cid)) << cid << " acknowledged but lost";
+  for (auto& cid : acked_cids)
+    EXPECT_TRUE(history_cids.count(cid)) << cid << " acknowledged but lost";
   for (auto& cid : history_cids) EXPECT_EQ(cid.rfind("k-", 0), 0u) << "never sent: " << cid;
 
   // ...and reaches bob's device: live from the session (if it survived) plus
@@ -248,7 +255,7 @@ TEST_F(OneToOne, RefusedConnections) {
   };
   EXPECT_TRUE(refused(device("alice", "phone", "not-a-token")));
   EXPECT_TRUE(refused(device("alice", "phone", stack.mint_token("alice", -3600))));  // expired
-  EXPECT_TRUE(refused(device("alice", "phone", bob_token)));                          // bob's token
+  EXPECT_TRUE(refused(device("alice", "phone", bob_token)));                         // bob's token
   auto o = device("alice", "phone", alice_token);
   o.client_id = "bob:phone";  // someone else's client id
   EXPECT_TRUE(refused(o));
@@ -266,8 +273,8 @@ TEST_F(OneToOne, RefusedPublishesGetTheDocumentedOutcomeAndAreNotArchived) {
   ASSERT_EQ(old.connect(), 0);
   ASSERT_EQ(alice.subscribe("u/alice/#"), 1);
   ASSERT_EQ(old.subscribe("u/alice/#"), 1);
-  EXPECT_GE(alice.subscribe("u/bob/#"), 0x80);     // someone else's inbox
-  EXPECT_GE(alice.subscribe("u/+/msg"), 0x80);     // wildcards
+  EXPECT_GE(alice.subscribe("u/bob/#"), 0x80);  // someone else's inbox
+  EXPECT_GE(alice.subscribe("u/+/msg"), 0x80);  // wildcards
   EXPECT_GE(alice.subscribe("#"), 0x80);
   EXPECT_GE(alice.subscribe("presence/+"), 0x80);
 
@@ -284,7 +291,8 @@ TEST_F(OneToOne, RefusedPublishesGetTheDocumentedOutcomeAndAreNotArchived) {
       {"dm/nobody", text("r7", "x"), "unknown_peer"},
   };
   for (auto& c : cases) {
-    EXPECT_EQ(alice.publish(c.topic, c.payload), MQTT_RC_NOT_AUTHORIZED) << c.topic << " " << c.code;
+    EXPECT_EQ(alice.publish(c.topic, c.payload), MQTT_RC_NOT_AUTHORIZED)
+        << c.topic << " " << c.code;
   }
   ASSERT_TRUE(alice.wait_for([&](auto& m) { return m.size() >= cases.size(); }));
   auto events = alice.received_on("u/alice/event");

@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
 #include <mqtt_protocol.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -13,12 +15,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <httplib.h>
 #include <sstream>
 #include <stdexcept>
 
 #include "chat/common/jwt.h"
-#include <gtest/gtest.h>
 
 namespace chat::testing {
 namespace fs = std::filesystem;
@@ -66,8 +66,8 @@ Process::~Process() {
   }
 }
 
-void Process::start(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
-                    const std::string& log_path) {
+void Process::start(const std::vector<std::string>& argv,
+                    const std::map<std::string, std::string>& env, const std::string& log_path) {
   pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
@@ -177,7 +177,8 @@ void Stack::start_broker() {
              std::string(CHAT_SOURCE_DIR "/scripts/broker-conf '") + data_dir_ + "' '" +
                  CHAT_LIB_DIR "/libchat_broker.so' > '" + conf + "'"},
             env(), data_dir_ + "/logs/broker-conf.log");
-  if (gen.wait(10s) != 0) throw std::runtime_error("broker-conf failed: " + log_tail("broker-conf"));
+  if (gen.wait(10s) != 0)
+    throw std::runtime_error("broker-conf failed: " + log_tail("broker-conf"));
   auto broker_env = env();
 #ifdef CHAT_ASAN_PRELOAD
   broker_env["LD_PRELOAD"] = CHAT_ASAN_PRELOAD;
@@ -217,7 +218,8 @@ static std::pair<int, json> to_pair(const httplib::Result& r) {
   return {r->status, json::parse(r->body, nullptr, false)};
 }
 
-std::pair<int, json> Stack::post_json(const std::string& path, const json& body, const std::string& token) {
+std::pair<int, json> Stack::post_json(const std::string& path, const json& body,
+                                      const std::string& token) {
   httplib::Client c("127.0.0.1", http_port_);
   httplib::Headers h;
   if (!token.empty()) h.emplace("Authorization", "Bearer " + token);
@@ -238,7 +240,9 @@ std::pair<int, json> Stack::get(const std::string& path, const std::string& toke
 
 std::string Stack::register_user(const std::string& user, const std::string& password) {
   auto [status, body] = post_json("/v1/users", {{"user", user}, {"password", password}});
-  if (status != 201) throw std::runtime_error("register " + user + ": " + std::to_string(status) + " " + body.dump());
+  if (status != 201)
+    throw std::runtime_error("register " + user + ": " + std::to_string(status) + " " +
+                             body.dump());
   return login(user, password);
 }
 
@@ -265,12 +269,18 @@ std::string Stack::login(const std::string& user, const std::string& password) {
 }
 
 std::string Stack::mint_token(const std::string& sub, int64_t exp_offset_s, const json& extra) {
-  auto signer = jwt::Signer::load_or_create(data_dir_ + "/keys/issuer.pem", data_dir_ + "/keys/jwks.json");
+  auto signer =
+      jwt::Signer::load_or_create(data_dir_ + "/keys/issuer.pem", data_dir_ + "/keys/jwks.json");
   if (!signer) throw std::runtime_error("signer: " + signer.status().to_string());
   int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                    std::chrono::system_clock::now().time_since_epoch()).count();
-  json claims = {{"sub", sub}, {"iss", "chat-platform"}, {"aud", "chat"}, {"iat", now},
-                 {"exp", now + exp_offset_s}, {"jti", "test-" + std::to_string(now)},
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  json claims = {{"sub", sub},
+                 {"iss", "chat-platform"},
+                 {"aud", "chat"},
+                 {"iat", now},
+                 {"exp", now + exp_offset_s},
+                 {"jti", "test-" + std::to_string(now)},
                  {"roles", json::array({"user"})}};
   for (auto& [k, v] : extra.items()) claims[k] = v;
   return signer->sign(claims);
@@ -282,7 +292,8 @@ MqttClient::MqttClient(int port, Options options) : port_(port), options_(std::m
   static std::once_flag once;
   std::call_once(once, [] { mosquitto_lib_init(); });
   mosq_ = mosquitto_new(options_.client_id.c_str(), options_.clean, this);
-  mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION, options_.v5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
+  mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION,
+                       options_.v5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
   mosquitto_threaded_set(mosq_, true);
   mosquitto_username_pw_set(mosq_, options_.username.c_str(), options_.password.c_str());
   mosquitto_connect_v5_callback_set(mosq_, on_connect);
@@ -321,7 +332,8 @@ void MqttClient::run() {
 int MqttClient::connect() {
   mosquitto_property* props = nullptr;
   if (options_.v5 && options_.session_expiry > 0) {
-    mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, options_.session_expiry);
+    mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
+                                 options_.session_expiry);
   }
   int rc = mosquitto_connect_bind_v5(mosq_, "127.0.0.1", port_, 30, nullptr, props);
   mosquitto_property_free_all(&props);
@@ -348,8 +360,8 @@ int MqttClient::subscribe(const std::string& filter, int qos) {
 int MqttClient::publish(const std::string& topic, const std::string& payload, int qos) {
   int mid = 0;
   std::unique_lock<std::mutex> l(mu_);
-  if (mosquitto_publish(mosq_, &mid, topic.c_str(), static_cast<int>(payload.size()), payload.data(), qos,
-                        false) != MOSQ_ERR_SUCCESS) {
+  if (mosquitto_publish(mosq_, &mid, topic.c_str(), static_cast<int>(payload.size()),
+                        payload.data(), qos, false) != MOSQ_ERR_SUCCESS) {
     return -1;
   }
   if (qos == 0) return 0;
@@ -393,7 +405,8 @@ bool MqttClient::connected() {
   return connected_;
 }
 
-void MqttClient::on_connect(struct mosquitto*, void* obj, int rc, int flags, const mosquitto_property*) {
+void MqttClient::on_connect(struct mosquitto*, void* obj, int rc, int flags,
+                            const mosquitto_property*) {
   auto* self = static_cast<MqttClient*>(obj);
   std::lock_guard<std::mutex> l(self->mu_);
   self->connack_ = rc;
@@ -409,7 +422,8 @@ void MqttClient::on_disconnect(struct mosquitto*, void* obj, int, const mosquitt
   self->cv_.notify_all();
 }
 
-void MqttClient::on_publish(struct mosquitto*, void* obj, int mid, int reason, const mosquitto_property*) {
+void MqttClient::on_publish(struct mosquitto*, void* obj, int mid, int reason,
+                            const mosquitto_property*) {
   auto* self = static_cast<MqttClient*>(obj);
   std::lock_guard<std::mutex> l(self->mu_);
   self->acks_[mid] = reason;
@@ -429,7 +443,9 @@ void MqttClient::on_message(struct mosquitto*, void* obj, const struct mosquitto
   auto* self = static_cast<MqttClient*>(obj);
   std::lock_guard<std::mutex> l(self->mu_);
   self->received_.push_back(
-      {m->topic, std::string(static_cast<const char*>(m->payload), static_cast<size_t>(m->payloadlen)), m->qos});
+      {m->topic,
+       std::string(static_cast<const char*>(m->payload), static_cast<size_t>(m->payloadlen)),
+       m->qos});
   self->cv_.notify_all();
 }
 

@@ -132,8 +132,10 @@ class MqttClient {
   static void on_connect(struct mosquitto*, void*, int, int, const mosquitto_property*);
   static void on_disconnect(struct mosquitto*, void*, int, const mosquitto_property*);
   static void on_publish(struct mosquitto*, void*, int, int, const mosquitto_property*);
-  static void on_subscribe(struct mosquitto*, void*, int, int, const int*, const mosquitto_property*);
-  static void on_message(struct mosquitto*, void*, const struct mosquitto_message*, const mosquitto_property*);
+  static void on_subscribe(struct mosquitto*, void*, int, int, const int*,
+                           const mosquitto_property*);
+  static void on_message(struct mosquitto*, void*, const struct mosquitto_message*,
+                         const mosquitto_property*);
   void run();
 
   int port_;

@@ -13,9 +13,9 @@
 namespace chat::broker {
 
 struct PluginConfig {
-  std::string data_dir;       // plugin_opt_data_dir. Required.
-  std::string archive_path;   // plugin_opt_archive_dir. Default: <data_dir>/archive
-  std::string jwks_file;      // plugin_opt_jwks_file. Default: <data_dir>/keys/jwks.json
+  std::string data_dir;                  // plugin_opt_data_dir. Required.
+  std::string archive_path;              // plugin_opt_archive_dir. Default: <data_dir>/archive
+  std::string jwks_file;                 // plugin_opt_jwks_file. Default: <data_dir>/keys/jwks.json
   std::string issuer = "chat-platform";  // plugin_opt_issuer. Default: chat-platform
   std::string audience = "chat";         // plugin_opt_audience. Default: chat
   int64_t leeway_s = 5;                  // plugin_opt_jwt_leeway. Default: 5, 0..30
@@ -27,7 +27,8 @@ struct PluginConfig {
 
   // Options as (key, value) with the `plugin_opt_` prefix already removed by
   // Mosquitto. Unknown keys and bad values are errors naming the key.
-  static Result<PluginConfig> from_options(const std::vector<std::pair<std::string, std::string>>& options);
+  static Result<PluginConfig> from_options(
+      const std::vector<std::pair<std::string, std::string>>& options);
 };
 
 }  // namespace chat::broker

@@ -15,10 +15,10 @@
 
 namespace chat {
 
-bool is_valid_user_id(std::string_view s);    // ^[a-z0-9][a-z0-9_.-]{0,31}$
-bool is_valid_device_id(std::string_view s);  // ^[A-Za-z0-9_-]{1,64}$
-bool is_valid_group_id(std::string_view s);   // ^[A-Za-z0-9_-]{1,64}$
-bool is_valid_message_id(std::string_view s); // 16 lowercase hex digits
+bool is_valid_user_id(std::string_view s);     // ^[a-z0-9][a-z0-9_.-]{0,31}$
+bool is_valid_device_id(std::string_view s);   // ^[A-Za-z0-9_-]{1,64}$
+bool is_valid_group_id(std::string_view s);    // ^[A-Za-z0-9_-]{1,64}$
+bool is_valid_message_id(std::string_view s);  // 16 lowercase hex digits
 
 // Splits "<user>:<device>"; false when either part is invalid.
 bool split_client_id(std::string_view client_id, std::string* user, std::string* device);

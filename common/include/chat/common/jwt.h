@@ -82,9 +82,9 @@ struct Claims {
 };
 
 struct VerifyOptions {
-  std::string issuer;         // required `iss`
-  std::string audience;       // required member of `aud`
-  int64_t leeway_s = 5;       // Default: 5. Applied to exp and nbf, at most 30.
+  std::string issuer;                 // required `iss`
+  std::string audience;               // required member of `aud`
+  int64_t leeway_s = 5;               // Default: 5. Applied to exp and nbf, at most 30.
   std::string roles_claim = "roles";  // Default: "roles".
 };
 

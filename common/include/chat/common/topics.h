@@ -14,7 +14,15 @@ inline constexpr std::string_view kControlResponse = "$CONTROL/chat/v1/response"
 inline constexpr std::string_view kDiscard = "$chat/discard";
 
 // What a device publishes.
-enum class SendKind { kInvalid, kDirect, kGroup, kDirectReceipt, kGroupReceipt, kDirectTyping, kGroupTyping };
+enum class SendKind {
+  kInvalid,
+  kDirect,
+  kGroup,
+  kDirectReceipt,
+  kGroupReceipt,
+  kDirectTyping,
+  kGroupTyping
+};
 
 struct SendTopic {
   SendKind kind = SendKind::kInvalid;

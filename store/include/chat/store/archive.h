@@ -8,11 +8,11 @@
 // Schema (column families, all created at first open, because a secondary
 // never sees families created later):
 //   messages  "<conv>\0<id>"         -> envelope JSON   (page of a conversation = one range scan)
-//   inbox     "<user>\0<id>"         -> "<conv>"        (sync for a user = one range scan + point gets)
-//   convs     "<user>\0<conv>"       -> {"last":"<id>","unread":N}
-//   dedup     "<client id>\0<cid>"   -> "<conv>\0<id>"  (idempotency by sender device + cid)
-//   users     "<user>"               -> "{}"            (ids that exist; maintained by the broker)
-//   meta      small singletons (schema version)
+//   inbox     "<user>\0<id>"         -> "<conv>"        (sync for a user = one range scan + point
+//   gets) convs     "<user>\0<conv>"       -> {"last":"<id>","unread":N} dedup     "<client
+//   id>\0<cid>"   -> "<conv>\0<id>"  (idempotency by sender device + cid) users     "<user>" ->
+//   "{}"            (ids that exist; maintained by the broker) meta      small singletons (schema
+//   version)
 // Server ids are fixed-width strings that sort in archive order, so "after id X"
 // is a byte-order seek.
 #pragma once
@@ -62,7 +62,7 @@ struct AppendRequest {
 
 struct ArchiveOptions {
   std::string path;
-  bool sync_writes = false;  // Default: false (WAL written, no fsync: survives SIGKILL).
+  bool sync_writes = false;         // Default: false (WAL written, no fsync: survives SIGKILL).
   uint64_t wal_ttl_seconds = 3600;  // Default: 3600. Keeps WAL files for secondaries.
 };
 
