@@ -37,9 +37,11 @@ Result<PluginConfig> PluginConfig::from_options(
       if (!parse_number(value, &c.leeway_s) || c.leeway_s < 0 || c.leeway_s > 30)
         return bad(key, "must be 0..30 seconds");
     } else if (key == "max_payload") {
+      // Above mosquitto.conf's max_packet_size (1 MiB) the broker would drop
+      // the connection before the plugin could answer `too_large`.
       if (!parse_number(value, &c.max_payload) || c.max_payload < 256 ||
-          c.max_payload > 16 * 1024 * 1024)
-        return bad(key, "must be 256..16777216 bytes");
+          c.max_payload > 1000 * 1000)
+        return bad(key, "must be 256..1000000 bytes");
     } else if (key == "sync_writes") {
       if (value != "true" && value != "false") return bad(key, "must be true or false");
       c.sync_writes = value == "true";

@@ -33,6 +33,12 @@ Status Gatekeeper::authenticate(const void* handle, std::string_view client_id,
   s.client_id.assign(client_id);
   s.roles = claims->roles;
   s.expires_s = claims->exp;
+  // Session takeover: Mosquitto publishes the old connection's will before it
+  // disconnects it; without a session of its own, that will fails the ACL
+  // instead of bypassing the router.
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    it = it->first != handle && it->second.client_id == s.client_id ? sessions_.erase(it) : std::next(it);
+  }
   sessions_[handle] = std::move(s);
   return Status::ok();
 }

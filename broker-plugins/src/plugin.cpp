@@ -210,6 +210,10 @@ int on_message(int, void* event_data, void* userdata) noexcept {
     ev->payload = payload_copy;
     ev->payloadlen = static_cast<uint32_t>(out.payload.size());
     ev->retain = false;
+    // What reaches the peer is the envelope alone: client-set MQTT 5
+    // properties (user properties, response topic, ...) are not archived, so
+    // they are not delivered either.
+    mosquitto_property_free_all(&ev->properties);
     return MOSQ_ERR_SUCCESS;
   } catch (const std::exception& e) {
     mosquitto_log_printf(MOSQ_LOG_ERR, "chat: message error: %s", e.what());
@@ -240,6 +244,7 @@ int on_tick(int, void*, void* userdata) noexcept {
     time_t now = static_cast<time_t>(chat::SystemClock::instance().now_s());
     if (now == p->last_expiry_scan) return MOSQ_ERR_SUCCESS;  // once a second is enough
     p->last_expiry_scan = now;
+    p->router->on_tick();
     for (const auto& client_id : p->gatekeeper->take_expired()) {
       mosquitto_log_printf(MOSQ_LOG_NOTICE, "chat: token of %s expired, disconnecting",
                            client_id.c_str());

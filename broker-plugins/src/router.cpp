@@ -72,13 +72,20 @@ bool Router::take_token(const std::string& user) {
   b.last_ms = now;
   if (b.tokens < 1) return false;
   b.tokens -= 1;
-  // Keep the table from growing without bound: forget full buckets.
-  if (buckets_.size() > 100'000) {
-    for (auto i = buckets_.begin(); i != buckets_.end();) {
-      i = i->second.tokens >= options_.rate_burst - 1 ? buckets_.erase(i) : std::next(i);
-    }
-  }
   return true;
+}
+
+void Router::on_tick() {
+  // Forget buckets that have refilled completely: they behave exactly like a
+  // new bucket, so the table only holds users who sent in the last few seconds.
+  int64_t now = clock_.now_ms();
+  if (now - last_prune_ms_ < 10'000) return;
+  last_prune_ms_ = now;
+  for (auto i = buckets_.begin(); i != buckets_.end();) {
+    double elapsed = std::max<int64_t>(0, now - i->second.last_ms) / 1000.0;
+    bool full = i->second.tokens + elapsed * options_.rate_msgs >= options_.rate_burst;
+    i = full ? buckets_.erase(i) : std::next(i);
+  }
 }
 
 MessageOutcome Router::on_message(const DeviceSession& sender, std::string_view topic,
@@ -122,6 +129,14 @@ MessageOutcome Router::direct_message(const DeviceSession& sender, const std::st
   }
   if (dup->has_value()) {
     port_.publish("", topics::inbox(sender.user, topics::kInboxMsg), **dup, 1, false);
+    if (qos == 2) {
+      // A QoS 2 resend (DUP before PUBREL, or after a reconnect) must look
+      // exactly like the first pass (same topic, same payload), or Mosquitto
+      // drops the stored original as a "reused message id" and the peer never
+      // gets the live copy. If Mosquitto no longer holds it, the peer may get
+      // the envelope twice: clients de-duplicate by id.
+      return accept(topics::inbox(peer, topics::kInboxMsg), **dup);
+    }
     return accept(std::string(topics::kDiscard), std::string(payload));
   }
 
@@ -177,7 +192,9 @@ MessageOutcome Router::direct_receipt(const DeviceSession& sender, const std::st
   if (payload.size() > options_.max_payload) {
     return refuse(sender, "", RefusalCode::kTooLarge, "receipt too large", qos);
   }
-  auto doc = json::parse(payload.begin(), payload.end(), nullptr, false);
+  auto doc = json_depth_within(payload, kMaxJsonDepth)
+                 ? json::parse(payload.begin(), payload.end(), nullptr, false)
+                 : json(json::value_t::discarded);
   if (doc.is_discarded() || !doc.is_object() || !doc.contains("ids") || !doc["ids"].is_array() ||
       doc["ids"].empty() || doc["ids"].size() > 1000 || !doc.contains("status") ||
       !doc["status"].is_string()) {
@@ -215,8 +232,10 @@ MessageOutcome Router::direct_receipt(const DeviceSession& sender, const std::st
 
 MessageOutcome Router::direct_typing(const DeviceSession& sender, const std::string& peer,
                                      std::string_view payload) {
-  auto doc = json::parse(payload.begin(), payload.end(), nullptr, false);
-  if (payload.size() > 1024 || doc.is_discarded() || !doc.is_object() || !doc.contains("state") ||
+  auto doc = payload.size() <= 1024 && json_depth_within(payload, kMaxJsonDepth)
+                 ? json::parse(payload.begin(), payload.end(), nullptr, false)
+                 : json(json::value_t::discarded);
+  if (doc.is_discarded() || !doc.is_object() || !doc.contains("state") ||
       !doc["state"].is_string()) {
     return refuse(sender, "", RefusalCode::kInvalidPayload, "typing must be {\"state\":...}", 0);
   }

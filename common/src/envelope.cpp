@@ -36,6 +36,42 @@ bool is_valid_message_type(std::string_view type) {
   return false;
 }
 
+bool json_depth_within(std::string_view text, int max_depth) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+namespace {
+
+// Code points in valid UTF-8 (the parser has validated it), or -1 when the
+// string holds a control character (NUL included).
+int cid_length(const std::string& s) {
+  int n = 0;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) return -1;
+    if ((c & 0xc0) != 0x80) ++n;
+  }
+  return n;
+}
+
+}  // namespace
+
 bool parse_client_message(std::string_view payload, size_t max_payload, ClientMessage* out,
                           Refusal* refusal) {
   auto refuse = [&](RefusalCode code, std::string reason) {
@@ -45,6 +81,10 @@ bool parse_client_message(std::string_view payload, size_t max_payload, ClientMe
   if (payload.size() > max_payload) {
     return refuse(RefusalCode::kTooLarge, "payload is " + std::to_string(payload.size()) +
                                               " bytes, limit " + std::to_string(max_payload));
+  }
+  if (!json_depth_within(payload, kMaxJsonDepth)) {
+    return refuse(RefusalCode::kInvalidPayload,
+                  "payload nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   }
   // nlohmann's lexer rejects ill-formed UTF-8 inside strings; no exceptions.
   auto doc = nlohmann::json::parse(payload.begin(), payload.end(), nullptr, false);
@@ -58,8 +98,9 @@ bool parse_client_message(std::string_view payload, size_t max_payload, ClientMe
     return refuse(RefusalCode::kInvalidPayload, "cid must be a string");
   }
   const auto& cid_s = cid->get_ref<const std::string&>();
-  if (cid_s.empty() || cid_s.size() > 64) {
-    return refuse(RefusalCode::kInvalidPayload, "cid must be 1-64 characters");
+  int cid_len = cid_length(cid_s);
+  if (cid_len < 1 || cid_len > 64) {
+    return refuse(RefusalCode::kInvalidPayload, "cid must be 1-64 characters, no control characters");
   }
   auto type = doc.find("type");
   if (type == doc.end() || !type->is_string() ||
@@ -79,12 +120,14 @@ bool parse_client_message(std::string_view payload, size_t max_payload, ClientMe
 }
 
 std::string extract_cid(std::string_view payload) {
+  if (!json_depth_within(payload, kMaxJsonDepth)) return "";
   auto doc = nlohmann::json::parse(payload.begin(), payload.end(), nullptr, false);
   if (doc.is_discarded() || !doc.is_object()) return "";
   auto cid = doc.find("cid");
   if (cid == doc.end() || !cid->is_string()) return "";
   const auto& s = cid->get_ref<const std::string&>();
-  return s.size() <= 64 ? s : "";
+  int len = cid_length(s);
+  return len >= 1 && len <= 64 ? s : "";
 }
 
 std::string make_envelope(const EnvelopeFields& f, const nlohmann::json& body) {

@@ -69,6 +69,18 @@ TEST_F(GatekeeperTest, AuthenticatesOnlyMatchingUserAndClientId) {
   EXPECT_TRUE(gk_->session(&h2_)->service);
 }
 
+TEST_F(GatekeeperTest, TakeoverDropsTheOldConnectionsSession) {
+  auto t = token("alice");
+  ASSERT_TRUE(gk_->authenticate(&h1_, "alice:phone", "alice", t.c_str()).is_ok());
+  ASSERT_TRUE(gk_->authenticate(&h2_, "alice:phone", "alice", t.c_str()).is_ok());
+  // The old connection (h1) can no longer publish (its will, say) ...
+  EXPECT_FALSE(gk_->allowed(&h1_, "alice:phone", Access::kWrite, "dm/bob", 1));
+  EXPECT_TRUE(gk_->allowed(&h2_, "alice:phone", Access::kWrite, "dm/bob", 1));
+  // ... and its late DISCONNECT does not end the new one's session.
+  gk_->disconnected(&h1_);
+  EXPECT_NE(gk_->session(&h2_), nullptr);
+}
+
 struct AclCase {
   Access access;
   const char* topic;

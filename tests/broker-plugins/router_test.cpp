@@ -105,6 +105,15 @@ TEST_F(RouterTest, DuplicateCidResendsTheOriginalAndArchivesNothing) {
   EXPECT_EQ(archived_for("bob"), 2u);
 }
 
+TEST_F(RouterTest, Qos2ResendLooksExactlyLikeTheFirstPass) {
+  auto first = router_->on_message(alice_, "dm/bob", msg("q2"), 2);
+  auto again = router_->on_message(alice_, "dm/bob", msg("q2"), 2);
+  ASSERT_EQ(again.action, MessageOutcome::Action::kAccept);
+  EXPECT_EQ(again.topic, first.topic);
+  EXPECT_EQ(again.payload, first.payload);
+  EXPECT_EQ(archived_for("bob"), 1u);
+}
+
 TEST_F(RouterTest, RefusalsSendAnErrorEventToTheSendingDeviceOnly) {
   struct Case {
     std::string topic, payload, code;

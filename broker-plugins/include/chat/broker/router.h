@@ -54,6 +54,8 @@ class Router {
                        std::string_view payload, int qos);
   // `$CONTROL/chat/v1` from a service-role client; replies to that client.
   void on_control(const DeviceSession& sender, std::string_view payload);
+  // Periodic chores (the broker's TICK): prunes idle rate-limit buckets.
+  void on_tick();
 
  private:
   struct Bucket {
@@ -78,6 +80,7 @@ class Router {
   RouterOptions options_;
   IdGenerator ids_;
   std::unordered_map<std::string, Bucket> buckets_;
+  int64_t last_prune_ms_ = 0;
 };
 
 }  // namespace chat::broker

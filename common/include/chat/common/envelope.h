@@ -20,6 +20,13 @@ struct Refusal {
 };
 
 inline constexpr size_t kDefaultMaxPayload = 64 * 1024;
+// Deepest JSON nesting accepted from clients. Parsing, copying and printing
+// JSON recurse, so unbounded nesting would let a client exhaust the broker's stack.
+inline constexpr int kMaxJsonDepth = 64;
+
+// True when `text` nests arrays/objects at most `max_depth` deep (a byte scan
+// that ignores brackets inside strings; it does not validate the JSON).
+bool json_depth_within(std::string_view text, int max_depth);
 
 // {"cid":"...","type":"...","body":<any JSON>} as published by a device.
 struct ClientMessage {
@@ -28,8 +35,9 @@ struct ClientMessage {
   nlohmann::json body;
 };
 
-// Validates a message payload: at most `max_payload` bytes, UTF-8 JSON object,
-// `cid` a 1-64 character string, `type` one of the contract's types or `x-...`,
+// Validates a message payload: at most `max_payload` bytes, UTF-8 JSON object
+// nested at most kMaxJsonDepth deep, `cid` a string of 1-64 characters (code
+// points) without control characters, `type` one of the contract's types or `x-...`,
 // `body` present. Returns false and fills `refusal` otherwise.
 bool parse_client_message(std::string_view payload, size_t max_payload, ClientMessage* out,
                           Refusal* refusal);
