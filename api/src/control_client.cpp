@@ -28,6 +28,13 @@ StatusCode control_error_code(std::string_view error) {
   return StatusCode::kInternal;
 }
 
+nlohmann::json control_result(const nlohmann::json& answer) {
+  if (!answer.is_object()) return nullptr;
+  auto it = answer.find("result");
+  if (it == answer.end()) return nullptr;
+  return *it;
+}
+
 namespace {
 
 using Promise = std::promise<Result<json>>;

@@ -68,6 +68,23 @@ void write_status(Response& res, const Status& status) {
   if (status.code() == StatusCode::kUnauthenticated) res.set_header("WWW-Authenticate", "Bearer");
 }
 
+// Group routes: a full group is a conflict with the group's state, not a rate
+// limit: 409 {"error":"group_full"}.
+void write_group_status(Response& res, const Status& status) {
+  if (status.code() == StatusCode::kResourceExhausted) {
+    return write_error(res, 409, "group_full", status.message());
+  }
+  write_status(res, status);
+}
+
+json group_json(const Group& g) {
+  return json{{"id", g.id},
+              {"name", g.name},
+              {"members", g.members},
+              {"admins", g.admins},
+              {"created_ms", g.created_ms}};
+}
+
 // What an error status the library produced on its own (no route, bad
 // request line, body over the limit) is called.
 std::pair<const char*, const char*> describe_http_error(int status) {
@@ -196,6 +213,20 @@ std::optional<std::string> string_member(const json& obj, const char* name) {
   return it->get<std::string>();
 }
 
+// An array of strings member; absent -> empty; anything else is nullopt.
+std::optional<std::vector<std::string>> string_array_member(const json& obj, const char* name) {
+  std::vector<std::string> out;
+  auto it = obj.find(name);
+  if (it == obj.end()) return out;
+  if (!it->is_array()) return std::nullopt;
+  out.reserve(it->size());
+  for (const auto& v : *it) {
+    if (!v.is_string()) return std::nullopt;
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
 // limit: absent -> default; digits only, at least 1; larger values clamp to `max`.
 Result<size_t> parse_limit(const Request& req, size_t fallback, size_t max) {
   if (!req.has_param("limit")) return fallback;
@@ -257,7 +288,11 @@ std::optional<Principal> require_principal(const Service& service, const Request
   }
   auto principal = service.authenticate(b.token);
   if (!principal) {
-    write_unauthenticated(res, true, principal.status().message());
+    if (principal.status().code() == StatusCode::kUnauthenticated) {
+      write_unauthenticated(res, true, principal.status().message());
+    } else {
+      write_status(res, principal.status());  // the account store failed, not the token
+    }
     return std::nullopt;
   }
   return std::move(principal).value();
@@ -472,6 +507,104 @@ void HttpServer::register_routes() {
                  if (!page) return write_status(res, page.status());
                  write_json(res, 200, render_page(*page));
                });
+
+  server_->Delete("/v1/users/me", [&service](const Request& req, Response& res) {
+    auto caller = require_principal(service, req, res);
+    if (!caller) return;
+    if (Status s = service.delete_account(*caller); !s.is_ok()) return write_status(res, s);
+    res.status = 204;
+  });
+
+  // ---- groups ----
+
+  server_->Post("/v1/groups", [&service](const Request& req, Response& res) {
+    auto caller = require_principal(service, req, res);
+    if (!caller) return;
+    auto body = parse_json_object(req);
+    if (!body) return write_status(res, body.status());
+    auto name = string_member(*body, "name");
+    if (!name) return write_status(res, invalid_argument("\"name\" string is required"));
+    auto members = string_array_member(*body, "members");
+    if (!members) {
+      return write_status(res, invalid_argument("\"members\" must be an array of user ids"));
+    }
+    auto group = service.create_group(*caller, *name, *members);
+    if (!group) return write_group_status(res, group.status());
+    write_json(res, 201, group_json(*group).dump());
+  });
+
+  server_->Get("/v1/groups", [&service](const Request& req, Response& res) {
+    auto caller = require_principal(service, req, res);
+    if (!caller) return;
+    auto groups = service.groups(*caller);
+    if (!groups) return write_status(res, groups.status());
+    json list = json::array();
+    for (const Group& g : *groups) list.push_back(group_json(g));
+    write_json(res, 200, json{{"groups", std::move(list)}}.dump());
+  });
+
+  server_->Get(R"(/v1/groups/([^/]+))", [&service](const Request& req, Response& res) {
+    auto caller = require_principal(service, req, res);
+    if (!caller) return;
+    auto group = service.group(*caller, req.matches[1].str());
+    if (!group) return write_status(res, group.status());
+    write_json(res, 200, group_json(*group).dump());
+  });
+
+  using GroupOp = Status (Service::*)(const Principal&, std::string_view, std::string_view);
+  auto group_op = [&service](GroupOp op) {
+    return [&service, op](const Request& req, Response& res) {
+      auto caller = require_principal(service, req, res);
+      if (!caller) return;
+      Status s = (service.*op)(*caller, req.matches[1].str(), req.matches[2].str());
+      if (!s.is_ok()) return write_group_status(res, s);
+      res.status = 204;
+    };
+  };
+  server_->Put(R"(/v1/groups/([^/]+)/members/([^/]+))", group_op(&Service::add_member));
+  server_->Put(R"(/v1/groups/([^/]+)/admins/([^/]+))", group_op(&Service::add_admin));
+  server_->Delete(R"(/v1/groups/([^/]+)/members/([^/]+))", group_op(&Service::remove_member));
+
+  // ---- blocks and reports ----
+
+  auto block = [&service](bool blocked) {
+    return [&service, blocked](const Request& req, Response& res) {
+      auto caller = require_principal(service, req, res);
+      if (!caller) return;
+      Status s = service.set_block(*caller, req.matches[1].str(), blocked);
+      if (!s.is_ok()) return write_status(res, s);
+      res.status = 204;
+    };
+  };
+  server_->Post(R"(/v1/blocks/([^/]+))", block(true));
+  server_->Delete(R"(/v1/blocks/([^/]+))", block(false));
+
+  server_->Get("/v1/blocks", [&service](const Request& req, Response& res) {
+    auto caller = require_principal(service, req, res);
+    if (!caller) return;
+    auto blocked = service.blocks(*caller);
+    if (!blocked) return write_status(res, blocked.status());
+    write_json(res, 200, json{{"blocked", *blocked}}.dump());
+  });
+
+  server_->Post("/v1/reports", [&service](const Request& req, Response& res) {
+    auto caller = require_principal(service, req, res);
+    if (!caller) return;
+    auto body = parse_json_object(req);
+    if (!body) return write_status(res, body.status());
+    auto user = string_member(*body, "user");
+    auto reason = string_member(*body, "reason");
+    auto ids = string_array_member(*body, "ids");
+    if (!user || !reason || !ids) {
+      return write_status(
+          res,
+          invalid_argument(
+              "\"user\" and \"reason\" strings and an \"ids\" array of message ids are required"));
+    }
+    auto id = service.report(*caller, ReportInput{*user, std::move(*ids), *reason});
+    if (!id) return write_status(res, id.status());
+    write_json(res, 201, json{{"id", *id}}.dump());
+  });
 
   server_->Get("/v1/sync", [&service](const Request& req, Response& res) {
     auto caller = require_principal(service, req, res);

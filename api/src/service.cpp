@@ -1,7 +1,10 @@
 #include "chat/api/service.h"
 
+#include <algorithm>
+#include <cinttypes>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "chat/api/log.h"
 #include "chat/api/secrets.h"
@@ -33,7 +36,82 @@ Status check_cursor(const char* name, const std::string& id) {
   return invalid_argument(std::string(name) + " is not a message id");
 }
 
+// A client-supplied value quoted in an error message, cut short when long.
+std::string quote_value(std::string_view value) {
+  constexpr size_t kMax = 64;
+  std::string out = "\"";
+  out += value.substr(0, kMax);
+  if (value.size() > kMax) out += "...";
+  out += '"';
+  return out;
+}
+
+Status check_user_id(const char* what, std::string_view user) {
+  if (is_valid_user_id(user)) return Status::ok();
+  return invalid_argument(std::string(what) + " " + quote_value(user) +
+                          " is not a user id (^[a-z0-9][a-z0-9_.-]{0,31}$)");
+}
+
+Status check_group_id(std::string_view gid) {
+  if (is_valid_group_id(gid)) return Status::ok();
+  return invalid_argument("not a group id (^[A-Za-z0-9_-]{1,64}$)");
+}
+
+// C0 controls and DEL (UTF-8 multi-byte sequences never contain these bytes).
+bool has_control_chars(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+}
+
+bool contains(const std::vector<std::string>& list, const std::string& value) {
+  return std::find(list.begin(), list.end(), value) != list.end();
+}
+
+// A group as the broker's reply carries it: {"id","name","members","admins","created_ms"}.
+Result<Group> group_from_json(const nlohmann::json& j) {
+  const auto malformed = [] { return internal_error("the broker's reply carries no valid group"); };
+  if (!j.is_object()) return malformed();
+  Group g;
+  auto id = j.find("id");
+  auto name = j.find("name");
+  if (id == j.end() || !id->is_string() || name == j.end() || !name->is_string()) {
+    return malformed();
+  }
+  g.id = id->get<std::string>();
+  g.name = name->get<std::string>();
+  if (!is_valid_group_id(g.id)) return malformed();
+  for (auto [field, out] : {std::pair{"members", &g.members}, std::pair{"admins", &g.admins}}) {
+    auto it = j.find(field);
+    if (it == j.end()) continue;
+    if (!it->is_array()) return malformed();
+    for (const auto& v : *it) {
+      if (!v.is_string()) return malformed();
+      out->push_back(v.get<std::string>());
+    }
+    std::sort(out->begin(), out->end());
+  }
+  auto creator = j.find("creator");
+  if (creator != j.end() && creator->is_string()) g.creator = creator->get<std::string>();
+  auto created = j.find("created_ms");
+  if (created != j.end() && created->is_number_integer()) g.created_ms = created->get<int64_t>();
+  return g;
+}
+
+// Report ids: 12 hex digits of milliseconds, then 8 random hex digits, so
+// they sort by creation time (to the millisecond) and never collide in practice.
+std::string make_report_id(int64_t now_ms) {
+  char ms[24];
+  std::snprintf(ms, sizeof ms, "%012" PRIx64, static_cast<uint64_t>(std::max<int64_t>(0, now_ms)));
+  return std::string(ms) + random_hex(4);
+}
+
 }  // namespace
+
+bool is_deleted_account(const store::Account& account) {
+  return contains(account.roles, std::string(kDeletedRole));
+}
 
 const char* grant_error_name(const Status& status) {
   switch (status.code()) {
@@ -67,7 +145,21 @@ std::string Service::mint_service_token() const {
 }
 
 Result<Principal> Service::authenticate(std::string_view access_token) const {
-  return tokens_.verify(access_token);
+  auto principal = tokens_.verify(access_token);
+  if (!principal) return principal;
+  // Access tokens outlive nothing but a deleted account: its tombstone ends them.
+  auto account = accounts_.get_account(principal->user);
+  if (account) {
+    if (is_deleted_account(*account)) return unauthenticated("the account was deleted");
+  } else if (account.status().code() != StatusCode::kNotFound) {
+    return account.status();
+  }
+  return principal;
+}
+
+Status Service::catch_up() {
+  if (Status s = archive_.catch_up(); !s.is_ok()) return unavailable("archive: " + s.message());
+  return Status::ok();
 }
 
 Status Service::tell_broker_user_added(const std::string& user) {
@@ -147,6 +239,10 @@ Result<TokenGrant> Service::password_grant(std::string_view user, std::string_vi
     hasher_.verify_dummy(password);
     return refused();
   }
+  if (is_deleted_account(*account)) {
+    hasher_.verify_dummy(password);
+    return refused();
+  }
   if (!hasher_.verify(account->password_hash, password)) return refused();
   return issue(account->user, std::string(device));
 }
@@ -169,6 +265,7 @@ Result<TokenGrant> Service::refresh_grant(std::string_view refresh_token) {
     if (account.status().code() == StatusCode::kNotFound) return refused();
     return account.status();
   }
+  if (is_deleted_account(*account)) return refused();
   return issue(stored->user, stored->device);
 }
 
@@ -190,6 +287,7 @@ Status Service::change_password(const Principal& caller, std::string_view old_pa
     }
     return account.status();
   }
+  if (is_deleted_account(*account)) return unauthenticated("the account was deleted");
   if (old_password.size() > kMaxPasswordBytes ||
       !hasher_.verify(account->password_hash, old_password)) {
     return permission_denied("old_password is wrong");
@@ -224,18 +322,20 @@ Result<MessagePage> Service::messages(const Principal& caller, std::string_view 
       caller.user != parsed.b) {
     return permission_denied("not a participant of this conversation");
   }
-  if (Status s = archive_.catch_up(); !s.is_ok()) return unavailable("archive: " + s.message());
+  if (Status s = catch_up(); !s.is_ok()) return s;
   const std::string conv_id(conv);
+  store::PageQuery pq;
   if (parsed.kind == topics::ConvKind::kGroup) {
-    // Until group membership is served here, a group's history is open to
-    // those whose conversation list holds it.
-    auto has = archive_.has_conversation(caller.user, conv_id);
-    if (!has) return has.status();
-    if (!*has) return permission_denied("not a participant of this conversation");
+    // Current and former members only, and only their membership periods.
+    auto membership = archive_.membership(parsed.gid, caller.user);
+    if (!membership) return membership.status();
+    if (membership->periods.empty()) {
+      return permission_denied("not a member of this group, now or before");
+    }
+    pq.visible = std::move(membership->periods);
   }
 
   size_t limit = std::max<size_t>(1, std::min(query.limit, kMaxPageLimit));
-  store::PageQuery pq;
   pq.limit = limit + 1;  // one more tells whether another page exists
   pq.before = query.before;
   pq.after = query.after;
@@ -280,6 +380,216 @@ Result<MessagePage> Service::sync(const Principal& caller, std::string_view sinc
     out.next = std::move(id).value();
   }
   return out;
+}
+
+// ---- groups ------------------------------------------------------------------
+
+Result<Group> Service::create_group(const Principal& caller, std::string_view name,
+                                    const std::vector<std::string>& members) {
+  const size_t chars = utf8_length(name);
+  if (chars == 0 || chars > kMaxGroupNameChars) {
+    return invalid_argument("name must have 1 to " + std::to_string(kMaxGroupNameChars) +
+                            " characters");
+  }
+  if (has_control_chars(name)) return invalid_argument("name must not contain control characters");
+  std::set<std::string> distinct;
+  for (const std::string& member : members) {
+    if (Status s = check_user_id("member", member); !s.is_ok()) return s;
+    distinct.insert(member);
+  }
+  if (distinct.size() > kMaxGroupCreateMembers) {
+    return invalid_argument("at most " + std::to_string(kMaxGroupCreateMembers) +
+                            " distinct members");
+  }
+  // The broker makes `by` member and admin itself.
+  distinct.erase(caller.user);
+  const std::vector<std::string> listed(distinct.begin(), distinct.end());
+
+  auto answer = control_.call({{"op", "group.create"},
+                               {"name", std::string(name)},
+                               {"members", listed},
+                               {"by", caller.user}},
+                              kControlTimeout);
+  if (!answer) {
+    if (answer.status().code() != StatusCode::kNotFound) return answer.status();
+    // Name the user the broker does not know, when the archive tells.
+    if (catch_up().is_ok()) {
+      for (const std::string& member : listed) {
+        auto exists = archive_.user_exists(member);
+        if (exists && !*exists) return invalid_argument("no such user: " + member);
+      }
+    }
+    return invalid_argument("unknown member: " + answer.status().message());
+  }
+  auto group = group_from_json(control_result(*answer));
+  if (!group) {
+    logger().error("group.create by {} succeeded but its reply is unusable: {}", caller.user,
+                   answer->dump());
+    return group.status();
+  }
+  // The broker wrote the group before answering: answer what GET will show
+  // (created_ms included), falling back to the reply.
+  if (catch_up().is_ok()) {
+    auto stored = archive_.group(group->id);
+    if (stored && stored->has_value()) group = std::move(**stored);
+  }
+  logger().info("group {} created by {} with {} members", group->id, caller.user,
+                group->members.size());
+  return group;
+}
+
+Result<std::vector<Group>> Service::groups(const Principal& caller) {
+  if (Status s = catch_up(); !s.is_ok()) return s;
+  auto ids = archive_.groups_of(caller.user);
+  if (!ids) return ids.status();
+  std::vector<Group> out;
+  for (const std::string& gid : *ids) {
+    auto group = archive_.group(gid);
+    if (!group) return group.status();
+    if (!group->has_value() || !contains((*group)->members, caller.user)) continue;
+    out.push_back(std::move(**group));
+  }
+  return out;
+}
+
+Result<Group> Service::group(const Principal& caller, std::string_view gid) {
+  if (Status s = check_group_id(gid); !s.is_ok()) return s;
+  if (Status s = catch_up(); !s.is_ok()) return s;
+  auto group = archive_.group(std::string(gid));
+  if (!group) return group.status();
+  if (!group->has_value()) return not_found("no such group");
+  if (!contains((*group)->members, caller.user)) {
+    return permission_denied("not a member of this group");
+  }
+  return std::move(**group);
+}
+
+Status Service::group_op(const char* op, const Principal& caller, std::string_view gid,
+                         std::string_view user) {
+  if (Status s = check_group_id(gid); !s.is_ok()) return s;
+  if (Status s = check_user_id("user", user); !s.is_ok()) return s;
+  auto answer = control_.call(
+      {{"op", op}, {"gid", std::string(gid)}, {"user", std::string(user)}, {"by", caller.user}},
+      kControlTimeout);
+  if (!answer) return answer.status();
+  logger().info("{} {} {} by {}", op, gid, user, caller.user);
+  return Status::ok();
+}
+
+Status Service::add_member(const Principal& caller, std::string_view gid, std::string_view user) {
+  return group_op("group.add", caller, gid, user);
+}
+
+Status Service::add_admin(const Principal& caller, std::string_view gid, std::string_view user) {
+  return group_op("group.admin", caller, gid, user);
+}
+
+Status Service::remove_member(const Principal& caller, std::string_view gid,
+                              std::string_view user) {
+  return group_op("group.remove", caller, gid, user);
+}
+
+// ---- blocks, reports, account deletion ----------------------------------------
+
+Status Service::set_block(const Principal& caller, std::string_view peer, bool blocked) {
+  if (Status s = check_user_id("user", peer); !s.is_ok()) return s;
+  if (peer == caller.user) return invalid_argument("you cannot block yourself");
+  // The broker records blocks of any id; only existing users can be blocked
+  // here, and a user who no longer exists can still be unblocked.
+  if (Status s = catch_up(); !s.is_ok()) return s;
+  const std::string peer_id(peer);
+  auto exists = archive_.user_exists(peer_id);
+  if (!exists) return exists.status();
+  if (!*exists) {
+    bool listed = false;
+    if (!blocked) {
+      auto is = archive_.is_blocked(caller.user, peer_id);
+      if (!is) return is.status();
+      listed = *is;
+    }
+    if (!listed) return not_found("no such user");
+  }
+  auto answer = control_.call({{"op", "block.set"},
+                               {"user", caller.user},
+                               {"peer", std::string(peer)},
+                               {"blocked", blocked}},
+                              kControlTimeout);
+  if (!answer) {
+    if (answer.status().code() == StatusCode::kNotFound) return not_found("no such user");
+    return answer.status();
+  }
+  return Status::ok();
+}
+
+Result<std::vector<std::string>> Service::blocks(const Principal& caller) {
+  if (Status s = catch_up(); !s.is_ok()) return s;
+  auto blocked = archive_.blocked_by(caller.user);
+  if (!blocked) return blocked.status();
+  std::sort(blocked->begin(), blocked->end());
+  return blocked;
+}
+
+Result<std::string> Service::report(const Principal& caller, const ReportInput& input) {
+  if (Status s = check_user_id("user", input.user); !s.is_ok()) return s;
+  if (input.user == caller.user) return invalid_argument("you cannot report yourself");
+  if (input.ids.empty() || input.ids.size() > kMaxReportIds) {
+    return invalid_argument("ids must list 1 to " + std::to_string(kMaxReportIds) + " message ids");
+  }
+  store::Report report;
+  std::set<std::string> seen;
+  for (const std::string& id : input.ids) {
+    if (!is_valid_message_id(id)) {
+      return invalid_argument("ids: " + quote_value(id) + " is not a message id");
+    }
+    if (seen.insert(id).second) report.ids.push_back(id);
+  }
+  const size_t chars = utf8_length(input.reason);
+  if (chars == 0 || chars > kMaxReportReasonChars) {
+    return invalid_argument("reason must have 1 to " + std::to_string(kMaxReportReasonChars) +
+                            " characters");
+  }
+  report.reporter = caller.user;
+  report.user = input.user;
+  report.reason = input.reason;
+  report.created_ms = clock_.now_ms();
+  Status s;
+  for (int attempt = 0; attempt < 3; ++attempt) {  // a taken id (same ms, same random) is retried
+    report.id = make_report_id(report.created_ms);
+    s = accounts_.put_report(report);
+    if (s.code() != StatusCode::kAlreadyExists) break;
+  }
+  if (!s.is_ok()) return s;
+  logger().info("report {} by {} about {} ({} messages)", report.id, report.reporter, report.user,
+                report.ids.size());
+  return report.id;
+}
+
+Status Service::delete_account(const Principal& caller) {
+  if (config_.is_admin(caller.user)) {
+    return permission_denied("a CHAT_ADMINS account cannot be deleted (it is recreated at start)");
+  }
+  auto account = accounts_.get_account(caller.user);
+  if (!account) {
+    if (account.status().code() == StatusCode::kNotFound) {
+      return unauthenticated("the account no longer exists");
+    }
+    return account.status();
+  }
+  if (is_deleted_account(*account)) return unauthenticated("the account was deleted");
+
+  // The broker first: once it forgets the user, nobody can message them and
+  // their connections are closed. Not found: an earlier attempt got that far.
+  auto answer = control_.call({{"op", "user.remove"}, {"user", caller.user}}, kControlTimeout);
+  if (!answer && answer.status().code() != StatusCode::kNotFound) return answer.status();
+
+  store::Account tombstone;
+  tombstone.user = caller.user;
+  tombstone.roles = {std::string(kDeletedRole)};
+  tombstone.created_ms = account->created_ms;
+  if (Status s = accounts_.put_account(tombstone); !s.is_ok()) return s;
+  if (Status s = accounts_.revoke_all_refresh(caller.user); !s.is_ok()) return s;
+  logger().info("account {} deleted", caller.user);
+  return Status::ok();
 }
 
 Health Service::health() {

@@ -49,6 +49,13 @@ Result<PluginConfig> PluginConfig::from_options(
       if (!parse_number(value, &c.rate_msgs) || c.rate_msgs < 0) return bad(key, "must be >= 0");
     } else if (key == "rate_limit_burst") {
       if (!parse_number(value, &c.rate_burst) || c.rate_burst < 1) return bad(key, "must be >= 1");
+    } else if (key == "max_group_members") {
+      if (!parse_number(value, &c.max_group_members) || c.max_group_members < 2 ||
+          c.max_group_members > 100000)
+        return bad(key, "must be 2..100000");
+    } else if (key == "group_fanout_bytes") {
+      if (!parse_number(value, &c.group_fanout_bytes) || c.group_fanout_bytes < 65536)
+        return bad(key, "must be at least 65536");
     } else if (key == "node_id") {
       if (!parse_number(value, &c.node_id) || c.node_id < 0 || c.node_id > 255)
         return bad(key, "must be 0..255");

@@ -36,14 +36,31 @@ Status Gatekeeper::authenticate(const void* handle, std::string_view client_id,
   // Session takeover: Mosquitto publishes the old connection's will before it
   // disconnects it; without a session of its own, that will fails the ACL
   // instead of bypassing the router.
-  for (auto it = sessions_.begin(); it != sessions_.end();) {
-    it = it->first != handle && it->second.client_id == s.client_id ? sessions_.erase(it) : std::next(it);
+  if (auto prev = by_client_id_.find(s.client_id); prev != by_client_id_.end() && prev->second != handle) {
+    if (auto it = sessions_.find(prev->second); it != sessions_.end()) {
+      if (observer_) observer_(it->second, false);
+      sessions_.erase(it);
+    }
   }
-  sessions_[handle] = std::move(s);
+  if (auto old = sessions_.find(handle); old != sessions_.end()) {
+    if (observer_) observer_(old->second, false);
+    by_client_id_.erase(old->second.client_id);
+  }
+  by_client_id_[s.client_id] = handle;
+  DeviceSession& stored = sessions_[handle] = std::move(s);
+  if (observer_) observer_(stored, true);
   return Status::ok();
 }
 
-void Gatekeeper::disconnected(const void* handle) { sessions_.erase(handle); }
+void Gatekeeper::disconnected(const void* handle) {
+  auto it = sessions_.find(handle);
+  if (it == sessions_.end()) return;
+  if (observer_) observer_(it->second, false);
+  if (auto idx = by_client_id_.find(it->second.client_id); idx != by_client_id_.end() && idx->second == handle) {
+    by_client_id_.erase(idx);
+  }
+  sessions_.erase(it);
+}
 
 const DeviceSession* Gatekeeper::session(const void* handle) const {
   auto it = sessions_.find(handle);

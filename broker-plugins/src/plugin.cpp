@@ -14,7 +14,9 @@ extern "C" {
 }
 
 #include "chat/broker/config.h"
+#include "chat/broker/directory.h"
 #include "chat/broker/gatekeeper.h"
+#include "chat/broker/presence.h"
 #include "chat/broker/router.h"
 #include "chat/common/topics.h"
 #include "chat/store/archive.h"
@@ -69,6 +71,8 @@ struct Plugin {
   PluginConfig config;
   MosquittoPort port;
   std::unique_ptr<store::Archive> archive;
+  std::unique_ptr<Directory> directory;
+  std::unique_ptr<PresenceTracker> presence;
   std::unique_ptr<Gatekeeper> gatekeeper;
   std::unique_ptr<Router> router;
   time_t last_expiry_scan = 0;
@@ -103,20 +107,37 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
   vo.issuer = p.config.issuer;
   vo.audience = p.config.audience;
   vo.leeway_s = p.config.leeway_s;
+  p.directory = std::make_unique<Directory>(*p.archive);
+  Status loaded = p.directory->load();
+  if (!loaded.is_ok()) return loaded;
+
   store::Archive* a = p.archive.get();
-  p.gatekeeper = std::make_unique<Gatekeeper>(SystemClock::instance(), std::move(*keys), vo,
-                                              [a](const std::string& me, const std::string& peer) {
-                                                auto r = a->has_conversation(
-                                                    me, topics::dm_conversation(me, peer));
-                                                return r.is_ok() && *r;
-                                              });
+  Directory* d = p.directory.get();
+  // Presence subscriptions: users who share a conversation or a group.
+  p.gatekeeper = std::make_unique<Gatekeeper>(
+      SystemClock::instance(), std::move(*keys), vo, [a, d](const std::string& me, const std::string& peer) {
+        if (d->share_group(me, peer)) return true;
+        auto r = a->has_conversation(me, topics::dm_conversation(me, peer));
+        return r.is_ok() && *r;
+      });
+
+  p.presence = std::make_unique<PresenceTracker>(SystemClock::instance(), *p.archive, p.port);
+  p.presence->recover();
+  PresenceTracker* presence = p.presence.get();
+  p.gatekeeper->set_session_observer([presence](const DeviceSession& s, bool started) {
+    if (s.service) return;
+    if (started) presence->device_connected(s.user);
+    else presence->device_disconnected(s.user);
+  });
 
   RouterOptions ro;
   ro.max_payload = p.config.max_payload;
   ro.rate_msgs = p.config.rate_msgs;
   ro.rate_burst = p.config.rate_burst;
   ro.node_id = static_cast<uint8_t>(p.config.node_id);
-  p.router = std::make_unique<Router>(SystemClock::instance(), *p.archive, p.port, ro);
+  ro.max_group_members = p.config.max_group_members;
+  ro.group_fanout_bytes = p.config.group_fanout_bytes;
+  p.router = std::make_unique<Router>(SystemClock::instance(), *p.archive, *p.directory, p.port, ro);
   return p.router->init();
 }
 
@@ -240,6 +261,7 @@ int on_control(int, void* event_data, void* userdata) noexcept {
 int on_tick(int, void*, void* userdata) noexcept {
   try {
     auto* p = static_cast<Plugin*>(userdata);
+    p->presence->flush();  // every pass (~100 ms): offline must go out within 2 s
     // 2.0.11 leaves the event's time fields zero: use our clock.
     time_t now = static_cast<time_t>(chat::SystemClock::instance().now_s());
     if (now == p->last_expiry_scan) return MOSQ_ERR_SUCCESS;  // once a second is enough

@@ -1,7 +1,9 @@
 #include "chat/broker/router.h"
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
+#include <map>
+#include <random>
+#include <set>
 
 #include "chat/common/topics.h"
 
@@ -16,11 +18,46 @@ MessageOutcome accept(std::string topic, std::string payload) {
 
 MessageOutcome fail() { return {MessageOutcome::Action::kFail, {}, {}}; }
 
+// Handled entirely by the plugin (fan-out by publish_copy, or nothing to
+// deliver): Mosquitto acknowledges and routes the original to a topic nobody
+// can subscribe to. The payload stays the client's, so a QoS 2 resend matches.
+MessageOutcome consumed(std::string_view payload) {
+  return accept(std::string(topics::kDiscard), std::string(payload));
+}
+
+json parse_limited(std::string_view payload, size_t max) {
+  if (payload.size() > max || !json_depth_within(payload, kMaxJsonDepth)) {
+    return json(json::value_t::discarded);
+  }
+  return json::parse(payload.begin(), payload.end(), nullptr, false);
+}
+
+std::string new_group_id() {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+  static std::mt19937_64 rng{std::random_device{}()};
+  std::string id = "G";
+  for (int i = 0; i < 15; ++i) id += kAlphabet[rng() % 64];
+  return id;
+}
+
+// 1-100 characters (code points), no control characters.
+bool valid_group_name(const std::string& name) {
+  size_t n = 0;
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) return false;
+    if ((c & 0xc0) != 0x80) ++n;
+  }
+  return n >= 1 && n <= 100;
+}
+
 }  // namespace
 
-Router::Router(const Clock& clock, store::Archive& archive, BrokerPort& port, RouterOptions options)
+Router::Router(const Clock& clock, store::Archive& archive, Directory& directory, BrokerPort& port,
+               RouterOptions options)
     : clock_(clock),
       archive_(archive),
+      directory_(directory),
       port_(port),
       options_(options),
       ids_(clock, options.node_id) {}
@@ -49,8 +86,7 @@ void Router::on_write_denied(const DeviceSession& sender, std::string_view topic
   std::string reason;
   if (t.kind == topics::SendKind::kInvalid) {
     reason = "publishing to '" + std::string(topic.substr(0, 128)) + "' is not allowed";
-  } else if (t.kind == topics::SendKind::kDirectTyping ||
-             t.kind == topics::SendKind::kGroupTyping) {
+  } else if (t.kind == topics::SendKind::kDirectTyping || t.kind == topics::SendKind::kGroupTyping) {
     reason = "typing is QoS 0 only";
   } else {
     reason = "messages and receipts need QoS 1 or 2";
@@ -58,17 +94,17 @@ void Router::on_write_denied(const DeviceSession& sender, std::string_view topic
   refuse(sender, extract_cid(payload), RefusalCode::kNotAuthorized, std::move(reason), qos);
 }
 
-bool Router::take_token(const std::string& user) {
-  if (options_.rate_msgs <= 0) return true;
+bool Router::take_token(const std::string& key, double rate, double burst) {
+  if (rate <= 0) return true;
   int64_t now = clock_.now_ms();
-  auto [it, inserted] = buckets_.try_emplace(user);
+  auto [it, inserted] = buckets_.try_emplace(key);
   Bucket& b = it->second;
   if (inserted) {
-    b.tokens = options_.rate_burst;
+    b.tokens = burst;
     b.last_ms = now;
   }
   double elapsed = std::max<int64_t>(0, now - b.last_ms) / 1000.0;
-  b.tokens = std::min(options_.rate_burst, b.tokens + elapsed * options_.rate_msgs);
+  b.tokens = std::min(burst, b.tokens + elapsed * rate);
   b.last_ms = now;
   if (b.tokens < 1) return false;
   b.tokens -= 1;
@@ -77,47 +113,75 @@ bool Router::take_token(const std::string& user) {
 
 void Router::on_tick() {
   // Forget buckets that have refilled completely: they behave exactly like a
-  // new bucket, so the table only holds users who sent in the last few seconds.
+  // new bucket, so the table only holds users who sent in the last minute.
   int64_t now = clock_.now_ms();
   if (now - last_prune_ms_ < 10'000) return;
   last_prune_ms_ = now;
   for (auto i = buckets_.begin(); i != buckets_.end();) {
-    double elapsed = std::max<int64_t>(0, now - i->second.last_ms) / 1000.0;
-    bool full = i->second.tokens + elapsed * options_.rate_msgs >= options_.rate_burst;
-    i = full ? buckets_.erase(i) : std::next(i);
+    i = now - i->second.last_ms > 60'000 ? buckets_.erase(i) : std::next(i);
   }
 }
 
 MessageOutcome Router::on_message(const DeviceSession& sender, std::string_view topic,
                                   std::string_view payload, int qos) {
-  if (sender.service)
+  if (sender.service) {
     return refuse(sender, "", RefusalCode::kNotAuthorized, "service clients do not chat", 0);
+  }
   auto t = topics::parse_send_topic(topic);
   switch (t.kind) {
     case topics::SendKind::kDirect:
       return direct_message(sender, t.target, payload, qos);
+    case topics::SendKind::kGroup:
+      return group_message(sender, t.target, payload, qos);
     case topics::SendKind::kDirectReceipt:
       return direct_receipt(sender, t.target, payload, qos);
+    case topics::SendKind::kGroupReceipt:
+      return group_receipt(sender, t.target, payload, qos);
     case topics::SendKind::kDirectTyping:
       return direct_typing(sender, t.target, payload);
-    case topics::SendKind::kGroup:
-    case topics::SendKind::kGroupReceipt:
     case topics::SendKind::kGroupTyping:
-      return refuse(sender, extract_cid(payload), RefusalCode::kNotAuthorized,
-                    "groups are not available on this server yet", qos);
+      return group_typing(sender, t.target, payload);
     case topics::SendKind::kInvalid:
       break;
   }
-  return refuse(sender, extract_cid(payload), RefusalCode::kNotAuthorized, "topic not allowed",
-                qos);
+  return refuse(sender, extract_cid(payload), RefusalCode::kNotAuthorized, "topic not allowed", qos);
 }
 
-MessageOutcome Router::direct_message(const DeviceSession& sender, const std::string& peer,
-                                      std::string_view payload, int qos) {
+std::optional<Refusal> Router::check_target(const DeviceSession& sender, const std::string& conv,
+                                            const ClientMessage& msg) {
+  bool own_only = msg.type == "edit" || msg.type == "delete";
+  if (!own_only && msg.type != "reaction") return std::nullopt;
+  // The target is the body itself (a message id) or the body's "id" member.
+  const json* target = &msg.body;
+  if (msg.body.is_object() && msg.body.contains("id")) target = &msg.body["id"];
+  if (!target->is_string() || !is_valid_message_id(target->get_ref<const std::string&>())) {
+    return Refusal{RefusalCode::kInvalidPayload,
+                   msg.type + " needs the target message id as body or body.id"};
+  }
+  auto env = archive_.envelope(conv, target->get<std::string>());
+  if (!env.is_ok() || !env->has_value()) {
+    return Refusal{RefusalCode::kInvalidPayload, "no such message in this conversation"};
+  }
+  if (own_only) {
+    auto doc = json::parse(**env, nullptr, false);
+    if (!doc.is_object() || doc.value("from", "") != sender.user) {
+      return Refusal{RefusalCode::kNotAuthorized, "only the sender may " + msg.type + " a message"};
+    }
+  }
+  return std::nullopt;
+}
+
+Router::Stamped Router::stamp_and_archive(const DeviceSession& sender, const std::string& conv,
+                                          const std::string& to,
+                                          const std::vector<std::string>& participants,
+                                          std::string_view payload, int qos,
+                                          const std::string& duplicate_topic) {
+  Stamped out;
   ClientMessage msg;
   Refusal why;
   if (!parse_client_message(payload, options_.max_payload, &msg, &why)) {
-    return refuse(sender, extract_cid(payload), why.code, std::move(why.reason), qos);
+    out.done = refuse(sender, extract_cid(payload), why.code, std::move(why.reason), qos);
+    return out;
   }
 
   // A retry of something already archived: acknowledge it again and re-send
@@ -125,148 +189,417 @@ MessageOutcome Router::direct_message(const DeviceSession& sender, const std::st
   auto dup = archive_.find_duplicate(sender.client_id, msg.cid);
   if (!dup) {
     port_.log(LogLevel::kError, "archive read failed: " + dup.status().to_string());
-    return fail();
+    out.done = fail();
+    return out;
   }
   if (dup->has_value()) {
     port_.publish("", topics::inbox(sender.user, topics::kInboxMsg), **dup, 1, false);
-    if (qos == 2) {
+    if (qos == 2 && !duplicate_topic.empty()) {
       // A QoS 2 resend (DUP before PUBREL, or after a reconnect) must look
       // exactly like the first pass (same topic, same payload), or Mosquitto
       // drops the stored original as a "reused message id" and the peer never
       // gets the live copy. If Mosquitto no longer holds it, the peer may get
       // the envelope twice: clients de-duplicate by id.
-      return accept(topics::inbox(peer, topics::kInboxMsg), **dup);
+      out.done = accept(duplicate_topic, **dup);
+    } else {
+      out.done = consumed(payload);
     }
-    return accept(std::string(topics::kDiscard), std::string(payload));
+    return out;
   }
 
+  if (auto bad = check_target(sender, conv, msg)) {
+    out.done = refuse(sender, msg.cid, bad->code, std::move(bad->reason), qos);
+    return out;
+  }
+  if (!take_token("m:" + sender.user, options_.rate_msgs, options_.rate_burst)) {
+    out.done = refuse(sender, msg.cid, RefusalCode::kRateLimited, "too many messages, slow down", qos);
+    return out;
+  }
+
+  EnvelopeFields f;
+  f.id = ids_.next();
+  f.ts = clock_.now_ms();
+  f.conv = conv;
+  f.from = sender.user;
+  f.dev = sender.device;
+  f.to = to;
+  f.cid = msg.cid;
+  f.type = msg.type;
+  out.envelope = make_envelope(f, msg.body);
+
+  store::AppendRequest req;
+  req.id = f.id;
+  req.conv = conv;
+  req.from = sender.user;
+  req.client_id = sender.client_id;
+  req.cid = msg.cid;
+  req.envelope = out.envelope;
+  req.participants = participants;
+  Status st = archive_.append(req);
+  if (!st.is_ok()) {
+    port_.log(LogLevel::kError, "archive append failed, dropping " + sender.client_id +
+                                    " without PUBACK: " + st.to_string());
+    out.done = fail();
+  }
+  return out;
+}
+
+MessageOutcome Router::direct_message(const DeviceSession& sender, const std::string& peer,
+                                      std::string_view payload, int qos) {
+  std::string cid = extract_cid(payload);
   if (peer == sender.user) {
-    return refuse(sender, msg.cid, RefusalCode::kUnknownPeer,
-                  "cannot send a direct message to yourself", qos);
+    return refuse(sender, cid, RefusalCode::kUnknownPeer, "cannot send a direct message to yourself", qos);
   }
   auto exists = archive_.user_exists(peer);
   if (!exists) {
     port_.log(LogLevel::kError, "archive read failed: " + exists.status().to_string());
     return fail();
   }
-  if (!*exists)
-    return refuse(sender, msg.cid, RefusalCode::kUnknownPeer, "no such user: " + peer, qos);
-  if (!take_token(sender.user)) {
-    return refuse(sender, msg.cid, RefusalCode::kRateLimited, "too many messages, slow down", qos);
+  if (!*exists) return refuse(sender, cid, RefusalCode::kUnknownPeer, "no such user: " + peer, qos);
+  if (directory_.is_blocked(peer, sender.user)) {
+    return refuse(sender, cid, RefusalCode::kNotAuthorized, peer + " does not accept your messages", qos);
   }
 
-  EnvelopeFields f;
-  f.id = ids_.next();
-  f.ts = clock_.now_ms();
-  f.conv = topics::dm_conversation(sender.user, peer);
-  f.from = sender.user;
-  f.dev = sender.device;
-  f.to = peer;
-  f.cid = msg.cid;
-  f.type = msg.type;
-  std::string envelope = make_envelope(f, msg.body);
-
-  store::AppendRequest req;
-  req.id = f.id;
-  req.conv = f.conv;
-  req.from = sender.user;
-  req.client_id = sender.client_id;
-  req.cid = msg.cid;
-  req.envelope = envelope;
-  req.participants = {sender.user, peer};
-  Status st = archive_.append(req);
-  if (!st.is_ok()) {
-    port_.log(LogLevel::kError, "archive append failed, dropping " + sender.client_id +
-                                    " without PUBACK: " + st.to_string());
-    return fail();
-  }
-
+  std::string peer_topic = topics::inbox(peer, topics::kInboxMsg);
+  auto stamped = stamp_and_archive(sender, topics::dm_conversation(sender.user, peer), peer,
+                                   {sender.user, peer}, payload, qos, peer_topic);
+  if (stamped.done) return std::move(*stamped.done);
   // The peer's copy rides on the original publish (rewritten); the sender's
   // devices get their own copy (multi-device sync, and the id for the cid).
-  port_.publish("", topics::inbox(sender.user, topics::kInboxMsg), envelope, 1, false);
-  return accept(topics::inbox(peer, topics::kInboxMsg), std::move(envelope));
+  port_.publish("", topics::inbox(sender.user, topics::kInboxMsg), stamped.envelope, 1, false);
+  return accept(std::move(peer_topic), std::move(stamped.envelope));
+}
+
+MessageOutcome Router::group_message(const DeviceSession& sender, const std::string& gid,
+                                     std::string_view payload, int qos) {
+  const Group* group = directory_.group(gid);
+  if (group == nullptr || group->members.count(sender.user) == 0) {
+    return refuse(sender, extract_cid(payload), RefusalCode::kNotAuthorized,
+                  "not a member of group " + gid, qos);
+  }
+  if (payload.size() * group->members.size() > options_.group_fanout_bytes) {
+    return refuse(sender, extract_cid(payload), RefusalCode::kTooLarge,
+                  "payload too large for a group of " + std::to_string(group->members.size()) +
+                      " (at most " + std::to_string(options_.group_fanout_bytes / group->members.size()) +
+                      " bytes)",
+                  qos);
+  }
+  // Members who blocked the sender neither receive nor sync it.
+  std::vector<std::string> recipients;
+  recipients.reserve(group->members.size());
+  for (const auto& m : group->members) {
+    if (m == sender.user || !directory_.is_blocked(m, sender.user)) recipients.push_back(m);
+  }
+  auto stamped = stamp_and_archive(sender, topics::group_conversation(gid), topics::group_conversation(gid),
+                                   recipients, payload, qos, "");
+  if (stamped.done) return std::move(*stamped.done);
+  // Every member's devices (the sender's included) get their own copy.
+  for (const auto& m : recipients) {
+    port_.publish("", topics::inbox(m, topics::kInboxMsg), stamped.envelope, 1, false);
+  }
+  return consumed(payload);
+}
+
+std::optional<Router::Receipt> Router::parse_receipt(std::string_view payload, Refusal* why) const {
+  auto doc = parse_limited(payload, options_.max_payload);
+  auto bad = [&](std::string reason) {
+    *why = Refusal{RefusalCode::kInvalidPayload, std::move(reason)};
+    return std::nullopt;
+  };
+  if (doc.is_discarded() || !doc.is_object() || !doc.contains("ids") || !doc["ids"].is_array() ||
+      doc["ids"].empty() || doc["ids"].size() > 1000 || !doc.contains("status") ||
+      !doc["status"].is_string()) {
+    return bad(R"(receipt must be {"ids":[1-1000 ids],"status":"delivered"|"read"})");
+  }
+  Receipt r;
+  r.status = doc["status"].get<std::string>();
+  if (r.status != "delivered" && r.status != "read") return bad("status must be delivered or read");
+  for (const auto& id : doc["ids"]) {
+    if (!id.is_string() || !is_valid_message_id(id.get_ref<const std::string&>())) {
+      return bad("ids must be message ids");
+    }
+    r.ids.push_back(id.get<std::string>());
+  }
+  return r;
+}
+
+std::string Router::receipt_json(const std::string& conv, const std::string& from,
+                                 const std::vector<std::string>& ids, const std::string& status) const {
+  nlohmann::ordered_json r;
+  r["v"] = 1;
+  r["conv"] = conv;
+  r["from"] = from;
+  r["ids"] = ids;
+  r["status"] = status;
+  r["ts"] = clock_.now_ms();
+  return r.dump();
 }
 
 MessageOutcome Router::direct_receipt(const DeviceSession& sender, const std::string& peer,
                                       std::string_view payload, int qos) {
-  if (payload.size() > options_.max_payload) {
-    return refuse(sender, "", RefusalCode::kTooLarge, "receipt too large", qos);
-  }
-  auto doc = json_depth_within(payload, kMaxJsonDepth)
-                 ? json::parse(payload.begin(), payload.end(), nullptr, false)
-                 : json(json::value_t::discarded);
-  if (doc.is_discarded() || !doc.is_object() || !doc.contains("ids") || !doc["ids"].is_array() ||
-      doc["ids"].empty() || doc["ids"].size() > 1000 || !doc.contains("status") ||
-      !doc["status"].is_string()) {
-    return refuse(sender, "", RefusalCode::kInvalidPayload,
-                  "receipt must be {\"ids\":[...],\"status\":\"delivered\"|\"read\"}", qos);
-  }
-  const auto& status = doc["status"].get_ref<const std::string&>();
-  if (status != "delivered" && status != "read") {
-    return refuse(sender, "", RefusalCode::kInvalidPayload, "status must be delivered or read",
-                  qos);
-  }
-  for (const auto& id : doc["ids"]) {
-    if (!id.is_string() || !is_valid_message_id(id.get_ref<const std::string&>())) {
-      return refuse(sender, "", RefusalCode::kInvalidPayload, "ids must be message ids", qos);
-    }
-  }
-  if (peer == sender.user)
+  Refusal why;
+  auto receipt = parse_receipt(payload, &why);
+  if (!receipt) return refuse(sender, "", why.code, why.reason, qos);
+  if (peer == sender.user) {
     return refuse(sender, "", RefusalCode::kUnknownPeer, "cannot send a receipt to yourself", qos);
+  }
   auto exists = archive_.user_exists(peer);
   if (!exists) return fail();
   if (!*exists) return refuse(sender, "", RefusalCode::kUnknownPeer, "no such user: " + peer, qos);
 
-  nlohmann::ordered_json r;
-  r["v"] = 1;
-  r["conv"] = topics::dm_conversation(sender.user, peer);
-  r["from"] = sender.user;
-  r["ids"] = doc["ids"];
-  r["status"] = status;
-  r["ts"] = clock_.now_ms();
-  std::string out = r.dump();
+  std::string conv = topics::dm_conversation(sender.user, peer);
+  if (receipt->status == "read") {
+    // The read marker is what makes unread counts and a later device's state right.
+    auto newest = *std::max_element(receipt->ids.begin(), receipt->ids.end());
+    Status st = archive_.mark_read(sender.user, conv, newest);
+    if (!st.is_ok()) {
+      port_.log(LogLevel::kError, "archive mark_read failed: " + st.to_string());
+      return fail();
+    }
+  }
+  std::string out = receipt_json(conv, sender.user, receipt->ids, receipt->status);
   // The sender's other devices learn it too (read state syncs across devices).
   port_.publish("", topics::inbox(sender.user, topics::kInboxReceipt), out, 1, false);
+  // A receipt to someone who blocked me goes nowhere (and says nothing).
+  if (directory_.is_blocked(peer, sender.user)) return consumed(payload);
   return accept(topics::inbox(peer, topics::kInboxReceipt), std::move(out));
 }
 
-MessageOutcome Router::direct_typing(const DeviceSession& sender, const std::string& peer,
-                                     std::string_view payload) {
-  auto doc = payload.size() <= 1024 && json_depth_within(payload, kMaxJsonDepth)
-                 ? json::parse(payload.begin(), payload.end(), nullptr, false)
-                 : json(json::value_t::discarded);
-  if (doc.is_discarded() || !doc.is_object() || !doc.contains("state") ||
-      !doc["state"].is_string()) {
-    return refuse(sender, "", RefusalCode::kInvalidPayload, "typing must be {\"state\":...}", 0);
+MessageOutcome Router::group_receipt(const DeviceSession& sender, const std::string& gid,
+                                     std::string_view payload, int qos) {
+  Refusal why;
+  auto receipt = parse_receipt(payload, &why);
+  if (!receipt) return refuse(sender, "", why.code, why.reason, qos);
+  if (!directory_.is_member(gid, sender.user)) {
+    return refuse(sender, "", RefusalCode::kNotAuthorized, "not a member of group " + gid, qos);
   }
-  const auto& state = doc["state"].get_ref<const std::string&>();
-  if (state != "composing" && state != "paused") {
-    return refuse(sender, "", RefusalCode::kInvalidPayload, "state must be composing or paused", 0);
+  std::string conv = topics::group_conversation(gid);
+  // Each message's sender hears about their own messages only.
+  std::map<std::string, std::vector<std::string>> by_sender;
+  std::vector<std::string> known;
+  for (const auto& id : receipt->ids) {
+    auto env = archive_.envelope(conv, id);
+    if (!env.is_ok()) return fail();
+    if (!env->has_value()) continue;
+    auto doc = json::parse(**env, nullptr, false);
+    std::string from = doc.is_object() ? doc.value("from", "") : "";
+    if (from.empty()) continue;
+    known.push_back(id);
+    if (from != sender.user) by_sender[from].push_back(id);
   }
-  if (peer == sender.user) return refuse(sender, "", RefusalCode::kUnknownPeer, "self", 0);
-  nlohmann::ordered_json r;
-  r["v"] = 1;
-  r["conv"] = topics::dm_conversation(sender.user, peer);
-  r["from"] = sender.user;
-  r["state"] = state;
-  // QoS 0 end to end: Mosquitto does not queue QoS 0 for offline sessions
-  // (queue_qos0_messages false), so typing never reaches an offline device.
-  return accept(topics::inbox(peer, topics::kInboxTyping), r.dump());
+  if (known.empty()) {
+    return refuse(sender, "", RefusalCode::kInvalidPayload, "no such messages in this group", qos);
+  }
+  if (receipt->status == "read") {
+    Status st = archive_.mark_read(sender.user, conv, *std::max_element(known.begin(), known.end()));
+    if (!st.is_ok()) return fail();
+  }
+  for (const auto& [from, ids] : by_sender) {
+    if (directory_.is_blocked(from, sender.user)) continue;
+    port_.publish("", topics::inbox(from, topics::kInboxReceipt),
+                  receipt_json(conv, sender.user, ids, receipt->status), 1, false);
+  }
+  port_.publish("", topics::inbox(sender.user, topics::kInboxReceipt),
+                receipt_json(conv, sender.user, known, receipt->status), 1, false);
+  return consumed(payload);
 }
 
-void Router::reply(const DeviceSession& to, const std::string& req, const Status& status) {
+std::optional<std::string> Router::parse_typing(std::string_view payload) const {
+  auto doc = parse_limited(payload, 1024);
+  if (doc.is_discarded() || !doc.is_object() || !doc.contains("state") || !doc["state"].is_string()) {
+    return std::nullopt;
+  }
+  auto state = doc["state"].get<std::string>();
+  if (state != "composing" && state != "paused") return std::nullopt;
+  return state;
+}
+
+std::string Router::typing_json(const std::string& conv, const std::string& from,
+                                const std::string& state) const {
+  nlohmann::ordered_json r;
+  r["v"] = 1;
+  r["conv"] = conv;
+  r["from"] = from;
+  r["state"] = state;
+  return r.dump();
+}
+
+// Typing is QoS 0 end to end: Mosquitto does not queue QoS 0 for offline
+// sessions (queue_qos0_messages false), so it never reaches an offline device.
+MessageOutcome Router::direct_typing(const DeviceSession& sender, const std::string& peer,
+                                     std::string_view payload) {
+  auto state = parse_typing(payload);
+  if (!state || peer == sender.user) {
+    return refuse(sender, "", RefusalCode::kInvalidPayload, "typing must be {\"state\":...}", 0);
+  }
+  if (!take_token("t:" + sender.user, options_.rate_typing, 2 * options_.rate_typing) ||
+      directory_.is_blocked(peer, sender.user)) {
+    return consumed(payload);
+  }
+  return accept(topics::inbox(peer, topics::kInboxTyping),
+                typing_json(topics::dm_conversation(sender.user, peer), sender.user, *state));
+}
+
+MessageOutcome Router::group_typing(const DeviceSession& sender, const std::string& gid,
+                                    std::string_view payload) {
+  auto state = parse_typing(payload);
+  const Group* group = directory_.group(gid);
+  if (!state || group == nullptr || group->members.count(sender.user) == 0) {
+    return refuse(sender, "", RefusalCode::kNotAuthorized, "not a member", 0);
+  }
+  if (!take_token("t:" + sender.user, options_.rate_typing, 2 * options_.rate_typing)) {
+    return consumed(payload);
+  }
+  std::string out = typing_json(topics::group_conversation(gid), sender.user, *state);
+  for (const auto& m : group->members) {
+    if (m == sender.user || directory_.is_blocked(m, sender.user)) continue;
+    port_.publish("", topics::inbox(m, topics::kInboxTyping), out, 0, false);
+  }
+  return consumed(payload);
+}
+
+// --- control ------------------------------------------------------------------
+
+void Router::reply(const DeviceSession& to, const std::string& req, const Status& status,
+                   const json& result) {
   nlohmann::ordered_json r;
   r["req"] = req;
   r["ok"] = status.is_ok();
   if (!status.is_ok()) {
     r["error"] = status_code_name(status.code());
     r["message"] = status.message();
+  } else if (!result.is_null()) {
+    r["result"] = result;
   }
   port_.publish(to.client_id, std::string(topics::kControlResponse), r.dump(), 1, false);
 }
 
+json Router::group_json(const Group& g) const {
+  json j;
+  j["id"] = g.id;
+  j["name"] = g.name;
+  j["members"] = std::vector<std::string>(g.members.begin(), g.members.end());
+  j["admins"] = std::vector<std::string>(g.admins.begin(), g.admins.end());
+  return j;
+}
+
+void Router::group_event(const Group& group, const std::string& action, const std::string& user,
+                         const std::string& by, const std::string* also_to) {
+  nlohmann::ordered_json ev;
+  ev["v"] = 1;
+  ev["type"] = "group";
+  ev["action"] = action;
+  ev["group"] = group.id;
+  ev["name"] = group.name;
+  ev["user"] = user;
+  ev["by"] = by;
+  ev["ts"] = clock_.now_ms();
+  std::string out = ev.dump();
+  for (const auto& m : group.members) {
+    port_.publish("", topics::inbox(m, topics::kInboxEvent), out, 1, false);
+  }
+  if (also_to != nullptr) port_.publish("", topics::inbox(*also_to, topics::kInboxEvent), out, 1, false);
+}
+
+Status Router::control_group(const std::string& op, const json& doc, json* result) {
+  auto str = [&](const char* key) -> std::string {
+    return doc.contains(key) && doc[key].is_string() ? doc[key].get<std::string>() : "";
+  };
+  std::string by = str("by");
+  if (!is_valid_user_id(by)) return invalid_argument("by must be a user id");
+
+  if (op == "group.create") {
+    std::string name = str("name");
+    if (!valid_group_name(name)) return invalid_argument("name must be 1-100 characters");
+    std::set<std::string> members{by};
+    if (doc.contains("members")) {
+      if (!doc["members"].is_array()) return invalid_argument("members must be an array");
+      for (const auto& m : doc["members"]) {
+        if (!m.is_string() || !is_valid_user_id(m.get_ref<const std::string&>())) {
+          return invalid_argument("members must be user ids");
+        }
+        members.insert(m.get<std::string>());
+      }
+    }
+    if (members.size() > options_.max_group_members) {
+      return resource_exhausted("a group has at most " + std::to_string(options_.max_group_members) +
+                                " members");
+    }
+    for (const auto& m : members) {
+      auto e = archive_.user_exists(m);
+      if (!e) return e.status();
+      if (!*e) return not_found("no such user: " + m);
+    }
+    store::GroupInfo info;
+    info.id = new_group_id();
+    info.name = name;
+    info.creator = by;
+    info.created_ms = clock_.now_ms();
+    info.members.assign(members.begin(), members.end());
+    info.admins = {by};
+    Status st = archive_.create_group(info, ids_.next());
+    if (!st.is_ok()) return st;
+    directory_.put_group(info);
+    // The creator first in join order, then the rest.
+    const Group* g = directory_.group(info.id);
+    group_event(*g, "created", by, by);
+    *result = group_json(*g);
+    return Status::ok();
+  }
+
+  std::string gid = str("gid"), user = str("user");
+  if (!is_valid_group_id(gid)) return invalid_argument("gid must be a group id");
+  if (!is_valid_user_id(user)) return invalid_argument("user must be a user id");
+  const Group* g = directory_.group(gid);
+  if (g == nullptr) return not_found("no such group: " + gid);
+  bool by_admin = g->admins.count(by) > 0;
+
+  if (op == "group.add") {
+    if (!by_admin) return permission_denied("only group admins add members");
+    if (g->members.count(user)) return already_exists(user + " is already a member");
+    if (g->members.size() >= options_.max_group_members) {
+      return resource_exhausted("the group is full (" + std::to_string(options_.max_group_members) + ")");
+    }
+    auto e = archive_.user_exists(user);
+    if (!e) return e.status();
+    if (!*e) return not_found("no such user: " + user);
+    Status st = archive_.add_member(gid, user, ids_.next());
+    if (!st.is_ok()) return st;
+    directory_.add_member(gid, user);
+    group_event(*g, "member_added", user, by);
+  } else if (op == "group.remove") {
+    if (!by_admin && by != user) return permission_denied("only group admins remove others");
+    if (!g->members.count(user)) return not_found(user + " is not a member");
+    Status st = archive_.remove_member(gid, user, ids_.next());
+    if (!st.is_ok()) return st;
+    directory_.remove_member(gid, user);
+    // A group is never left without an admin while it has members.
+    if (g->admins.empty() && !g->join_order.empty()) {
+      std::string heir = g->join_order.front();
+      if (archive_.set_admin(gid, heir, true).is_ok()) {
+        directory_.set_admin(gid, heir, true);
+        group_event(*g, "admin_added", heir, by);
+      }
+    }
+    group_event(*g, "member_removed", user, by, &user);
+  } else if (op == "group.admin") {
+    if (!by_admin) return permission_denied("only group admins promote members");
+    if (!g->members.count(user)) return not_found(user + " is not a member");
+    if (!g->admins.count(user)) {
+      Status st = archive_.set_admin(gid, user, true);
+      if (!st.is_ok()) return st;
+      directory_.set_admin(gid, user, true);
+      group_event(*g, "admin_added", user, by);
+    }
+  } else {
+    return invalid_argument("unknown op: " + op);
+  }
+  *result = group_json(*g);
+  return Status::ok();
+}
+
 void Router::on_control(const DeviceSession& sender, std::string_view payload) {
-  auto doc = json::parse(payload.begin(), payload.end(), nullptr, false);
+  auto doc = parse_limited(payload, 1024 * 1024);
   std::string req;
   if (!doc.is_discarded() && doc.is_object() && doc.contains("req") && doc["req"].is_string()) {
     req = doc["req"].get<std::string>();
@@ -275,25 +608,43 @@ void Router::on_control(const DeviceSession& sender, std::string_view payload) {
     reply(sender, req, invalid_argument("control request must be {\"op\":...,\"req\":...}"));
     return;
   }
-  const auto& op = doc["op"].get_ref<const std::string&>();
-  auto user_arg = [&](std::string* user) {
-    if (!doc.contains("user") || !doc["user"].is_string() ||
-        !is_valid_user_id(doc["user"].get_ref<const std::string&>())) {
+  const auto op = doc["op"].get<std::string>();
+  auto user_arg = [&](const char* key, std::string* user) {
+    if (!doc.contains(key) || !doc[key].is_string() ||
+        !is_valid_user_id(doc[key].get_ref<const std::string&>())) {
       return false;
     }
-    *user = doc["user"].get<std::string>();
+    *user = doc[key].get<std::string>();
     return true;
   };
-  std::string user;
+  std::string user, peer;
   if (op == "user.add") {
-    if (!user_arg(&user)) return reply(sender, req, invalid_argument("bad user"));
+    if (!user_arg("user", &user)) return reply(sender, req, invalid_argument("bad user"));
     return reply(sender, req, archive_.add_user(user));
   }
   if (op == "user.remove") {
-    if (!user_arg(&user)) return reply(sender, req, invalid_argument("bad user"));
+    if (!user_arg("user", &user)) return reply(sender, req, invalid_argument("bad user"));
     Status st = archive_.remove_user(user);
-    if (st.is_ok()) port_.kick_user(user);
+    if (st.is_ok()) {
+      directory_.forget_user(user);
+      port_.kick_user(user);
+    }
     return reply(sender, req, st);
+  }
+  if (op == "block.set") {
+    if (!user_arg("user", &user) || !user_arg("peer", &peer) || user == peer ||
+        !doc.contains("blocked") || !doc["blocked"].is_boolean()) {
+      return reply(sender, req, invalid_argument("block.set needs user, peer (another user), blocked"));
+    }
+    bool on = doc["blocked"].get<bool>();
+    Status st = archive_.set_block(user, peer, on);
+    if (st.is_ok()) directory_.set_block(user, peer, on);
+    return reply(sender, req, st);
+  }
+  if (op.rfind("group.", 0) == 0) {
+    json result;
+    Status st = control_group(op, doc, &result);
+    return reply(sender, req, st, result);
   }
   if (op == "ping") return reply(sender, req, Status::ok());
   reply(sender, req, invalid_argument("unknown op: " + op));

@@ -1,9 +1,11 @@
 // chat-api's account store on RocksDB. Contract: chat/store/accounts.h.
 //
-// Schema (column families, all created at first open):
+// Schema (column families, created at open when missing, so databases made by
+// an older version gain the newer families):
 //   accounts         "<user>"           -> {"user","password_hash","roles","created_ms"}
 //   refresh          "<token hash>"     -> {"user","device","expires_ms"}
 //   refresh_by_user  "<user>\0<hash>"   -> ""   (index for revoke_all_refresh)
+//   reports          "<report id>"      -> {"id","reporter","user","ids","reason","created_ms"}
 //
 // Every mutation takes write_mu_: the check-then-act operations (create,
 // take) need it, and serializing the rest keeps the refresh index exact.
@@ -34,10 +36,11 @@ namespace {
 constexpr char kAccountsFamily[] = "accounts";
 constexpr char kRefreshFamily[] = "refresh";
 constexpr char kRefreshByUserFamily[] = "refresh_by_user";
+constexpr char kReportsFamily[] = "reports";
 
-enum Family : size_t { kAccounts, kRefresh, kRefreshByUser, kFamilyCount };
+enum Family : size_t { kAccounts, kRefresh, kRefreshByUser, kReports, kFamilyCount };
 constexpr const char* kFamilyNames[kFamilyCount] = {kAccountsFamily, kRefreshFamily,
-                                                    kRefreshByUserFamily};
+                                                    kRefreshByUserFamily, kReportsFamily};
 
 constexpr size_t kWriteBufferSize = 4 << 20;
 constexpr size_t kBlockCacheSize = 8 << 20;
@@ -111,6 +114,39 @@ bool decode_refresh(std::string_view text, RefreshToken* out) {
   out->user = user->get<std::string>();
   out->device = (device != json.end() && device->is_string()) ? device->get<std::string>() : "";
   out->expires_ms = expires->get<int64_t>();
+  return true;
+}
+
+std::string encode_report(const Report& report) {
+  nlohmann::json json = {{"id", report.id},         {"reporter", report.reporter},
+                         {"user", report.user},     {"ids", report.ids},
+                         {"reason", report.reason}, {"created_ms", report.created_ms}};
+  return json.dump();
+}
+
+bool decode_report(std::string_view text, Report* out) {
+  auto json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!json.is_object()) return false;
+  const auto str = [&json](const char* name, std::string* field) {
+    auto it = json.find(name);
+    if (it == json.end() || !it->is_string()) return false;
+    *field = it->get<std::string>();
+    return true;
+  };
+  if (!str("id", &out->id) || !str("reporter", &out->reporter) || !str("user", &out->user) ||
+      !str("reason", &out->reason)) {
+    return false;
+  }
+  out->ids.clear();
+  auto ids = json.find("ids");
+  if (ids == json.end() || !ids->is_array()) return false;
+  for (const auto& id : *ids) {
+    if (!id.is_string()) return false;
+    out->ids.push_back(id.get<std::string>());
+  }
+  auto created = json.find("created_ms");
+  out->created_ms =
+      (created != json.end() && created->is_number_integer()) ? created->get<int64_t>() : 0;
   return true;
 }
 
@@ -324,6 +360,34 @@ Status AccountStore::revoke_all_refresh(const std::string& user) {
   if (!it->status().ok()) return from_rocksdb(it->status(), "accounts refresh scan");
   if (batch.Count() == 0) return Status::ok();
   return impl_->write(&batch, "accounts refresh revoke_all");
+}
+
+Status AccountStore::put_report(const Report& report) {
+  if (report.id.empty() || has_nul(report.id))
+    return invalid_argument("accounts: malformed report id");
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  auto existing = impl_->get(kReports, report.id, "accounts report get");
+  if (!existing) return existing.status();
+  if (existing->has_value()) return already_exists("report " + report.id + " exists");
+  rocksdb::Status s =
+      impl_->db->Put(impl_->write_options, impl_->cf(kReports), report.id, encode_report(report));
+  if (!s.ok()) return from_rocksdb(s, "accounts report put");
+  return Status::ok();
+}
+
+Result<std::vector<Report>> AccountStore::reports(size_t limit) const {
+  std::vector<Report> out;
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->cf(kReports)));
+  for (it->SeekToLast(); it->Valid() && out.size() < limit; it->Prev()) {
+    Report report;
+    if (!decode_report(std::string_view(it->value().data(), it->value().size()), &report)) {
+      return internal_error("accounts: malformed report " + it->key().ToString());
+    }
+    out.push_back(std::move(report));
+  }
+  if (!it->status().ok()) return from_rocksdb(it->status(), "accounts report scan");
+  return out;
 }
 
 }  // namespace chat::store

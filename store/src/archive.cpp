@@ -8,6 +8,7 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/memtablerep.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
@@ -38,11 +39,33 @@ constexpr char kConvsFamily[] = "convs";
 constexpr char kDedupFamily[] = "dedup";
 constexpr char kUsersFamily[] = "users";
 constexpr char kMetaFamily[] = "meta";
+constexpr char kGroupsFamily[] = "groups";
+constexpr char kMembersFamily[] = "members";
+constexpr char kUserGroupsFamily[] = "user_groups";
+constexpr char kMarkersFamily[] = "markers";
+constexpr char kBlocksFamily[] = "blocks";
+constexpr char kPresenceFamily[] = "presence";
 
 // Index into Impl::families; the order of kFamilyNames.
-enum Family : size_t { kMessages, kInbox, kConvs, kDedup, kUsers, kMeta, kFamilyCount };
-constexpr const char* kFamilyNames[kFamilyCount] = {kMessagesFamily, kInboxFamily, kConvsFamily,
-                                                    kDedupFamily,    kUsersFamily, kMetaFamily};
+enum Family : size_t {
+  kMessages,
+  kInbox,
+  kConvs,
+  kDedup,
+  kUsers,
+  kMeta,
+  kGroups,
+  kMembers,
+  kUserGroups,
+  kMarkers,
+  kBlocks,
+  kPresence,
+  kFamilyCount
+};
+constexpr const char* kFamilyNames[kFamilyCount] = {
+    kMessagesFamily,   kInboxFamily,   kConvsFamily,  kDedupFamily,
+    kUsersFamily,      kMetaFamily,    kGroupsFamily, kMembersFamily,
+    kUserGroupsFamily, kMarkersFamily, kBlocksFamily, kPresenceFamily};
 
 constexpr char kMetaSchemaVersion[] = "schema_version";
 constexpr char kMetaMaxId[] = "max_id";
@@ -57,6 +80,10 @@ constexpr uint64_t kMaxTotalWalSize = 64 << 20;
 constexpr size_t kBlockCacheSize = 32 << 20;
 // ~100 bytes each: about 20 MiB at most.
 constexpr size_t kMaxCachedUnread = 200'000;
+// Hash buckets of the writer's convs memtable (8 bytes each, per memtable).
+constexpr size_t kConvsMemtableBuckets = 16384;
+// mark_read counts unread messages exactly up to this, then reports this.
+constexpr int64_t kUnreadCap = 10'000;
 
 constexpr std::string_view kSep("\0", 1);
 
@@ -163,6 +190,17 @@ rocksdb::ColumnFamilyOptions family_options(const std::string& name,
     // iterates over these values (conversations() iterates keys, then MultiGets).
     // Requires allow_concurrent_memtable_write = false (one writer anyway).
     options.inplace_update_support = true;
+    if (name == kConvsFamily) {
+      // An in-place update starts with a lookup; in one skip list over every
+      // user's summaries that search dominated a group fan-out (one per
+      // member). A hash of skip lists by "<user>\0" makes it a bucket probe
+      // plus a short search: ~1.7x the append rate with 100 participants.
+      // Every convs read stays inside one user's prefix (point gets, and
+      // conversations() scans "<user>\0" with an upper bound at the prefix's
+      // end), which is what prefix-mode iteration guarantees.
+      options.prefix_extractor = std::make_shared<ScopePrefix>();
+      options.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(kConvsMemtableBuckets));
+    }
   } else if (writer && (name == kMessagesFamily || name == kInboxFamily || name == kDedupFamily)) {
     // New keys of one conversation / inbox / device land right after the
     // previous one: remember that spot per scope instead of searching the
@@ -179,20 +217,287 @@ rocksdb::ColumnFamilyOptions family_options(const std::string& name,
 }
 
 // The families this archive opens: ours plus any that exist on disk (RocksDB
-// refuses to open a directory without naming every family in it).
+// refuses to open a directory without naming every family in it). `missing`
+// (optional) receives ours that do not exist yet, which are left out of the
+// result: the writer creates them in one CreateColumnFamilies call, because
+// DB::Open's create_missing_column_families rewrites the OPTIONS file once per
+// family (12 of them made a first open take ~200 ms).
 std::vector<rocksdb::ColumnFamilyDescriptor> families_to_open(
     const rocksdb::DBOptions& db_options, const std::string& path,
-    const std::shared_ptr<rocksdb::Cache>& cache, bool writer, bool* exists) {
+    const std::shared_ptr<rocksdb::Cache>& cache, bool writer, bool* exists,
+    std::vector<rocksdb::ColumnFamilyDescriptor>* missing = nullptr) {
   std::vector<std::string> names;
   rocksdb::Status listed = rocksdb::DB::ListColumnFamilies(db_options, path, &names);
   *exists = listed.ok();
   std::set<std::string> all(names.begin(), names.end());
   all.insert(rocksdb::kDefaultColumnFamilyName);
-  for (const char* name : kFamilyNames) all.insert(name);
+  std::set<std::string> absent;
+  for (const char* name : kFamilyNames) {
+    if (all.insert(name).second) absent.insert(name);
+  }
   std::vector<rocksdb::ColumnFamilyDescriptor> out;
-  for (const auto& name : all) out.emplace_back(name, family_options(name, cache, writer));
+  for (const auto& name : all) {
+    if (missing != nullptr && absent.count(name)) {
+      missing->emplace_back(name, family_options(name, cache, writer));
+    } else {
+      out.emplace_back(name, family_options(name, cache, writer));
+    }
+  }
   return out;
 }
+
+// ---------------------------------------------------------------------------
+// Visible ranges: walking a conversation through a member's periods.
+
+// Sorted by `from`, disjoint, non-empty ranges. Touching or overlapping ranges
+// merge; (a, b] with b <= a is empty and dropped. No ranges at all: everything.
+std::vector<IdRange> normalize_ranges(const std::vector<IdRange>& in) {
+  if (in.empty()) return {IdRange{}};
+  std::vector<IdRange> ranges;
+  ranges.reserve(in.size());
+  for (const auto& r : in) {
+    if (!r.to.empty() && !r.from.empty() && r.to <= r.from) continue;
+    ranges.push_back(r);
+  }
+  // "" sorts first, as -infinity should.
+  std::sort(ranges.begin(), ranges.end(),
+            [](const IdRange& a, const IdRange& b) { return a.from < b.from; });
+  std::vector<IdRange> out;
+  for (auto& r : ranges) {
+    if (!out.empty()) {
+      IdRange& last = out.back();
+      if (last.to.empty()) break;  // open: it already covers everything after
+      if (r.from.empty() || r.from <= last.to) {
+        if (r.to.empty() || r.to > last.to) last.to = std::move(r.to);
+        continue;
+      }
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+// Visits the messages of `conv` inside `ranges` (normalized) with id > after
+// ("" none), oldest first, until visit(id, value) returns false. Seeks to each
+// range's start instead of stepping over the messages between ranges.
+// `it` iterates the messages family within the conversation's scope.
+template <typename Visit>
+rocksdb::Status walk_forward(rocksdb::Iterator* it, const std::string& conv,
+                             const std::vector<IdRange>& ranges, const std::string& after,
+                             Visit&& visit) {
+  std::string seek_key;
+  bool positioned = false;  // `it` is on the first key > the end of the previous range
+  for (const auto& r : ranges) {
+    if (!after.empty() && !r.to.empty() && r.to <= after) continue;
+    const std::string& lo = (!after.empty() && after > r.from) ? after : r.from;
+    if (positioned) {
+      if (!it->Valid()) break;  // nothing after the previous range
+    }
+    // A positioned iterator is on the first key after some bound <= lo; when
+    // that key is also > lo it is the first key > lo, so no seek is needed.
+    if (!positioned || !(lo.empty() || key_rest(it->key(), conv.size()) > lo)) {
+      if (lo.empty()) {
+        seek_key = scope_begin(conv);
+      } else {
+        make_key(&seek_key, conv, lo);
+        seek_key.append(kSep);  // the smallest key after lo's own
+      }
+      it->Seek(seek_key);
+      positioned = true;
+    }
+    for (; it->Valid(); it->Next()) {
+      std::string_view id = key_rest(it->key(), conv.size());
+      if (!r.to.empty() && id > r.to) break;
+      if (!visit(id, it->value())) return rocksdb::Status::OK();
+    }
+    if (!it->status().ok()) return it->status();
+  }
+  return it->status();
+}
+
+// The same backwards: ids < before ("" none), newest first.
+template <typename Visit>
+rocksdb::Status walk_backward(rocksdb::Iterator* it, const std::string& conv,
+                              const std::vector<IdRange>& ranges, const std::string& before,
+                              Visit&& visit) {
+  std::string seek_key;
+  bool positioned = false;  // `it` is on the last key <= the start of the previous range
+  for (auto r = ranges.rbegin(); r != ranges.rend(); ++r) {
+    if (!before.empty() && !r->from.empty() && r->from >= before) continue;
+    if (positioned && !it->Valid()) break;  // nothing before the previous range
+    // A positioned iterator sits on the last key <= the previous (later)
+    // range's start, which is >= r->to and < before: when that key is <= r->to
+    // it is already the last candidate of this range.
+    if (!positioned || r->to.empty() || key_rest(it->key(), conv.size()) > r->to) {
+      const bool by_before = !before.empty() && (r->to.empty() || before <= r->to);
+      if (by_before) {
+        make_key(&seek_key, conv, before);
+        it->SeekForPrev(seek_key);
+        if (it->Valid() && key_rest(it->key(), conv.size()) == before) it->Prev();
+      } else if (!r->to.empty()) {
+        make_key(&seek_key, conv, r->to);
+        it->SeekForPrev(seek_key);
+      } else {
+        it->SeekToLast();
+      }
+      positioned = true;
+    }
+    for (; it->Valid(); it->Prev()) {
+      std::string_view id = key_rest(it->key(), conv.size());
+      if (!r->from.empty() && id <= r->from) break;
+      if (!visit(id, it->value())) return rocksdb::Status::OK();
+    }
+    if (!it->status().ok()) return it->status();
+  }
+  return it->status();
+}
+
+// The top-level "from" of an envelope, without building the document: a SAX
+// pass that stops at that key's value (the broker writes it near the start).
+class FromFinder {
+ public:
+  using json = nlohmann::json;
+  std::string from;
+  bool found = false;
+
+  bool null() { return value(); }
+  bool boolean(bool) { return value(); }
+  bool number_integer(json::number_integer_t) { return value(); }
+  bool number_unsigned(json::number_unsigned_t) { return value(); }
+  bool number_float(json::number_float_t, const json::string_t&) { return value(); }
+  bool binary(json::binary_t&) { return value(); }
+  bool string(json::string_t& s) {
+    if (expect_from_) {
+      from = std::move(s);
+      found = true;
+      return false;  // done: stop parsing
+    }
+    return true;
+  }
+  bool start_object(std::size_t) {
+    if (expect_from_) return false;  // not a string: no sender
+    ++depth_;
+    return true;
+  }
+  bool end_object() {
+    --depth_;
+    return true;
+  }
+  bool start_array(std::size_t) {
+    if (expect_from_) return false;
+    ++depth_;
+    return true;
+  }
+  bool end_array() {
+    --depth_;
+    return true;
+  }
+  bool key(json::string_t& k) {
+    expect_from_ = depth_ == 1 && k == "from";
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) {
+    return false;
+  }
+
+ private:
+  bool value() { return !expect_from_; }
+  int depth_ = 0;
+  bool expect_from_ = false;
+};
+
+// The sender of an envelope; nullopt when it has none (counted as someone else).
+std::optional<std::string> envelope_sender(const rocksdb::Slice& envelope) {
+  FromFinder finder;
+  nlohmann::json::sax_parse(envelope.data(), envelope.data() + envelope.size(), &finder);
+  if (!finder.found) return std::nullopt;
+  return std::move(finder.from);
+}
+
+// ---------------------------------------------------------------------------
+// Group records (not on the append path: nlohmann both ways).
+
+std::string encode_group(const GroupInfo& g) {
+  nlohmann::json j = {{"id", g.id},           {"name", g.name},
+                      {"creator", g.creator}, {"created_ms", g.created_ms},
+                      {"members", g.members}, {"admins", g.admins}};
+  // A name that is not UTF-8 must not throw out of the writer.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+bool string_array(const nlohmann::json& j, std::vector<std::string>* out) {
+  out->clear();
+  if (!j.is_array()) return false;
+  for (const auto& e : j) {
+    if (!e.is_string()) return false;
+    out->push_back(e.get<std::string>());
+  }
+  return true;
+}
+
+bool decode_group(std::string_view text, GroupInfo* g) {
+  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return false;
+  auto id = j.find("id");
+  if (id == j.end() || !id->is_string()) return false;
+  g->id = id->get<std::string>();
+  auto name = j.find("name");
+  g->name = (name != j.end() && name->is_string()) ? name->get<std::string>() : std::string();
+  auto creator = j.find("creator");
+  g->creator =
+      (creator != j.end() && creator->is_string()) ? creator->get<std::string>() : std::string();
+  auto created = j.find("created_ms");
+  g->created_ms =
+      (created != j.end() && created->is_number_integer()) ? created->get<int64_t>() : 0;
+  auto members = j.find("members");
+  auto admins = j.find("admins");
+  if (members == j.end() || !string_array(*members, &g->members)) return false;
+  if (admins == j.end() || !string_array(*admins, &g->admins)) return false;
+  return true;
+}
+
+std::string encode_membership(const Membership& m) {
+  nlohmann::json periods = nlohmann::json::array();
+  for (const auto& p : m.periods) periods.push_back({p.from, p.to});
+  return nlohmann::json{{"periods", std::move(periods)}}.dump();
+}
+
+bool decode_membership(std::string_view text, Membership* m) {
+  m->periods.clear();
+  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return false;
+  auto periods = j.find("periods");
+  if (periods == j.end() || !periods->is_array()) return false;
+  for (const auto& p : *periods) {
+    if (!p.is_array() || p.size() != 2 || !p[0].is_string() || !p[1].is_string()) return false;
+    m->periods.push_back(IdRange{p[0].get<std::string>(), p[1].get<std::string>()});
+  }
+  return true;
+}
+
+// Inserts into / erases from a sorted vector; false when nothing changed.
+bool sorted_insert(std::vector<std::string>* v, const std::string& s) {
+  auto pos = std::lower_bound(v->begin(), v->end(), s);
+  if (pos != v->end() && *pos == s) return false;
+  v->insert(pos, s);
+  return true;
+}
+
+bool sorted_erase(std::vector<std::string>* v, const std::string& s) {
+  auto pos = std::lower_bound(v->begin(), v->end(), s);
+  if (pos == v->end() || *pos != s) return false;
+  v->erase(pos);
+  return true;
+}
+
+bool sorted_contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::binary_search(v.begin(), v.end(), s);
+}
+
+// Ids that are scopes or rest of keys: non-empty, no NUL.
+bool valid_key_part(std::string_view s) { return !s.empty() && !has_nul(s); }
+
+constexpr std::string_view kGroupConvPrefix = "g:";
 
 }  // namespace
 
@@ -273,6 +578,75 @@ struct ArchiveView::Impl {
     if (!s.ok()) return from_rocksdb(s, what);
     return std::optional<std::string>(std::move(value));
   }
+
+  // Visits (rest of key, value) of every key in `scope` ("" = the whole
+  // family, keys whole), in key order.
+  template <typename Visit>
+  Status scan(Family f, std::string_view scope, std::string_view what, Visit&& visit) const {
+    rocksdb::ReadOptions read_options;
+    std::string start;
+    std::string end;
+    rocksdb::Slice upper;
+    if (!scope.empty()) {
+      start = scope_begin(scope);
+      end = scope_end(scope);
+      upper = rocksdb::Slice(end);
+      read_options.iterate_upper_bound = &upper;
+    }
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read_options, cf(f)));
+    for (it->Seek(start); it->Valid(); it->Next()) {
+      std::string_view key = scope.empty() ? std::string_view(it->key().data(), it->key().size())
+                                           : key_rest(it->key(), scope.size());
+      visit(key, std::string_view(it->value().data(), it->value().size()));
+    }
+    if (!it->status().ok()) return from_rocksdb(it->status(), what);
+    return Status::ok();
+  }
+
+  Result<std::optional<GroupInfo>> load_group(const std::string& gid) const {
+    auto text = get(kGroups, gid, "archive group get");
+    if (!text) return text.status();
+    if (!text->has_value()) return std::optional<GroupInfo>();
+    GroupInfo group;
+    if (!decode_group(**text, &group)) {
+      return internal_error("archive: malformed groups value for " + gid);
+    }
+    return std::optional<GroupInfo>(std::move(group));
+  }
+
+  Result<Membership> load_membership(const std::string& gid, const std::string& user) const {
+    auto text = get(kMembers, make_key(gid, user), "archive members get");
+    if (!text) return text.status();
+    Membership membership;
+    if (text->has_value() && !decode_membership(**text, &membership)) {
+      return internal_error("archive: malformed members value for " + gid + "/" + user);
+    }
+    return membership;
+  }
+
+  // Group operations' common checks: `at` is an id not below any id so far
+  // (the broker takes it from its generator). Writer thread only.
+  Status check_boundary(const std::string& at) const {
+    if (!is_valid_message_id(at)) return invalid_argument("archive: malformed boundary id");
+    if (at < max_id) {
+      return invalid_argument("archive: boundary id " + at + " below the greatest id " + max_id);
+    }
+    return Status::ok();
+  }
+
+  // Writes a group operation's batch; `at` becomes the id floor (meta max_id)
+  // so that after a restart the generator never hands out an id <= at.
+  Status write_group_batch(rocksdb::WriteBatch* b, const std::string& at, std::string_view what) {
+    rocksdb::Status s;
+    if (at > max_id) {
+      s = b->Put(cf(kMeta), kMetaMaxId, at);
+      if (!s.ok()) return from_rocksdb(s, what);
+    }
+    s = db->Write(write_options, b);
+    if (!s.ok()) return from_rocksdb(s, what);
+    if (at > max_id) max_id = at;
+    return Status::ok();
+  }
 };
 
 // ---------------------------------------------------------------------------
@@ -283,45 +657,45 @@ ArchiveView::~ArchiveView() = default;
 
 Result<Page> ArchiveView::conversation_page(const std::string& conv, const PageQuery& query) const {
   const size_t limit = std::max<size_t>(query.limit, 1);
+  const std::vector<IdRange> ranges = normalize_ranges(query.visible);
+  Page page;
+  if (ranges.empty()) return page;  // every visible range is empty
+
   const std::string lower = scope_begin(conv);
   const std::string end = scope_end(conv);
-  Page page;
-  rocksdb::ReadOptions read_options;
-
-  if (query.before.empty() && !query.after.empty()) {
-    // Forward: the first `limit` ids > after. "<after>\0" is the smallest key
-    // greater than the cursor's own key.
-    const std::string start = make_key(conv, query.after) + std::string(kSep);
-    rocksdb::Slice upper(end);
-    read_options.iterate_upper_bound = &upper;
-    std::unique_ptr<rocksdb::Iterator> it(
-        impl_->db->NewIterator(read_options, impl_->cf(kMessages)));
-    std::string newest_id;
-    for (it->Seek(start); it->Valid() && page.envelopes.size() < limit; it->Next()) {
-      page.envelopes.emplace_back(it->value().data(), it->value().size());
-      newest_id.assign(key_rest(it->key(), conv.size()));
-    }
-    if (!it->status().ok()) return from_rocksdb(it->status(), "archive page scan");
-    if (it->Valid() && !page.envelopes.empty()) page.next = std::move(newest_id);
-    return page;
-  }
-
-  // Backward: the latest `limit` ids (< before when given), collected newest
-  // first and reversed.
-  const std::string upper_key = query.before.empty() ? end : make_key(conv, query.before);
   rocksdb::Slice lower_bound(lower);
-  rocksdb::Slice upper_bound(upper_key);
+  rocksdb::Slice upper_bound(end);
+  rocksdb::ReadOptions read_options;
   read_options.iterate_lower_bound = &lower_bound;
   read_options.iterate_upper_bound = &upper_bound;
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read_options, impl_->cf(kMessages)));
-  std::string oldest_id;
-  for (it->SeekToLast(); it->Valid() && page.envelopes.size() < limit; it->Prev()) {
-    page.envelopes.emplace_back(it->value().data(), it->value().size());
-    oldest_id.assign(key_rest(it->key(), conv.size()));
+
+  // Collects `limit` visible messages, then looks for one more: `next` is
+  // set only when another visible message exists in that direction.
+  std::string last_id;  // the last collected: the newest (forward) or oldest (backward)
+  bool more = false;
+  auto collect = [&](std::string_view id, const rocksdb::Slice& value) {
+    if (page.envelopes.size() == limit) {
+      more = true;
+      return false;
+    }
+    page.envelopes.emplace_back(value.data(), value.size());
+    last_id.assign(id);
+    return true;
+  };
+
+  if (query.before.empty() && !query.after.empty()) {
+    // Forward: the first `limit` visible ids > after.
+    rocksdb::Status s = walk_forward(it.get(), conv, ranges, query.after, collect);
+    if (!s.ok()) return from_rocksdb(s, "archive page scan");
+  } else {
+    // Backward: the latest `limit` visible ids (< before when given), newest
+    // first, then reversed.
+    rocksdb::Status s = walk_backward(it.get(), conv, ranges, query.before, collect);
+    if (!s.ok()) return from_rocksdb(s, "archive page scan");
+    std::reverse(page.envelopes.begin(), page.envelopes.end());
   }
-  if (!it->status().ok()) return from_rocksdb(it->status(), "archive page scan");
-  std::reverse(page.envelopes.begin(), page.envelopes.end());
-  if (it->Valid() && !page.envelopes.empty()) page.next = std::move(oldest_id);
+  if (more && !page.envelopes.empty()) page.next = std::move(last_id);
   return page;
 }
 
@@ -456,6 +830,79 @@ Result<std::optional<std::string>> ArchiveView::envelope(const std::string& conv
   return impl_->get(kMessages, make_key(conv, id), "archive message get");
 }
 
+Result<std::vector<GroupInfo>> ArchiveView::groups() const {
+  std::vector<GroupInfo> all;
+  bool malformed = false;
+  std::string bad;
+  Status st = impl_->scan(kGroups, "", "archive groups scan",
+                          [&](std::string_view gid, std::string_view value) {
+                            GroupInfo group;
+                            if (decode_group(value, &group)) {
+                              all.push_back(std::move(group));
+                            } else if (!malformed) {
+                              malformed = true;
+                              bad.assign(gid);
+                            }
+                          });
+  if (!st.is_ok()) return st;
+  if (malformed) return internal_error("archive: malformed groups value for " + bad);
+  return all;
+}
+
+Result<std::optional<GroupInfo>> ArchiveView::group(const std::string& gid) const {
+  if (gid.empty()) return std::optional<GroupInfo>();
+  return impl_->load_group(gid);
+}
+
+Result<Membership> ArchiveView::membership(const std::string& gid, const std::string& user) const {
+  if (!valid_key_part(gid) || !valid_key_part(user)) return Membership{};
+  return impl_->load_membership(gid, user);
+}
+
+Result<std::vector<std::string>> ArchiveView::groups_of(const std::string& user) const {
+  std::vector<std::string> gids;
+  if (!valid_key_part(user)) return gids;
+  Status st = impl_->scan(kUserGroups, user, "archive user_groups scan",
+                          [&](std::string_view gid, std::string_view) { gids.emplace_back(gid); });
+  if (!st.is_ok()) return st;
+  return gids;
+}
+
+Result<std::string> ArchiveView::read_marker(const std::string& user,
+                                             const std::string& conv) const {
+  if (!valid_key_part(user) || !valid_key_part(conv)) return std::string();
+  auto marker = impl_->get(kMarkers, make_key(user, conv), "archive markers get");
+  if (!marker) return marker.status();
+  return marker->value_or(std::string());
+}
+
+Result<bool> ArchiveView::is_blocked(const std::string& blocker, const std::string& blocked) const {
+  if (!valid_key_part(blocker) || !valid_key_part(blocked)) return false;
+  auto found = impl_->get(kBlocks, make_key(blocker, blocked), "archive blocks get");
+  if (!found) return found.status();
+  return found->has_value();
+}
+
+Result<std::vector<std::string>> ArchiveView::blocked_by(const std::string& blocker) const {
+  std::vector<std::string> blocked;
+  if (!valid_key_part(blocker)) return blocked;
+  Status st =
+      impl_->scan(kBlocks, blocker, "archive blocks scan",
+                  [&](std::string_view user, std::string_view) { blocked.emplace_back(user); });
+  if (!st.is_ok()) return st;
+  return blocked;
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> ArchiveView::presence_all() const {
+  std::vector<std::pair<std::string, std::string>> all;
+  Status st = impl_->scan(kPresence, "", "archive presence scan",
+                          [&](std::string_view user, std::string_view value) {
+                            all.emplace_back(std::string(user), std::string(value));
+                          });
+  if (!st.is_ok()) return st;
+  return all;
+}
+
 // ---------------------------------------------------------------------------
 // Archive: the single writer.
 
@@ -479,13 +926,25 @@ Result<std::unique_ptr<Archive>> Archive::open(const ArchiveOptions& options) {
   db_options.max_log_file_size = 8 << 20;
 
   bool existed = false;
-  auto descriptors = families_to_open(db_options, options.path, cache, /*writer=*/true, &existed);
+  std::vector<rocksdb::ColumnFamilyDescriptor> missing;
+  auto descriptors =
+      families_to_open(db_options, options.path, cache, /*writer=*/true, &existed, &missing);
   auto impl = std::make_unique<Impl>();
   impl->path = options.path;
   rocksdb::Status s =
       rocksdb::DB::Open(db_options, options.path, descriptors, &impl->handles, &impl->db);
   if (!s.ok()) {
     return unavailable("archive: cannot open " + options.path + ": " + s.ToString());
+  }
+  if (!missing.empty()) {
+    // Before anything is written: a secondary opened later sees them all.
+    std::vector<rocksdb::ColumnFamilyHandle*> created;
+    s = impl->db->CreateColumnFamilies(missing, &created);
+    impl->handles.insert(impl->handles.end(), created.begin(), created.end());
+    if (!s.ok()) {
+      return unavailable("archive: cannot create column families in " + options.path + ": " +
+                         s.ToString());
+    }
   }
   if (!impl->bind_families()) {
     return internal_error("archive: missing column family in " + options.path);
@@ -591,6 +1050,215 @@ Status Archive::add_user(const std::string& user) {
 Status Archive::remove_user(const std::string& user) {
   rocksdb::Status s = impl_->db->Delete(impl_->write_options, impl_->cf(kUsers), user);
   if (!s.ok()) return from_rocksdb(s, "archive user delete");
+  return Status::ok();
+}
+
+Status Archive::create_group(const GroupInfo& group, const std::string& at) {
+  Impl& d = *impl_;
+  if (!valid_key_part(group.id)) return invalid_argument("archive: malformed group id");
+  if (!valid_key_part(group.creator)) return invalid_argument("archive: malformed group creator");
+  for (const auto* list : {&group.members, &group.admins}) {
+    for (const auto& user : *list) {
+      if (!valid_key_part(user)) return invalid_argument("archive: malformed group member");
+    }
+  }
+  Status st = d.check_boundary(at);
+  if (!st.is_ok()) return st;
+
+  GroupInfo stored = group;
+  stored.members.push_back(group.creator);
+  stored.admins.push_back(group.creator);
+  for (auto* list : {&stored.members, &stored.admins}) {
+    std::sort(list->begin(), list->end());
+    list->erase(std::unique(list->begin(), list->end()), list->end());
+  }
+  for (const auto& admin : stored.admins) {
+    if (!sorted_contains(stored.members, admin)) {
+      return invalid_argument("archive: admin " + admin + " is not a member");
+    }
+  }
+
+  auto existing = d.get(kGroups, group.id, "archive group get");
+  if (!existing) return existing.status();
+  if (existing->has_value()) return already_exists("archive: group " + group.id + " exists");
+
+  rocksdb::WriteBatch batch;
+  rocksdb::Status s = batch.Put(d.cf(kGroups), group.id, encode_group(stored));
+  Membership membership;
+  membership.periods.push_back(IdRange{at, ""});
+  const std::string periods = encode_membership(membership);
+  for (const auto& user : stored.members) {
+    if (s.ok()) s = batch.Put(d.cf(kMembers), make_key(group.id, user), periods);
+    if (s.ok()) s = batch.Put(d.cf(kUserGroups), make_key(user, group.id), "");
+  }
+  if (!s.ok()) return from_rocksdb(s, "archive batch");
+  return d.write_group_batch(&batch, at, "archive create_group");
+}
+
+Status Archive::add_member(const std::string& gid, const std::string& user, const std::string& at) {
+  Impl& d = *impl_;
+  if (!valid_key_part(gid) || !valid_key_part(user)) {
+    return invalid_argument("archive: malformed group or user id");
+  }
+  Status st = d.check_boundary(at);
+  if (!st.is_ok()) return st;
+  auto group = d.load_group(gid);
+  if (!group) return group.status();
+  if (!group->has_value()) return not_found("archive: no group " + gid);
+  GroupInfo& info = **group;
+  if (sorted_contains(info.members, user)) {
+    return already_exists("archive: " + user + " is already a member of " + gid);
+  }
+  auto membership = d.load_membership(gid, user);
+  if (!membership) return membership.status();
+  // A stale open period (cannot happen: members and periods change together)
+  // is closed where it stands rather than left overlapping the new one.
+  if (membership->current()) membership->periods.back().to = at;
+  membership->periods.push_back(IdRange{at, ""});
+  sorted_insert(&info.members, user);
+
+  rocksdb::WriteBatch batch;
+  rocksdb::Status s = batch.Put(d.cf(kGroups), gid, encode_group(info));
+  if (s.ok()) s = batch.Put(d.cf(kMembers), make_key(gid, user), encode_membership(*membership));
+  if (s.ok()) s = batch.Put(d.cf(kUserGroups), make_key(user, gid), "");
+  if (!s.ok()) return from_rocksdb(s, "archive batch");
+  return d.write_group_batch(&batch, at, "archive add_member");
+}
+
+Status Archive::remove_member(const std::string& gid, const std::string& user,
+                              const std::string& at) {
+  Impl& d = *impl_;
+  if (!valid_key_part(gid) || !valid_key_part(user)) {
+    return invalid_argument("archive: malformed group or user id");
+  }
+  Status st = d.check_boundary(at);
+  if (!st.is_ok()) return st;
+  auto group = d.load_group(gid);
+  if (!group) return group.status();
+  if (!group->has_value()) return not_found("archive: no group " + gid);
+  GroupInfo& info = **group;
+  if (!sorted_erase(&info.members, user)) {
+    return not_found("archive: " + user + " is not a member of " + gid);
+  }
+  sorted_erase(&info.admins, user);
+  auto membership = d.load_membership(gid, user);
+  if (!membership) return membership.status();
+  if (membership->current()) membership->periods.back().to = at;
+
+  rocksdb::WriteBatch batch;
+  rocksdb::Status s = batch.Put(d.cf(kGroups), gid, encode_group(info));
+  if (s.ok()) s = batch.Put(d.cf(kMembers), make_key(gid, user), encode_membership(*membership));
+  if (!s.ok()) return from_rocksdb(s, "archive batch");
+  return d.write_group_batch(&batch, at, "archive remove_member");
+}
+
+Status Archive::set_admin(const std::string& gid, const std::string& user, bool admin) {
+  Impl& d = *impl_;
+  if (!valid_key_part(gid) || !valid_key_part(user)) {
+    return invalid_argument("archive: malformed group or user id");
+  }
+  auto group = d.load_group(gid);
+  if (!group) return group.status();
+  if (!group->has_value()) return not_found("archive: no group " + gid);
+  GroupInfo& info = **group;
+  if (!sorted_contains(info.members, user)) {
+    return not_found("archive: " + user + " is not a member of " + gid);
+  }
+  const bool changed = admin ? sorted_insert(&info.admins, user) : sorted_erase(&info.admins, user);
+  if (!changed) return Status::ok();
+  rocksdb::Status s = d.db->Put(d.write_options, d.cf(kGroups), gid, encode_group(info));
+  if (!s.ok()) return from_rocksdb(s, "archive set_admin");
+  return Status::ok();
+}
+
+Status Archive::mark_read(const std::string& user, const std::string& conv, const std::string& id) {
+  Impl& d = *impl_;
+  if (!valid_key_part(user) || !valid_key_part(conv)) {
+    return invalid_argument("archive: malformed user or conversation id");
+  }
+  if (!is_valid_message_id(id)) return invalid_argument("archive: malformed id");
+  // An id past the newest message reads everything there is (a marker never
+  // points into the future, where it would swallow messages not yet sent).
+  const std::string& marker = id > d.max_id ? d.max_id : id;
+  const std::string key = make_key(user, conv);
+  auto old_marker = d.get(kMarkers, key, "archive markers get");
+  if (!old_marker) return old_marker.status();
+  if (marker.empty() || (old_marker->has_value() && **old_marker >= marker)) {
+    return Status::ok();  // never backwards
+  }
+
+  // Unread: messages after the marker that someone else sent. In a group,
+  // only those inside the user's membership periods (the ones they can read).
+  std::vector<IdRange> ranges{IdRange{}};
+  if (conv.starts_with(kGroupConvPrefix)) {
+    auto membership = d.load_membership(conv.substr(kGroupConvPrefix.size()), user);
+    if (!membership) return membership.status();
+    if (!membership->periods.empty()) ranges = normalize_ranges(membership->periods);
+  }
+  int64_t unread = 0;
+  {
+    const std::string lower = scope_begin(conv);
+    const std::string end = scope_end(conv);
+    rocksdb::Slice lower_bound(lower);
+    rocksdb::Slice upper_bound(end);
+    rocksdb::ReadOptions read_options;
+    read_options.iterate_lower_bound = &lower_bound;
+    read_options.iterate_upper_bound = &upper_bound;
+    std::unique_ptr<rocksdb::Iterator> it(d.db->NewIterator(read_options, d.cf(kMessages)));
+    rocksdb::Status s = walk_forward(it.get(), conv, ranges, marker,
+                                     [&](std::string_view, const rocksdb::Slice& v) {
+                                       auto sender = envelope_sender(v);
+                                       if (!sender || *sender != user) ++unread;
+                                       return unread < kUnreadCap;
+                                     });
+    if (!s.ok()) return from_rocksdb(s, "archive unread scan");
+  }
+
+  rocksdb::WriteBatch batch;
+  rocksdb::Status s = batch.Put(d.cf(kMarkers), key, marker);
+  if (!s.ok()) return from_rocksdb(s, "archive batch");
+  // The summary keeps its last id; only an existing one is rewritten (a
+  // convs entry means "has a message in conv", which a marker must not fake).
+  auto summary_text = d.get(kConvs, key, "archive convs get");
+  if (!summary_text) return summary_text.status();
+  bool has_summary = false;
+  if (summary_text->has_value()) {
+    Summary summary;
+    if (decode_summary(**summary_text, &summary)) {
+      encode_summary(&d.scratch_value, summary.last, unread);
+      s = batch.Put(d.cf(kConvs), key, d.scratch_value);
+      if (!s.ok()) return from_rocksdb(s, "archive batch");
+      has_summary = true;
+    }
+  }
+  s = d.db->Write(d.write_options, &batch);
+  if (!s.ok()) return from_rocksdb(s, "archive mark_read");
+  // Only now, as in append(): the cache mirrors the database.
+  if (has_summary) {
+    if (d.unread_cache.size() + 1 > kMaxCachedUnread) d.unread_cache.clear();
+    d.unread_cache.insert_or_assign(key, unread);
+  }
+  return Status::ok();
+}
+
+Status Archive::set_block(const std::string& blocker, const std::string& blocked,
+                          bool blocked_flag) {
+  if (!valid_key_part(blocker) || !valid_key_part(blocked)) {
+    return invalid_argument("archive: malformed user id");
+  }
+  const std::string key = make_key(blocker, blocked);
+  rocksdb::Status s = blocked_flag
+                          ? impl_->db->Put(impl_->write_options, impl_->cf(kBlocks), key, "")
+                          : impl_->db->Delete(impl_->write_options, impl_->cf(kBlocks), key);
+  if (!s.ok()) return from_rocksdb(s, "archive set_block");
+  return Status::ok();
+}
+
+Status Archive::put_presence(const std::string& user, const std::string& presence_json) {
+  if (!valid_key_part(user)) return invalid_argument("archive: malformed user id");
+  rocksdb::Status s =
+      impl_->db->Put(impl_->write_options, impl_->cf(kPresence), user, presence_json);
+  if (!s.ok()) return from_rocksdb(s, "archive presence put");
   return Status::ok();
 }
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <set>
 
 namespace chat::broker {
 namespace {
@@ -42,7 +43,9 @@ class RouterTest : public ::testing::Test {
     RouterOptions ro;
     ro.rate_msgs = 2;
     ro.rate_burst = 3;
-    router_ = std::make_unique<Router>(clock_, *archive_, port_, ro);
+    directory_ = std::make_unique<Directory>(*archive_);
+    ASSERT_TRUE(directory_->load().is_ok());
+    router_ = std::make_unique<Router>(clock_, *archive_, *directory_, port_, ro);
     ASSERT_TRUE(router_->init().is_ok());
     alice_.user = "alice";
     alice_.device = "phone";
@@ -50,6 +53,7 @@ class RouterTest : public ::testing::Test {
   }
   void TearDown() override {
     router_.reset();
+    directory_.reset();
     archive_.reset();
     std::filesystem::remove_all(dir_);
   }
@@ -66,6 +70,7 @@ class RouterTest : public ::testing::Test {
   std::filesystem::path dir_;
   std::unique_ptr<store::Archive> archive_;
   FakePort port_;
+  std::unique_ptr<Directory> directory_;
   std::unique_ptr<Router> router_;
   DeviceSession alice_;
 };
@@ -123,7 +128,7 @@ TEST_F(RouterTest, RefusalsSendAnErrorEventToTheSendingDeviceOnly) {
       {"dm/alice", msg("c2"), "unknown_peer"},
       {"dm/bob", "{", "invalid_payload"},
       {"dm/bob", msg("c3", std::string(70000, 'x')), "too_large"},
-      {"g/G1", msg("c4"), "not_authorized"},
+      {"g/G1", msg("c4"), "not_authorized"},  // no such group / not a member
   };
   for (auto& c : cases) {
     auto out = router_->on_message(alice_, c.topic, c.payload, 1);
@@ -154,7 +159,7 @@ TEST_F(RouterTest, IdsKeepIncreasingAcrossRestartWithClockBehind) {
   auto a = json::parse(router_->on_message(alice_, "dm/bob", msg("c1"), 1).payload)["id"]
                .get<std::string>();
   FakeClock behind{1'600'000'000'000};
-  Router restarted(behind, *archive_, port_, RouterOptions{});
+  Router restarted(behind, *archive_, *directory_, port_, RouterOptions{});
   ASSERT_TRUE(restarted.init().is_ok());
   auto b = json::parse(restarted.on_message(alice_, "dm/bob", msg("c2"), 1).payload)["id"]
                .get<std::string>();
@@ -191,6 +196,89 @@ TEST_F(RouterTest, ControlAddsUsersAndReplies) {
   EXPECT_EQ(json::parse(port_.published.back().payload)["ok"], false);
   router_->on_control(svc, "garbage");
   EXPECT_EQ(json::parse(port_.published.back().payload)["ok"], false);
+}
+
+TEST_F(RouterTest, GroupsFanOutToMembersAndRefuseOthers) {
+  ASSERT_TRUE(archive_->add_user("carol").is_ok());
+  ASSERT_TRUE(archive_->add_user("dave").is_ok());
+  DeviceSession svc;
+  svc.user = "svc.api";
+  svc.client_id = "svc.api:1";
+  svc.service = true;
+  router_->on_control(svc, R"({"op":"group.create","req":"1","by":"alice","name":"Climbing","members":["bob","carol"]})");
+  auto reply = json::parse(port_.published.back().payload);
+  ASSERT_EQ(reply["ok"], true) << reply.dump();
+  std::string gid = reply["result"]["id"];
+  EXPECT_EQ(reply["result"]["admins"], json::array({"alice"}));
+  port_.published.clear();
+
+  auto out = router_->on_message(alice_, "g/" + gid, msg("g1"), 1);
+  ASSERT_EQ(out.action, MessageOutcome::Action::kAccept);
+  EXPECT_EQ(out.topic, "$chat/discard");
+  std::set<std::string> topics;
+  for (auto& p : port_.published) topics.insert(p.topic);
+  EXPECT_EQ(topics, (std::set<std::string>{"u/alice/msg", "u/bob/msg", "u/carol/msg"}));
+  EXPECT_EQ(json::parse(port_.published[0].payload)["to"], "g:" + gid);
+  EXPECT_EQ(archived_for("carol"), 1u);
+
+  DeviceSession dave{"dave", "d", "dave:d", {}, 0, false, false};
+  EXPECT_EQ(router_->on_message(dave, "g/" + gid, msg("x"), 1).action, MessageOutcome::Action::kRefuse);
+  EXPECT_EQ(last_event()["code"], "not_authorized");
+  EXPECT_EQ(archived_for("dave"), 0u);
+
+  // Removal: carol gets nothing after it; only admins remove others.
+  DeviceSession bob{"bob", "b", "bob:b", {}, 0, false, false};
+  router_->on_control(svc, R"({"op":"group.remove","req":"2","by":"bob","gid":")" + gid + R"(","user":"carol"})");
+  EXPECT_EQ(json::parse(port_.published.back().payload)["error"], "permission_denied");
+  router_->on_control(svc, R"({"op":"group.remove","req":"3","by":"alice","gid":")" + gid + R"(","user":"carol"})");
+  EXPECT_EQ(json::parse(port_.published.back().payload)["ok"], true);
+  port_.published.clear();
+  ASSERT_EQ(router_->on_message(bob, "g/" + gid, msg("g2"), 1).action, MessageOutcome::Action::kAccept);
+  for (auto& p : port_.published) EXPECT_NE(p.topic, "u/carol/msg");
+  EXPECT_EQ(archived_for("carol"), 1u);
+}
+
+TEST_F(RouterTest, OnlyTheSenderEditsOrDeletes) {
+  auto first = json::parse(router_->on_message(alice_, "dm/bob", msg("m1"), 1).payload);
+  std::string id = first["id"];
+  DeviceSession bob{"bob", "b", "bob:b", {}, 0, false, false};
+  auto edit = json({{"cid", "e1"}, {"type", "edit"}, {"body", {{"id", id}, {"text", "fixed"}}}}).dump();
+  EXPECT_EQ(router_->on_message(bob, "dm/alice", edit, 1).action, MessageOutcome::Action::kRefuse);
+  EXPECT_EQ(last_event()["code"], "not_authorized");
+  EXPECT_EQ(router_->on_message(alice_, "dm/bob", edit, 1).action, MessageOutcome::Action::kAccept);
+  auto del = json({{"cid", "d1"}, {"type", "delete"}, {"body", "0000000000000001"}}).dump();
+  EXPECT_EQ(router_->on_message(alice_, "dm/bob", del, 1).action, MessageOutcome::Action::kRefuse);
+  EXPECT_EQ(last_event()["code"], "invalid_payload");
+  auto react = json({{"cid", "r1"}, {"type", "reaction"}, {"body", {{"id", id}, {"emoji", "+1"}}}}).dump();
+  EXPECT_EQ(router_->on_message(bob, "dm/alice", react, 1).action, MessageOutcome::Action::kAccept);
+}
+
+TEST_F(RouterTest, BlockedSendersAreRefusedAndTheirTypingDropped) {
+  DeviceSession svc;
+  svc.user = "svc.api";
+  svc.client_id = "svc.api:1";
+  svc.service = true;
+  router_->on_control(svc, R"({"op":"block.set","req":"1","user":"bob","peer":"alice","blocked":true})");
+  ASSERT_EQ(json::parse(port_.published.back().payload)["ok"], true);
+  EXPECT_EQ(router_->on_message(alice_, "dm/bob", msg("b1"), 1).action, MessageOutcome::Action::kRefuse);
+  EXPECT_EQ(last_event()["code"], "not_authorized");
+  EXPECT_EQ(router_->on_message(alice_, "dm/bob/typing", R"({"state":"composing"})", 0).topic, "$chat/discard");
+  router_->on_control(svc, R"({"op":"block.set","req":"2","user":"bob","peer":"alice","blocked":false})");
+  EXPECT_EQ(router_->on_message(alice_, "dm/bob", msg("b2"), 1).action, MessageOutcome::Action::kAccept);
+}
+
+TEST_F(RouterTest, ReadReceiptsMoveTheReadMarker) {
+  auto m = json::parse(router_->on_message(alice_, "dm/bob", msg("m1"), 1).payload);
+  DeviceSession bob{"bob", "b", "bob:b", {}, 0, false, false};
+  auto convs = archive_->conversations("bob", 10);
+  ASSERT_TRUE(convs.is_ok());
+  EXPECT_EQ((*convs)[0].unread, 1);
+  auto r = router_->on_message(bob, "dm/alice/receipt",
+                               json({{"ids", {m["id"]}}, {"status", "read"}}).dump(), 1);
+  ASSERT_EQ(r.action, MessageOutcome::Action::kAccept);
+  EXPECT_EQ(r.topic, "u/alice/receipt");
+  EXPECT_EQ(*archive_->read_marker("bob", "dm:alice:bob"), m["id"]);
+  EXPECT_EQ((*archive_->conversations("bob", 10))[0].unread, 0);
 }
 
 }  // namespace

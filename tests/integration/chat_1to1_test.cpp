@@ -10,48 +10,6 @@
 namespace chat::testing {
 namespace {
 
-std::string text(const std::string& cid, const std::string& body) {
-  return json({{"cid", cid}, {"type", "text"}, {"body", body}}).dump();
-}
-
-MqttClient::Options device(const std::string& user, const std::string& dev,
-                           const std::string& token, bool v5 = true, bool clean = true) {
-  MqttClient::Options o;
-  o.client_id = user + ":" + dev;
-  o.username = user;
-  o.password = token;
-  o.v5 = v5;
-  o.clean = clean;
-  o.session_expiry = clean ? 0 : 3600;
-  return o;
-}
-
-bool is_success(int reason) { return reason == 0 || reason == MQTT_RC_NO_MATCHING_SUBSCRIBERS; }
-
-// All messages of a user via /v1/sync, walking the cursor.
-std::vector<json> sync_all(Stack& s, const std::string& token) {
-  std::vector<json> out;
-  std::string since;
-  for (int page = 0; page < 1000; ++page) {
-    auto [status, body] = s.get("/v1/sync?limit=500&since=" + since, token);
-    EXPECT_EQ(status, 200) << body.dump();
-    if (status != 200 || body["messages"].empty()) break;
-    for (auto& m : body["messages"]) out.push_back(m);
-    if (body["next"].is_null()) break;
-    since = body["next"].get<std::string>();
-  }
-  return out;
-}
-
-std::set<std::string> ids_of(const std::vector<Received>& msgs) {
-  std::set<std::string> ids;
-  for (auto& m : msgs) {
-    auto b = m.body();
-    if (b.is_object() && b.contains("id")) ids.insert(b["id"].get<std::string>());
-  }
-  return ids;
-}
-
 class OneToOne : public ::testing::Test {
  protected:
   void SetUp() override {

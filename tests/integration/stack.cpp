@@ -238,6 +238,18 @@ std::pair<int, json> Stack::get(const std::string& path, const std::string& toke
   return to_pair(c.Get(path.c_str(), h));
 }
 
+std::pair<int, json> Stack::put(const std::string& path, const std::string& token) {
+  httplib::Client c("127.0.0.1", http_port_);
+  httplib::Headers h{{"Authorization", "Bearer " + token}};
+  return to_pair(c.Put(path.c_str(), h, "", "application/json"));
+}
+
+std::pair<int, json> Stack::del(const std::string& path, const std::string& token) {
+  httplib::Client c("127.0.0.1", http_port_);
+  httplib::Headers h{{"Authorization", "Bearer " + token}};
+  return to_pair(c.Delete(path.c_str(), h));
+}
+
 std::string Stack::register_user(const std::string& user, const std::string& password) {
   auto [status, body] = post_json("/v1/users", {{"user", user}, {"password", password}});
   if (status != 201)
@@ -335,7 +347,7 @@ int MqttClient::connect() {
     mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
                                  options_.session_expiry);
   }
-  int rc = mosquitto_connect_bind_v5(mosq_, "127.0.0.1", port_, 30, nullptr, props);
+  int rc = mosquitto_connect_bind_v5(mosq_, "127.0.0.1", port_, options_.keepalive, nullptr, props);
   mosquitto_property_free_all(&props);
   if (rc != MOSQ_ERR_SUCCESS) return -1;
   {
@@ -376,17 +388,21 @@ void MqttClient::disconnect() {
   stop_ = true;
 }
 
+void MqttClient::freeze() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
 std::vector<Received> MqttClient::received() {
   std::lock_guard<std::mutex> l(mu_);
   return received_;
 }
 
 std::vector<Received> MqttClient::received_on(const std::string& topic) {
-  std::vector<Received> out;
-  for (auto& r : received()) {
-    if (r.topic == topic) out.push_back(r);
-  }
-  return out;
+  return on_topic(received(), topic);
 }
 
 bool MqttClient::wait_for(const std::function<bool(const std::vector<Received>&)>& pred,
@@ -447,6 +463,58 @@ void MqttClient::on_message(struct mosquitto*, void* obj, const struct mosquitto
        std::string(static_cast<const char*>(m->payload), static_cast<size_t>(m->payloadlen)),
        m->qos});
   self->cv_.notify_all();
+}
+
+// --- helpers -------------------------------------------------------------------------
+
+std::string text(const std::string& cid, const std::string& body) {
+  return json({{"cid", cid}, {"type", "text"}, {"body", body}}).dump();
+}
+
+MqttClient::Options device(const std::string& user, const std::string& dev,
+                           const std::string& token, bool v5, bool clean) {
+  MqttClient::Options o;
+  o.client_id = user + ":" + dev;
+  o.username = user;
+  o.password = token;
+  o.v5 = v5;
+  o.clean = clean;
+  o.session_expiry = clean ? 0 : 3600;
+  return o;
+}
+
+bool is_success(int reason) { return reason == 0 || reason == MQTT_RC_NO_MATCHING_SUBSCRIBERS; }
+
+// All messages of a user via /v1/sync, walking the cursor.
+std::vector<json> sync_all(Stack& s, const std::string& token) {
+  std::vector<json> out;
+  std::string since;
+  for (int page = 0; page < 1000; ++page) {
+    auto [status, body] = s.get("/v1/sync?limit=500&since=" + since, token);
+    EXPECT_EQ(status, 200) << body.dump();
+    if (status != 200 || body["messages"].empty()) break;
+    for (auto& m : body["messages"]) out.push_back(m);
+    if (body["next"].is_null()) break;
+    since = body["next"].get<std::string>();
+  }
+  return out;
+}
+
+std::vector<Received> on_topic(const std::vector<Received>& msgs, const std::string& topic) {
+  std::vector<Received> out;
+  for (const auto& m : msgs) {
+    if (m.topic == topic) out.push_back(m);
+  }
+  return out;
+}
+
+std::set<std::string> ids_of(const std::vector<Received>& msgs) {
+  std::set<std::string> ids;
+  for (auto& m : msgs) {
+    auto b = m.body();
+    if (b.is_object() && b.contains("id")) ids.insert(b["id"].get<std::string>());
+  }
+  return ids;
 }
 
 }  // namespace chat::testing

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -70,6 +71,8 @@ class Stack {
                                  const std::string& token = "");
   std::pair<int, json> post_form(const std::string& path, const std::string& form);
   std::pair<int, json> get(const std::string& path, const std::string& token);
+  std::pair<int, json> put(const std::string& path, const std::string& token);
+  std::pair<int, json> del(const std::string& path, const std::string& token);
 
   // Registers a user (201 expected) and returns an access token.
   std::string register_user(const std::string& user, const std::string& password = "correct horse");
@@ -107,6 +110,7 @@ class MqttClient {
     bool v5 = true;
     bool clean = true;
     int session_expiry = 0;  // MQTT 5 only
+    int keepalive = 30;
   };
   MqttClient(int port, Options options);
   ~MqttClient();
@@ -119,6 +123,9 @@ class MqttClient {
   // (e.g. the broker closed the connection).
   int publish(const std::string& topic, const std::string& payload, int qos = 1);
   void disconnect();
+  // Stops the network loop without closing the socket: the broker sees a
+  // silent device and times its keepalive out.
+  void freeze();
 
   std::vector<Received> received();
   std::vector<Received> received_on(const std::string& topic);
@@ -153,5 +160,22 @@ class MqttClient {
   std::map<int, int> subacks_;
   std::vector<Received> received_;
 };
+
+// --- helpers shared by the integration tests ------------------------------------
+
+// {"cid":cid,"type":"text","body":body}
+std::string text(const std::string& cid, const std::string& body);
+// Connect options for <user>:<dev>; a persistent session when !clean.
+MqttClient::Options device(const std::string& user, const std::string& dev,
+                           const std::string& token, bool v5 = true, bool clean = true);
+// PUBACK success: 0, or 0x10 "no matching subscribers".
+bool is_success(int reason);
+// All of a user's messages via /v1/sync, walking the cursor.
+std::vector<json> sync_all(Stack& s, const std::string& token);
+// The messages of `msgs` on `topic` (for wait_for predicates, which run under
+// the client's lock and must not call back into it).
+std::vector<Received> on_topic(const std::vector<Received>& msgs, const std::string& topic);
+// The envelope ids among received messages.
+std::set<std::string> ids_of(const std::vector<Received>& msgs);
 
 }  // namespace chat::testing

@@ -1,6 +1,8 @@
 #include "chat/store/accounts.h"
 
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
 
 #include <atomic>
 #include <string>
@@ -174,6 +176,87 @@ TEST_F(AccountStoreTest, OpenFailureIsUnavailable) {
   ASSERT_FALSE(second.is_ok());
   EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(second.status().message().find(dir_.sub("accounts")), std::string::npos);
+}
+
+Report report(const std::string& id, const std::string& user = "mallory") {
+  Report r;
+  r.id = id;
+  r.reporter = "alice";
+  r.user = user;
+  r.ids = {"0000000000000001", "0000000000000002"};
+  r.reason = "spam \xc3\xa9";
+  r.created_ms = 1'700'000'000'123;
+  return r;
+}
+
+TEST_F(AccountStoreTest, ReportsAreStoredAndListedNewestFirst) {
+  auto empty = store_->reports(10);
+  ASSERT_TRUE(empty.is_ok());
+  EXPECT_TRUE(empty->empty());
+
+  ASSERT_TRUE(store_->put_report(report("r2", "bob")).is_ok());
+  ASSERT_TRUE(store_->put_report(report("r1")).is_ok());
+  ASSERT_TRUE(store_->put_report(report("r3")).is_ok());
+  EXPECT_EQ(store_->put_report(report("r3")).code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->put_report(report("")).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->put_report(report(std::string("a\0b", 3))).code(),
+            StatusCode::kInvalidArgument);
+
+  open();  // survives a reopen
+  auto all = store_->reports(10);
+  ASSERT_TRUE(all.is_ok()) << all.status().to_string();
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].id, "r3");
+  EXPECT_EQ((*all)[1].id, "r2");
+  EXPECT_EQ((*all)[2].id, "r1");
+  const Report& r2 = (*all)[1];
+  EXPECT_EQ(r2.reporter, "alice");
+  EXPECT_EQ(r2.user, "bob");
+  EXPECT_EQ(r2.ids, (std::vector<std::string>{"0000000000000001", "0000000000000002"}));
+  EXPECT_EQ(r2.reason, "spam \xc3\xa9");
+  EXPECT_EQ(r2.created_ms, 1'700'000'000'123);
+
+  auto two = store_->reports(2);
+  ASSERT_TRUE(two.is_ok());
+  ASSERT_EQ(two->size(), 2u);
+  EXPECT_EQ((*two)[0].id, "r3");
+  EXPECT_EQ((*two)[1].id, "r2");
+  auto none = store_->reports(0);
+  ASSERT_TRUE(none.is_ok());
+  EXPECT_TRUE(none->empty());
+}
+
+TEST_F(AccountStoreTest, AnOlderDatabaseGainsTheReportsFamily) {
+  // A database as the previous version made it: no "reports" family.
+  store_.reset();
+  const std::string path = dir_.sub("old");
+  {
+    rocksdb::DBOptions options;
+    options.create_if_missing = true;
+    options.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyDescriptor> families;
+    for (const char* name : {"default", "accounts", "refresh", "refresh_by_user"}) {
+      families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(options, path, families, &handles, &db).ok());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[1], "alice",
+                        R"({"user":"alice","password_hash":"h","roles":["user"]})")
+                    .ok());
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    ASSERT_TRUE(db->Close().ok());
+    delete db;
+  }
+  auto store = AccountStore::open(path);
+  ASSERT_TRUE(store.is_ok()) << store.status().to_string();
+  auto alice = (*store)->get_account("alice");
+  ASSERT_TRUE(alice.is_ok()) << alice.status().to_string();
+  EXPECT_EQ(alice->password_hash, "h");
+  ASSERT_TRUE((*store)->put_report(report("r1")).is_ok());
+  auto all = (*store)->reports(10);
+  ASSERT_TRUE(all.is_ok());
+  EXPECT_EQ(all->size(), 1u);
 }
 
 }  // namespace

@@ -106,6 +106,118 @@ TEST(ParseCommandLine, UsageErrors) {
   expect_error({"--json=yes", "token"}, "--json");
 }
 
+TEST(ParseCommandLine, GroupCommands) {
+  auto cl = parse({"group", "create", "Climbing", "club", "--members", "bob,carol, bob,"});
+  ASSERT_TRUE(cl.is_ok()) << cl.status().to_string();
+  EXPECT_EQ(cl->command, Command::kGroup);
+  EXPECT_EQ(cl->group_action, GroupAction::kCreate);
+  EXPECT_EQ(cl->args, (std::vector<std::string>{"Climbing", "club"}));
+  EXPECT_EQ(cl->members, (std::vector<std::string>{"bob", "carol"}));
+
+  cl = parse({"group", "create", "Solo"});
+  ASSERT_TRUE(cl.is_ok());
+  EXPECT_TRUE(cl->members.empty());
+
+  cl = parse({"group", "add", "g:Gx7", "carol"});
+  ASSERT_TRUE(cl.is_ok()) << cl.status().to_string();
+  EXPECT_EQ(cl->group_action, GroupAction::kAdd);
+  EXPECT_EQ(cl->args, (std::vector<std::string>{"Gx7", "carol"}));  // g: dropped
+
+  struct Case {
+    std::vector<std::string> argv;
+    GroupAction action;
+    std::vector<std::string> args;
+  };
+  for (const auto& c : std::vector<Case>{
+           {{"group", "remove", "Gx7", "bob"}, GroupAction::kRemove, {"Gx7", "bob"}},
+           {{"group", "leave", "Gx7"}, GroupAction::kLeave, {"Gx7"}},
+           {{"group", "admin", "Gx7", "bob"}, GroupAction::kAdmin, {"Gx7", "bob"}},
+           {{"group", "list"}, GroupAction::kList, {}},
+           {{"group", "show", "g:Gx7"}, GroupAction::kShow, {"Gx7"}},
+       }) {
+    cl = parse(c.argv);
+    ASSERT_TRUE(cl.is_ok()) << cl.status().to_string();
+    EXPECT_EQ(cl->group_action, c.action);
+    EXPECT_EQ(cl->args, c.args);
+  }
+}
+
+TEST(ParseCommandLine, SendToAGroup) {
+  auto cl = parse({"send", "--group", "Gx7", "hello", "all"});
+  ASSERT_TRUE(cl.is_ok()) << cl.status().to_string();
+  EXPECT_EQ(cl->command, Command::kSend);
+  EXPECT_EQ(cl->args, (std::vector<std::string>{"g:Gx7", "hello", "all"}));
+  cl = parse({"send", "hi", "--group=g:Gx7"});
+  ASSERT_TRUE(cl.is_ok()) << cl.status().to_string();
+  EXPECT_EQ(cl->args, (std::vector<std::string>{"g:Gx7", "hi"}));
+  cl = parse({"send", "--group", "Gx7", "-"});
+  ASSERT_TRUE(cl.is_ok());
+  EXPECT_EQ(cl->args, (std::vector<std::string>{"g:Gx7", "-"}));
+}
+
+TEST(ParseCommandLine, ReadTypingBlocksListen) {
+  auto cl = parse({"read", "g:Gx7", "--limit", "20"});
+  ASSERT_TRUE(cl.is_ok()) << cl.status().to_string();
+  EXPECT_EQ(cl->command, Command::kRead);
+  EXPECT_EQ(cl->args, (std::vector<std::string>{"g:Gx7"}));
+  EXPECT_EQ(cl->limit, 20);
+  EXPECT_EQ(parse({"typing", "bob"})->command, Command::kTyping);
+  EXPECT_EQ(parse({"block", "bob"})->command, Command::kBlock);
+  EXPECT_EQ(parse({"unblock", "bob"})->command, Command::kUnblock);
+  EXPECT_EQ(parse({"blocks"})->command, Command::kBlocks);
+  cl = parse({"listen", "--no-receipts"});
+  ASSERT_TRUE(cl.is_ok());
+  EXPECT_TRUE(cl->no_receipts);
+  EXPECT_FALSE(parse({"listen"})->no_receipts);
+}
+
+TEST(ParseCommandLine, GroupAndNewCommandUsageErrors) {
+  auto expect_error = [](std::vector<std::string> argv, std::string_view fragment) {
+    auto cl = parse_command_line(argv);
+    ASSERT_FALSE(cl.is_ok()) << "accepted: " << ::testing::PrintToString(argv);
+    EXPECT_EQ(cl.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(cl.status().message().find(fragment), std::string::npos) << cl.status().message();
+  };
+  expect_error({"group"}, "usage: chatctl group");
+  expect_error({"group", "fly"}, "unknown group command 'fly'");
+  expect_error({"group", "create"}, "usage: chatctl group create NAME");
+  expect_error({"group", "add", "Gx7"}, "usage: chatctl group add GID USER");
+  expect_error({"group", "leave"}, "usage: chatctl group leave GID");
+  expect_error({"group", "list", "extra"}, "usage: chatctl group list");
+  expect_error({"group", "show", "bad/gid"}, "not a group id");
+  expect_error({"group", "add", "Gx7", "Carol!"}, "not a valid user id");
+  expect_error({"group", "create", "x", "--members", "bob,Bad Id"}, "--members: 'Bad Id'");
+  expect_error({"group", "add", "Gx7", "bob", "--members", "carol"},
+               "does not apply to 'group add'");
+  expect_error({"send", "bob", "hi", "--members", "carol"}, "does not apply");
+  expect_error({"send", "--group", "bad/gid", "hi"}, "--group");
+  expect_error({"send", "--group", "Gx7"}, "usage: chatctl send --group GID TEXT");
+  expect_error({"history", "bob", "--group", "Gx7"}, "does not apply");
+  expect_error({"read"}, "usage: chatctl read");
+  expect_error({"read", "bob", "--before", "x"}, "does not apply");
+  expect_error({"typing"}, "usage: chatctl typing");
+  expect_error({"block", "Bob!"}, "not a valid user id");
+  expect_error({"blocks", "bob"}, "usage: chatctl blocks");
+  expect_error({"history", "bob", "--no-receipts"}, "does not apply");
+  expect_error({"listen", "--no-receipts=yes"}, "takes no value");
+}
+
+TEST(ParseGroupId, Forms) {
+  EXPECT_EQ(*parse_group_id("Gx7"), "Gx7");
+  EXPECT_EQ(*parse_group_id("g:Gx7"), "Gx7");
+  EXPECT_FALSE(parse_group_id("").is_ok());
+  EXPECT_FALSE(parse_group_id("g:").is_ok());
+  EXPECT_FALSE(parse_group_id("a b").is_ok());
+  EXPECT_FALSE(parse_group_id(std::string(65, 'a')).is_ok());
+}
+
+TEST(ParseMemberList, Forms) {
+  EXPECT_EQ(*parse_member_list("a,b,c"), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(*parse_member_list(" a , ,a,b "), (std::vector<std::string>{"a", "b"}));
+  EXPECT_TRUE(parse_member_list("")->empty());
+  EXPECT_FALSE(parse_member_list("a,B").is_ok());
+}
+
 TEST(ResolveSettings, Defaults) {
   auto cl = parse({"token"});
   ASSERT_TRUE(cl.is_ok());
@@ -195,8 +307,12 @@ TEST(ParseMqttAddress, Forms) {
 
 TEST(UsageText, MentionsEveryCommandAndExample) {
   std::string text = usage_text();
-  for (const char* word : {"register", "login", "logout", "send", "listen", "history",
-                           "conversations", "token", "--json", "Examples"}) {
+  for (const char* word :
+       {"register",     "login",         "logout",       "send",         "listen",
+        "history",      "conversations", "token",        "--json",       "Examples",
+        "group create", "group add",     "group remove", "group leave",  "group admin",
+        "group list",   "group show",    "send --group", "read",         "typing",
+        "block",        "unblock",       "blocks",       "--no-receipts"}) {
     EXPECT_NE(text.find(word), std::string::npos) << word;
   }
 }

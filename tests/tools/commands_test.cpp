@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 
@@ -238,6 +239,117 @@ TEST_F(CommandsTest, LogoutRevokesAndForgets) {
   EXPECT_EQ(token.status, 1);
   EXPECT_NE(token.err.find("chatctl login alice"), std::string::npos) << token.err;
   EXPECT_EQ(run({"logout"}).status, 0);  // already out: nothing to do
+}
+
+TEST_F(CommandsTest, Groups) {
+  register_and_login("bob");
+  register_and_login("carol");
+  register_and_login("alice");
+
+  Outcome created = run({"group", "create", "Climbing", "club", "--members", "bob"});
+  ASSERT_EQ(created.status, 0) << created.err;
+  EXPECT_EQ(created.out, "G1\n");  // the id alone, for GID=$(...)
+  EXPECT_NE(created.err.find("created g:G1  Climbing club  (2 members, admin)"), std::string::npos)
+      << created.err;
+  {
+    std::lock_guard<std::mutex> lock(fake_.mu());
+    EXPECT_EQ(fake_.groups["G1"]["members"], nlohmann::json({"alice", "bob"}));
+  }
+  Outcome unknown_member = run({"group", "create", "X", "--members", "zed"});
+  EXPECT_EQ(unknown_member.status, 1);
+  EXPECT_NE(unknown_member.err.find("no such user: zed"), std::string::npos) << unknown_member.err;
+
+  Outcome added = run({"group", "add", "g:G1", "carol"});
+  ASSERT_EQ(added.status, 0) << added.err;
+  EXPECT_EQ(added.out, "added carol to g:G1\n");
+  Outcome promoted = run({"group", "admin", "G1", "bob"});
+  ASSERT_EQ(promoted.status, 0) << promoted.err;
+  EXPECT_EQ(promoted.out, "bob is now an admin of g:G1\n");
+
+  Outcome list = run({"group", "list"});
+  ASSERT_EQ(list.status, 0) << list.err;
+  EXPECT_EQ(list.out, "g:G1  Climbing club  (3 members, admin)\n");
+  Outcome show = run({"group", "show", "G1"});
+  ASSERT_EQ(show.status, 0) << show.err;
+  EXPECT_EQ(show.out,
+            "g:G1  Climbing club  (3 members, admin)\n  alice (admin)\n  bob (admin)\n  carol\n");
+  Outcome json_show = run({"--json", "group", "show", "G1"});
+  EXPECT_EQ(nlohmann::json::parse(json_show.out)["name"], "Climbing club");
+
+  // carol is no admin: refused with the server's reason.
+  Outcome refused = run({"--as", "carol", "group", "remove", "G1", "bob"});
+  EXPECT_EQ(refused.status, 1);
+  EXPECT_NE(refused.err.find("only group admins"), std::string::npos) << refused.err;
+  Outcome left = run({"--as", "carol", "group", "leave", "G1"});
+  ASSERT_EQ(left.status, 0) << left.err;
+  EXPECT_EQ(left.out, "left g:G1\n");
+  Outcome gone = run({"--as", "carol", "group", "show", "G1"});
+  EXPECT_EQ(gone.status, 1);
+  EXPECT_NE(gone.err.find("members only"), std::string::npos) << gone.err;
+  Outcome none = run({"--as", "carol", "group", "list"});
+  EXPECT_EQ(none.status, 0);
+  EXPECT_EQ(none.out, "");
+
+  Outcome removed = run({"--json", "group", "remove", "G1", "bob"});
+  ASSERT_EQ(removed.status, 0) << removed.err;
+  auto j = nlohmann::json::parse(removed.out);
+  EXPECT_EQ(j["action"], "member_removed");
+  EXPECT_EQ(j["user"], "bob");
+  EXPECT_EQ(j["group"], "G1");
+  {
+    std::lock_guard<std::mutex> lock(fake_.mu());
+    auto it =
+        std::find(fake_.requests.begin(), fake_.requests.end(), "DELETE /v1/groups/G1/members/bob");
+    EXPECT_NE(it, fake_.requests.end());
+  }
+  Outcome missing = run({"group", "show", "nope"});
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_NE(missing.err.find("no such group"), std::string::npos) << missing.err;
+}
+
+TEST_F(CommandsTest, Blocks) {
+  register_and_login("bob");
+  register_and_login("alice");
+  Outcome blocked = run({"block", "bob"});
+  ASSERT_EQ(blocked.status, 0) << blocked.err;
+  EXPECT_EQ(blocked.out, "blocked bob\n");
+  EXPECT_EQ(run({"blocks"}).out, "bob\n");
+  Outcome json = run({"--json", "blocks"});
+  EXPECT_EQ(nlohmann::json::parse(json.out), nlohmann::json({{"user", "bob"}, {"blocked", true}}));
+  EXPECT_EQ(run({"unblock", "bob"}).out, "unblocked bob\n");
+  Outcome empty = run({"blocks"});
+  EXPECT_EQ(empty.status, 0);
+  EXPECT_EQ(empty.out, "");
+  EXPECT_NE(empty.err.find("you block nobody"), std::string::npos);
+  Outcome unknown = run({"block", "zed"});
+  EXPECT_EQ(unknown.status, 1);
+  EXPECT_NE(unknown.err.find("no such user: zed"), std::string::npos) << unknown.err;
+}
+
+TEST_F(CommandsTest, ReadWithNothingFromOthersNeedsNoBroker) {
+  register_and_login("alice");
+  fake_.add_message("0000000000000001", "alice", "bob", "hi bob");
+  Outcome r = run({"read", "bob"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "nothing to mark in dm:alice:bob: no messages from others\n");
+  Outcome j = run({"--json", "read", "dm:alice:bob"});
+  ASSERT_EQ(j.status, 0) << j.err;
+  EXPECT_EQ(nlohmann::json::parse(j.out)["ids"], nlohmann::json::array());
+
+  EXPECT_EQ(run({"read", "alice"}).status, 2);         // yourself
+  EXPECT_EQ(run({"read", "dm:bob:carol"}).status, 2);  // not mine
+}
+
+TEST_F(CommandsTest, ReadWithoutABrokerFailsClearly) {
+  register_and_login("alice");
+  fake_.add_message("0000000000000001", "bob", "alice", "hi alice");
+  Outcome r = run({"--mqtt", "127.0.0.1:1", "read", "bob"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("read receipt for dm:alice:bob not sent"), std::string::npos) << r.err;
+  std::lock_guard<std::mutex> lock(fake_.mu());
+  EXPECT_NE(std::find(fake_.requests.begin(), fake_.requests.end(),
+                      "GET /v1/conversations/dm:alice:bob/messages"),
+            fake_.requests.end());
 }
 
 TEST_F(CommandsTest, UnreachableApiIsAClearFailure) {

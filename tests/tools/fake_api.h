@@ -46,8 +46,11 @@ class FakeApi {
   std::string last_device;                       // `device` of the last password grant
   int64_t token_ttl = 3600;
   int refresh_calls = 0;
-  std::vector<nlohmann::json> archive;  // envelopes, in id order
-  std::vector<std::string> requests;    // "METHOD path?query" log
+  std::vector<nlohmann::json> archive;                  // envelopes, in id order
+  std::vector<std::string> requests;                    // "METHOD path?query" log
+  std::map<std::string, nlohmann::json> groups;         // gid -> {"id","name","members","admins"}
+  std::map<std::string, std::set<std::string>> blocks;  // user -> blocked users
+  bool groups_route_missing = false;  // answer 404 to GET /v1/groups (an older server)
 
   void add_message(const std::string& id, const std::string& from, const std::string& to,
                    const std::string& body) {
@@ -101,7 +104,124 @@ class FakeApi {
             {"refresh_token", rt}};
   }
 
+  static bool has(const nlohmann::json& list, const std::string& v) {
+    for (const auto& x : list) {
+      if (x == v) return true;
+    }
+    return false;
+  }
+  static void erase_value(nlohmann::json& list, const std::string& v) {
+    nlohmann::json kept = nlohmann::json::array();
+    for (const auto& x : list) {
+      if (x != v) kept.push_back(x);
+    }
+    list = kept;
+  }
+
+  void group_routes() {
+    server_.Post("/v1/groups", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::string user = authenticate(req, res);
+      if (user.empty()) return;
+      auto j = nlohmann::json::parse(req.body, nullptr, false);
+      if (!j.is_object() || !j["name"].is_string() || j["name"].get<std::string>().empty())
+        return error(res, 400, "invalid_argument", "name required");
+      nlohmann::json members = nlohmann::json::array({user});
+      if (j.contains("members")) {
+        for (const auto& m : j["members"]) {
+          if (!m.is_string()) return error(res, 400, "invalid_argument", "members must be ids");
+          if (!passwords.count(m.get<std::string>()))
+            return error(res, 404, "not_found", "no such user: " + m.get<std::string>());
+          if (!has(members, m)) members.push_back(m);
+        }
+      }
+      std::string gid = "G" + std::to_string(groups.size() + 1);
+      groups[gid] = {{"id", gid}, {"name", j["name"]}, {"members", members}, {"admins", {user}}};
+      reply(res, 201, groups[gid]);
+    });
+    server_.Get("/v1/groups", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::string user = authenticate(req, res);
+      if (user.empty()) return;
+      if (groups_route_missing) return error(res, 404, "not_found");
+      nlohmann::json list = nlohmann::json::array();
+      for (const auto& [gid, g] : groups) {
+        if (has(g["members"], user)) list.push_back(g);
+      }
+      reply(res, 200, {{"groups", list}});
+    });
+    server_.Get(R"(/v1/groups/([^/]+))",
+                [this](const httplib::Request& req, httplib::Response& res) {
+                  std::lock_guard<std::mutex> lock(mu_);
+                  std::string user = authenticate(req, res);
+                  if (user.empty()) return;
+                  auto it = groups.find(req.matches[1]);
+                  if (it == groups.end()) return error(res, 404, "not_found", "no such group");
+                  if (!has(it->second["members"], user))
+                    return error(res, 403, "permission_denied", "members only");
+                  reply(res, 200, it->second);
+                });
+    auto change = [this](const std::string& list, bool add) {
+      return [this, list, add](const httplib::Request& req, httplib::Response& res) {
+        std::lock_guard<std::mutex> lock(mu_);
+        std::string me = authenticate(req, res);
+        if (me.empty()) return;
+        auto it = groups.find(req.matches[1]);
+        if (it == groups.end()) return error(res, 404, "not_found", "no such group");
+        std::string user = req.matches[2];
+        auto& g = it->second;
+        bool admin = has(g["admins"], me);
+        if (!admin && !(list == "members" && !add && user == me))
+          return error(res, 403, "permission_denied", "only group admins may do that");
+        if (add) {
+          if (list == "admins" && !has(g["members"], user))
+            return error(res, 404, "not_found", user + " is not a member");
+          if (list == "members" && !passwords.count(user))
+            return error(res, 404, "not_found", "no such user: " + user);
+          if (has(g[list], user)) return error(res, 409, "already_exists", user + " is already in");
+          g[list].push_back(user);
+        } else {
+          if (!has(g["members"], user))
+            return error(res, 404, "not_found", user + " is not a member");
+          erase_value(g["members"], user);
+          erase_value(g["admins"], user);
+        }
+        res.status = 204;
+      };
+    };
+    server_.Put(R"(/v1/groups/([^/]+)/members/([^/]+))", change("members", true));
+    server_.Put(R"(/v1/groups/([^/]+)/admins/([^/]+))", change("admins", true));
+    server_.Delete(R"(/v1/groups/([^/]+)/members/([^/]+))", change("members", false));
+
+    auto block = [this](bool on) {
+      return [this, on](const httplib::Request& req, httplib::Response& res) {
+        std::lock_guard<std::mutex> lock(mu_);
+        std::string me = authenticate(req, res);
+        if (me.empty()) return;
+        std::string peer = req.matches[1];
+        if (!passwords.count(peer)) return error(res, 404, "not_found", "no such user: " + peer);
+        if (on) {
+          blocks[me].insert(peer);
+        } else {
+          blocks[me].erase(peer);
+        }
+        res.status = 204;
+      };
+    };
+    server_.Post(R"(/v1/blocks/([^/]+))", block(true));
+    server_.Delete(R"(/v1/blocks/([^/]+))", block(false));
+    server_.Get("/v1/blocks", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::string me = authenticate(req, res);
+      if (me.empty()) return;
+      nlohmann::json list = nlohmann::json::array();
+      for (const auto& peer : blocks[me]) list.push_back(peer);
+      reply(res, 200, {{"blocked", list}});
+    });
+  }
+
   void routes() {
+    group_routes();
     server_.set_logger([this](const httplib::Request& req, const httplib::Response&) {
       std::lock_guard<std::mutex> lock(mu_);
       std::string query;

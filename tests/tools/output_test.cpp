@@ -77,29 +77,96 @@ TEST_F(OutputTest, ControlCharactersAreEscaped) {
             "[22:13:20] alice -> bob: line1\\nline2");
 }
 
-TEST_F(OutputTest, ReceiptTypingEventLines) {
+TEST_F(OutputTest, ReceiptLines) {
   json receipt = {{"v", 1},           {"conv", "dm:alice:bob"},
                   {"from", "bob"},    {"ids", {"a", "b"}},
                   {"status", "read"}, {"ts", kTs}};
-  EXPECT_EQ(format_receipt_line(receipt, 0), "[22:13:20] * bob read 2 messages in dm:alice:bob");
+  EXPECT_EQ(format_receipt_line(receipt, 0), "[22:13:20] bob read 2 messages in dm:alice:bob");
   receipt["status"] = "delivered";
   receipt["ids"] = {"a"};
-  EXPECT_EQ(format_receipt_line(receipt, 0), "[22:13:20] * bob received 1 message in dm:alice:bob");
+  EXPECT_EQ(format_receipt_line(receipt, 0), "[22:13:20] bob received 1 message in dm:alice:bob");
+  receipt.erase("ts");
+  receipt["conv"] = "g:team";
+  EXPECT_EQ(format_receipt_line(receipt, kTs), "[22:13:20] bob received 1 message in g:team");
+  EXPECT_EQ(format_receipt_line(json{{"from", "x\x1b"}, {"status", "odd\n"}}, kTs),
+            "[22:13:20] x\\x1b odd\\n 0 messages");
+}
 
+TEST_F(OutputTest, TypingLines) {
   json typing = {{"v", 1}, {"conv", "dm:alice:bob"}, {"from", "bob"}, {"state", "composing"}};
-  EXPECT_EQ(format_typing_line(typing, kTs), "[22:13:20] * bob is typing (dm:alice:bob)");
+  EXPECT_EQ(format_typing_line(typing, kTs), "[22:13:20] bob is typing\u2026");
+  typing["conv"] = "g:team";
+  EXPECT_EQ(format_typing_line(typing, kTs), "[22:13:20] bob is typing\u2026 in g:team");
   typing["state"] = "paused";
-  EXPECT_EQ(format_typing_line(typing, kTs), "[22:13:20] * bob stopped typing (dm:alice:bob)");
+  EXPECT_EQ(format_typing_line(typing, kTs), "");
+  EXPECT_EQ(format_typing_line(json("junk"), kTs), "");
+  typing = {{"from", "bob\nfake line"}, {"state", "composing"}};
+  EXPECT_EQ(format_typing_line(typing, kTs), "[22:13:20] bob\\nfake line is typing\u2026");
+}
 
+TEST_F(OutputTest, ErrorAndOtherEvents) {
   json error = {{"v", 1},
                 {"type", "error"},
                 {"cid", "c9"},
                 {"code", "rate_limited"},
                 {"reason", "slow down"}};
   EXPECT_EQ(format_event_line(error, kTs), "[22:13:20] ! error rate_limited: slow down (cid c9)");
-  json joined = {{"v", 1}, {"type", "member_added"}, {"group", "team"}};
-  EXPECT_EQ(format_event_line(joined, kTs), R"([22:13:20] * event member_added: {"group":"team"})");
-  EXPECT_EQ(format_event_line(json("junk"), kTs), "[22:13:20] * event ?");
+  json other = {{"v", 1}, {"type", "ban"}, {"until", 5}};
+  EXPECT_EQ(format_event_line(other, kTs), R"([22:13:20] event ban: {"until":5})");
+  EXPECT_EQ(format_event_line(json("junk"), kTs), "[22:13:20] event ?");
+}
+
+TEST_F(OutputTest, GroupEvents) {
+  json event = {{"v", 1},         {"type", "group"},    {"action", "member_added"},
+                {"group", "Gx7"}, {"name", "Climbing"}, {"user", "carol"},
+                {"by", "alice"},  {"ts", kTs}};
+  EXPECT_EQ(format_event_line(event, 0), "[22:13:20] alice added carol to Climbing (g:Gx7)");
+  event["action"] = "created";
+  event["user"] = "alice";
+  EXPECT_EQ(format_event_line(event, 0), "[22:13:20] alice created Climbing (g:Gx7)");
+  event["action"] = "member_removed";
+  event["user"] = "carol";
+  EXPECT_EQ(format_event_line(event, 0), "[22:13:20] alice removed carol from Climbing (g:Gx7)");
+  event["by"] = "carol";
+  EXPECT_EQ(format_event_line(event, 0), "[22:13:20] carol left Climbing (g:Gx7)");
+  event["action"] = "admin_added";
+  event["by"] = "alice";
+  EXPECT_EQ(format_event_line(event, 0),
+            "[22:13:20] alice made carol an admin of Climbing (g:Gx7)");
+  event["name"] = "\x1b[2JClimbing\xe2\x80\xae";
+  EXPECT_EQ(format_event_line(event, 0),
+            "[22:13:20] alice made carol an admin of \\x1b[2JClimbing\\u202e (g:Gx7)");
+  event.erase("name");
+  EXPECT_EQ(format_event_line(event, 0), "[22:13:20] alice made carol an admin of g:Gx7 (g:Gx7)");
+  event["action"] = "renamed";  // unknown: shown as a generic event
+  EXPECT_EQ(format_event_line(event, 0).rfind("[22:13:20] event group: {", 0), 0u);
+}
+
+TEST_F(OutputTest, PresenceLines) {
+  json online = {{"v", 1}, {"status", "online"}, {"ts", kTs}};
+  EXPECT_EQ(format_presence_line("bob", online, kTs + 5000), "[22:13:25] bob is online");
+  json offline = {{"v", 1}, {"status", "offline"}, {"ts", kTs - 3 * 60'000}};
+  EXPECT_EQ(format_presence_line("bob", offline, kTs), "[22:13:20] bob was last seen 22:10");
+  // Not today: with the date.
+  EXPECT_EQ(format_presence_line("bob", offline, kTs + 86'400'000),
+            "[22:13:20] bob was last seen 2023-11-14 22:10");
+  EXPECT_EQ(format_presence_line("bob", json{{"status", "offline"}}, kTs),
+            "[22:13:20] bob is offline");
+  EXPECT_EQ(format_presence_line("bob", json{{"status", "away\n"}}, kTs),
+            "[22:13:20] bob is away\\n");
+}
+
+TEST_F(OutputTest, GroupLines) {
+  json group = {{"id", "Gx7"},
+                {"name", "Climbing"},
+                {"members", {"alice", "bob", "carol"}},
+                {"admins", {"alice"}}};
+  EXPECT_EQ(format_group_line(group, "alice"), "g:Gx7  Climbing  (3 members, admin)");
+  EXPECT_EQ(format_group_line(group, "bob"), "g:Gx7  Climbing  (3 members)");
+  EXPECT_EQ(format_group_details(group, "bob"),
+            "g:Gx7  Climbing  (3 members)\n  alice (admin)\n  bob\n  carol");
+  EXPECT_EQ(format_group_line(json{{"id", "x"}, {"members", {"a"}}}, "a"), "g:x    (1 member)");
+  EXPECT_EQ(format_group_details(json::array(), "a"), "g:    (0 members)");
 }
 
 TEST_F(OutputTest, ConversationLine) {

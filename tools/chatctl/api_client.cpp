@@ -173,6 +173,25 @@ Result<ApiResponse> ApiClient::post_form(std::string_view path, const FormFields
                        "POST", path);
 }
 
+Result<ApiResponse> ApiClient::request(std::string_view method, std::string_view path,
+                                       const nlohmann::json* body, std::string_view bearer) {
+  std::string p = impl_->full_path(path);
+  std::string content = body ? dump_json(*body) : std::string();
+  const char* type = body ? "application/json" : "";
+  auto headers = impl_->headers(bearer);
+  if (method == "GET") return impl_->finish(impl_->client.Get(p, headers), method, path);
+  if (method == "POST") {
+    return impl_->finish(impl_->client.Post(p, headers, content, type), method, path);
+  }
+  if (method == "PUT") {
+    return impl_->finish(impl_->client.Put(p, headers, content, type), method, path);
+  }
+  if (method == "DELETE") {
+    return impl_->finish(impl_->client.Delete(p, headers, content, type), method, path);
+  }
+  return invalid_argument("unsupported HTTP method " + std::string(method));
+}
+
 Result<ApiResponse> ApiClient::create_user(std::string_view user, std::string_view password) {
   return post_json("/v1/users", {{"user", user}, {"password", password}}, {});
 }

@@ -67,6 +67,9 @@ class ApiClient {
                                 std::string_view bearer);
   Result<ApiResponse> post_form(std::string_view path, const FormFields& fields,
                                 std::string_view bearer);
+  // Any of GET, POST, PUT, DELETE; `body` (nullptr: none) is sent as JSON.
+  Result<ApiResponse> request(std::string_view method, std::string_view path,
+                              const nlohmann::json* body, std::string_view bearer);
 
   // POST /v1/users {"user","password"}.
   Result<ApiResponse> create_user(std::string_view user, std::string_view password);

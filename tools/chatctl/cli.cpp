@@ -1,5 +1,6 @@
 #include "chatctl/cli.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -26,11 +27,38 @@ constexpr CommandSpec kCommands[] = {
     {"register", Command::kRegister, 1, 1, "register USER [--password P]"},
     {"login", Command::kLogin, 1, 1, "login USER [--password P]"},
     {"logout", Command::kLogout, 0, 0, "logout"},
-    {"send", Command::kSend, 2, kUnbounded, "send PEER TEXT... | send PEER -"},
-    {"listen", Command::kListen, 0, 0, "listen [--count N] [--timeout S]"},
+    {"send", Command::kSend, 2, kUnbounded,
+     "send PEER TEXT... | send PEER - | send --group GID TEXT..."},
+    {"listen", Command::kListen, 0, 0, "listen [--count N] [--timeout S] [--no-receipts]"},
     {"history", Command::kHistory, 1, 1, "history PEER [--limit N] [--before ID]"},
     {"conversations", Command::kConversations, 0, 0, "conversations"},
     {"token", Command::kToken, 0, 0, "token"},
+    {"group", Command::kGroup, 1, kUnbounded,
+     "group create NAME [--members a,b,c] | add GID USER | remove GID USER | leave GID | "
+     "admin GID USER | list | show GID"},
+    {"read", Command::kRead, 1, 1, "read PEER|g:GID [--limit N]"},
+    {"typing", Command::kTyping, 1, 1, "typing PEER|g:GID"},
+    {"block", Command::kBlock, 1, 1, "block USER"},
+    {"unblock", Command::kUnblock, 1, 1, "unblock USER"},
+    {"blocks", Command::kBlocks, 0, 0, "blocks"},
+};
+
+struct GroupSpec {
+  std::string_view name;
+  GroupAction action;
+  size_t min_args;
+  size_t max_args;
+  std::string_view synopsis;
+};
+
+constexpr GroupSpec kGroupActions[] = {
+    {"create", GroupAction::kCreate, 1, kUnbounded, "group create NAME [--members a,b,c]"},
+    {"add", GroupAction::kAdd, 2, 2, "group add GID USER"},
+    {"remove", GroupAction::kRemove, 2, 2, "group remove GID USER"},
+    {"leave", GroupAction::kLeave, 1, 1, "group leave GID"},
+    {"admin", GroupAction::kAdmin, 2, 2, "group admin GID USER"},
+    {"list", GroupAction::kList, 0, 0, "group list"},
+    {"show", GroupAction::kShow, 1, 1, "group show GID"},
 };
 
 const CommandSpec* find_command(std::string_view name) {
@@ -131,9 +159,15 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
       out.json = true;
       continue;
     }
-    static constexpr std::string_view kValued[] = {"api",    "mqtt",  "as",       "device",
-                                                   "home",   "ca",    "password", "limit",
-                                                   "before", "count", "timeout"};
+    if (name == "no-receipts") {
+      if (inline_value) return usage_error("--no-receipts takes no value");
+      out.no_receipts = true;
+      command_options.emplace_back(name, Command::kListen);
+      continue;
+    }
+    static constexpr std::string_view kValued[] = {
+        "api",   "mqtt",   "as",    "device",  "home",  "ca",     "password",
+        "limit", "before", "count", "timeout", "group", "members"};
     bool known = false;
     for (auto k : kValued) known = known || (k == name);
     if (!known) return usage_error("unknown option --" + name);
@@ -174,7 +208,7 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
         return usage_error("--limit: '" + value + "' is not a positive number");
       }
       out.limit = static_cast<int>(v);
-      command_options.emplace_back(name, Command::kHistory);
+      command_options.emplace_back(name, Command::kHistory);  // or kRead
     } else if (name == "before") {
       if (value.empty()) return usage_error("--before needs a message id");
       out.before = value;
@@ -193,6 +227,16 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
       }
       out.timeout_seconds = v;
       command_options.emplace_back(name, Command::kListen);
+    } else if (name == "group") {
+      auto gid = parse_group_id(value);
+      if (!gid) return usage_error("--group: " + gid.status().message());
+      out.group = *gid;
+      command_options.emplace_back(name, Command::kSend);
+    } else if (name == "members") {
+      auto members = parse_member_list(value);
+      if (!members) return usage_error("--members: " + members.status().message());
+      out.members.insert(out.members.end(), members->begin(), members->end());
+      command_options.emplace_back(name, Command::kGroup);
     }
   }
 
@@ -206,14 +250,88 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
   out.command = spec->command;
   out.args.assign(positional.begin() + 1, positional.end());
 
-  for (const auto& [name, owner] : command_options) {
-    bool fits = owner == out.command || (name == "password" && out.command == Command::kRegister);
-    if (!fits && out.command != Command::kHelp) {
-      return usage_error("--" + name + " does not apply to '" + std::string(spec->name) + "'");
+  std::string_view command_word = spec->name;
+  if (out.command == Command::kGroup && !out.args.empty()) {
+    // The subcommand and its arguments.
+    const GroupSpec* action = nullptr;
+    for (const auto& g : kGroupActions) {
+      if (g.name == out.args.front()) action = &g;
+    }
+    if (action == nullptr) {
+      return usage_error("unknown group command '" + out.args.front() + "'; usage: chatctl " +
+                         std::string(spec->synopsis));
+    }
+    out.group_action = action->action;
+    out.args.erase(out.args.begin());
+    if (out.args.size() < action->min_args || out.args.size() > action->max_args) {
+      return usage_error("usage: chatctl " + std::string(action->synopsis));
+    }
+    if (out.group_action != GroupAction::kCreate && out.group_action != GroupAction::kList) {
+      auto gid = parse_group_id(out.args.front());
+      if (!gid) return usage_error(gid.status().message());
+      out.args.front() = *gid;
+    }
+    if (out.args.size() == 2 && !is_valid_user_id(out.args[1])) {
+      return usage_error("'" + out.args[1] + "' is not a valid user id");
     }
   }
-  if (out.args.size() < spec->min_args || out.args.size() > spec->max_args) {
+
+  for (const auto& [name, owner] : command_options) {
+    bool fits = owner == out.command || (name == "password" && out.command == Command::kRegister) ||
+                (name == "limit" && out.command == Command::kRead);
+    if (name == "members") fits = fits && out.group_action == GroupAction::kCreate;
+    if (!fits && out.command != Command::kHelp) {
+      std::string where(command_word);
+      if (out.command == Command::kGroup && !positional.empty() && positional.size() > 1)
+        where += " " + positional[1];
+      return usage_error("--" + name + " does not apply to '" + where + "'");
+    }
+  }
+  if (out.command == Command::kSend && out.group) {
+    // send --group GID TEXT...: the same as send g:GID TEXT...
+    if (out.args.empty()) return usage_error("usage: chatctl send --group GID TEXT...");
+    out.args.insert(out.args.begin(), "g:" + *out.group);
+  }
+  if (out.command != Command::kGroup &&
+      (out.args.size() < spec->min_args || out.args.size() > spec->max_args)) {
     return usage_error("usage: chatctl " + std::string(spec->synopsis));
+  }
+  if (out.command == Command::kGroup && out.group_action == GroupAction::kNone) {
+    return usage_error("usage: chatctl " + std::string(spec->synopsis));
+  }
+  if ((out.command == Command::kBlock || out.command == Command::kUnblock) &&
+      !is_valid_user_id(out.args.front())) {
+    return usage_error("'" + out.args.front() + "' is not a valid user id");
+  }
+  return out;
+}
+
+Result<std::string> parse_group_id(std::string_view text) {
+  std::string_view gid = text;
+  if (gid.rfind("g:", 0) == 0) gid.remove_prefix(2);
+  if (!is_valid_group_id(gid)) {
+    return invalid_argument("'" + std::string(text) +
+                            "' is not a group id ([A-Za-z0-9_-]{1,64}, optionally g:<id>)");
+  }
+  return std::string(gid);
+}
+
+Result<std::vector<std::string>> parse_member_list(std::string_view text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string_view::npos) comma = text.size();
+    std::string_view item = text.substr(start, comma - start);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (!item.empty()) {
+      if (!is_valid_user_id(item)) {
+        return invalid_argument("'" + std::string(item) + "' is not a valid user id");
+      }
+      if (std::find(out.begin(), out.end(), item) == out.end()) out.emplace_back(item);
+    }
+    start = comma + 1;
   }
   return out;
 }
@@ -230,12 +348,28 @@ Commands:
   logout                         revoke this device's refresh token and forget the tokens
   send PEER TEXT...              send a direct message and wait until the server has it
   send PEER -                    send each line of standard input as a message
-  listen [--count N] [--timeout S]
-                                 print messages as they arrive (catching up with /v1/sync first);
+  send --group GID TEXT...       send to a group (the same as send g:GID TEXT...)
+  listen [--count N] [--timeout S] [--no-receipts]
+                                 print messages as they arrive (catching up with /v1/sync first),
+                                 receipts, typing, group events and presence; acknowledges
+                                 messages with "delivered" receipts unless --no-receipts;
                                  --count: exit after N messages, --timeout: give up after S seconds
   history PEER [--limit N] [--before ID]
-                                 print the conversation with PEER, oldest first
+                                 print the conversation with PEER (or g:GID), oldest first
+  read PEER|g:GID [--limit N]    mark the newest messages from others as read
+  typing PEER|g:GID              tell PEER (or the group) that you are typing
   conversations                  list conversations with unread counts and the last message
+  group create NAME [--members a,b,c]
+                                 create a group (you are its admin); prints its id
+  group add GID USER             add a member (admins)
+  group remove GID USER          remove a member (admins)
+  group leave GID                leave the group
+  group admin GID USER           make a member an admin (admins)
+  group list                     your groups with their member counts
+  group show GID                 a group's name, members and admins
+  block USER | unblock USER      stop (or resume) receiving USER's messages, receipts, typing
+                                 and presence
+  blocks                         the users you block
   token                          print a valid access token (refreshed when needed)
   help                           this text
 
@@ -257,6 +391,9 @@ Examples:
   chatctl --as bob send alice hello there
   seq 3 | chatctl --as bob send alice -
   chatctl --as alice history bob --limit 20
+  GID=$(chatctl --as alice group create Climbing --members bob,carol)
+  chatctl --as bob send --group "$GID" who is in for Saturday?
+  chatctl --as carol read g:"$GID"
   curl -H "Authorization: Bearer $(chatctl token)" http://127.0.0.1:8080/v1/conversations
 
 Exit status: 0 ok, 1 refused or failed, 2 bad command line.

@@ -31,6 +31,24 @@ enum class Command {
   kHistory,        // history PEER
   kConversations,  // conversations
   kToken,          // token
+  kGroup,          // group ACTION ...
+  kRead,           // read CONV
+  kTyping,         // typing PEER|g:GID
+  kBlock,          // block USER
+  kUnblock,        // unblock USER
+  kBlocks,         // blocks
+};
+
+// `group` subcommands.
+enum class GroupAction {
+  kNone,
+  kCreate,  // group create NAME... [--members a,b,c]
+  kAdd,     // group add GID USER
+  kRemove,  // group remove GID USER
+  kLeave,   // group leave GID
+  kAdmin,   // group admin GID USER
+  kList,    // group list
+  kShow,    // group show GID
 };
 
 const char* command_name(Command command);
@@ -38,7 +56,11 @@ const char* command_name(Command command);
 // Everything given on the command line, before defaults are applied.
 struct CommandLine {
   Command command = Command::kHelp;
-  std::vector<std::string> args;  // positional arguments after the command
+  // Positional arguments after the command (after the subcommand for `group`).
+  // `send --group GID TEXT...` is stored as `send g:GID TEXT...`; a group id
+  // given to `group` as g:GID is stored without the prefix.
+  std::vector<std::string> args;
+  GroupAction group_action = GroupAction::kNone;
 
   // Global options (any command).
   std::optional<std::string> api;      // --api URL
@@ -51,11 +73,20 @@ struct CommandLine {
 
   // Per-command options.
   std::optional<std::string> password;    // register, login: --password P
-  std::optional<int> limit;               // history: --limit N (N >= 1)
+  std::optional<int> limit;               // history, read: --limit N (N >= 1)
   std::optional<std::string> before;      // history: --before ID
   std::optional<int64_t> count;           // listen: --count N (N >= 1)
   std::optional<double> timeout_seconds;  // listen: --timeout S (S > 0)
+  bool no_receipts = false;               // listen: --no-receipts
+  std::optional<std::string> group;       // send: --group GID (without "g:")
+  std::vector<std::string> members;       // group create: --members a,b,c (user ids)
 };
+
+// "GID" or "g:GID" -> GID; kInvalidArgument when not a valid group id.
+Result<std::string> parse_group_id(std::string_view text);
+// "a,b,c" -> {a,b,c}: user ids, empty items skipped, duplicates removed (first
+// kept); kInvalidArgument naming the first invalid id.
+Result<std::vector<std::string>> parse_member_list(std::string_view text);
 
 // Parses argv without the program name. Options may appear before or after the
 // command, as `--name value` or `--name=value`; `--` ends option parsing (so a

@@ -283,6 +283,18 @@ int run_chatctl(const std::vector<std::string>& args, const EnvLookup& env, std:
       return run_conversations(ctx);
     case Command::kToken:
       return run_token(ctx);
+    case Command::kGroup:
+      return run_group(ctx);
+    case Command::kRead:
+      return run_read(ctx);
+    case Command::kTyping:
+      return run_typing(ctx);
+    case Command::kBlock:
+      return run_block(ctx, true);
+    case Command::kUnblock:
+      return run_block(ctx, false);
+    case Command::kBlocks:
+      return run_blocks(ctx);
     case Command::kHelp:
       break;
   }

@@ -27,5 +27,10 @@ int run_history(Context& ctx);
 int run_conversations(Context& ctx);
 int run_send(Context& ctx);    // send_command.cpp
 int run_listen(Context& ctx);  // listen_command.cpp
+int run_group(Context& ctx);   // group_commands.cpp
+int run_block(Context& ctx, bool block);
+int run_blocks(Context& ctx);
+int run_read(Context& ctx);  // read_command.cpp
+int run_typing(Context& ctx);
 
 }  // namespace chat::tools

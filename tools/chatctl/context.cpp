@@ -2,11 +2,14 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <csignal>
+#include <optional>
 
 #include "chat/common/ids.h"
 #include "chat/common/topics.h"
 #include "chatctl/json_access.h"
+#include "chatctl/output.h"
 #include "chatctl/random_ids.h"
 
 namespace chat::tools {
@@ -102,13 +105,18 @@ Result<std::string> active_device(const Context& ctx, const Profile& profile) {
 }
 
 Result<ApiResponse> authed_get(Context& ctx, Credentials& credentials, std::string_view path) {
+  return authed_request(ctx, credentials, "GET", path, nullptr);
+}
+
+Result<ApiResponse> authed_request(Context& ctx, Credentials& credentials, std::string_view method,
+                                   std::string_view path, const nlohmann::json* body) {
   auto profile = credentials.fresh();
   if (!profile) return profile.status();
-  auto response = ctx.api.get(path, profile->access_token);
+  auto response = ctx.api.request(method, path, body, profile->access_token);
   if (!response || response->status != 401) return response;
   profile = credentials.fresh(profile->access_token);
   if (!profile) return profile.status();
-  return ctx.api.get(path, profile->access_token);
+  return ctx.api.request(method, path, body, profile->access_token);
 }
 
 int fail(Context& ctx, const Status& status) {
@@ -175,6 +183,60 @@ Result<std::string> conversation_for(std::string_view me, std::string_view peer)
   if (!is_valid_user_id(peer))
     return invalid_argument("'" + std::string(peer) + "' is not a user id");
   return topics::dm_conversation(me, peer);
+}
+
+
+Status publish_once(Context& ctx, Credentials& credentials, const std::string& device,
+                    const std::string& topic, const std::string& payload, int qos,
+                    std::chrono::milliseconds timeout) {
+  using SteadyClock = std::chrono::steady_clock;
+  // After a refusing PUBACK, how long to wait for the error event that says why.
+  constexpr auto kRefusalGrace = std::chrono::milliseconds(1500);
+  const auto deadline = SteadyClock::now() + timeout;
+  auto session = open_inbox(ctx, credentials, device, timeout, /*persistent=*/false);
+  if (!session) return session.status();
+  const std::string event_topic = topics::inbox(credentials.user(), topics::kInboxEvent);
+  auto seq = session->link->publish(topic, payload, qos);
+  if (!seq) return seq.status();
+
+  std::optional<SteadyClock::time_point> refused_until;
+  std::string refusal = "the broker refused the publish to " + topic;
+  while (true) {
+    auto now = SteadyClock::now();
+    if (refused_until && now >= *refused_until) break;
+    if (!refused_until && now >= deadline) {
+      session->link->disconnect(std::chrono::milliseconds(300));
+      return unavailable("no acknowledgement from the broker for " + topic + " within " +
+                         std::to_string(timeout.count() / 1000) + " s");
+    }
+    auto event = session->link->next_event(refused_until ? *refused_until : deadline);
+    if (!event) continue;
+    if (event->kind == MqttEvent::Kind::kConnectionLost) return unavailable(event->detail);
+    if (event->kind == MqttEvent::Kind::kPublishDone && event->publish_seq == *seq) {
+      if (event->publish_ok) {
+        session->link->disconnect();
+        return Status::ok();
+      }
+      if (event->reason_code < 0x80) return unavailable(event->detail);
+      refusal += " (" + event->detail + ")";
+      refused_until = std::min(deadline, SteadyClock::now() + kRefusalGrace);
+      continue;
+    }
+    if (event->kind == MqttEvent::Kind::kMessage && event->topic == event_topic) {
+      auto j = parse_json(event->payload);
+      // Receipts and typing carry no cid: an error without one is ours.
+      if (json_string(j, "type") == "error" && json_string(j, "cid").empty()) {
+        session->link->disconnect(std::chrono::milliseconds(300));
+        std::string code = json_string(j, "code");
+        std::string reason = json_string(j, "reason");
+        return permission_denied(
+            "refused: " + sanitize_for_terminal(code.empty() ? "error" : code) +
+            (reason.empty() ? "" : ": " + sanitize_for_terminal(reason)));
+      }
+    }
+  }
+  session->link->disconnect(std::chrono::milliseconds(300));
+  return permission_denied(refusal);
 }
 
 }  // namespace chat::tools

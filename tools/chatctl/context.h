@@ -91,6 +91,9 @@ Result<std::string> active_device(const Context& ctx, const Profile& profile);
 // GET with the profile's access token; on 401 the token is refreshed once and
 // the call repeated. Non-2xx answers are returned, not turned into errors.
 Result<ApiResponse> authed_get(Context& ctx, Credentials& credentials, std::string_view path);
+// The same for any method (ApiClient::request); `body` nullptr: none.
+Result<ApiResponse> authed_request(Context& ctx, Credentials& credentials, std::string_view method,
+                                   std::string_view path, const nlohmann::json* body = nullptr);
 
 // Reports a failed command and returns the exit status for it.
 int fail(Context& ctx, const Status& status);
@@ -113,5 +116,14 @@ Result<InboxSession> open_inbox(Context& ctx, Credentials& credentials, const st
 Result<std::string> send_topic_for(std::string_view peer);
 // The conversation id of `peer` seen from `me`: dm:<a>:<b> or g:<gid>.
 Result<std::string> conversation_for(std::string_view me, std::string_view peer);
+
+// Connects a short-lived session as `device` (no stored session), publishes
+// `payload` to `topic` at `qos` and waits up to `timeout` for the PUBACK (QoS
+// 1/2) or for the packet to be written (QoS 0). A refusal (PUBACK >= 0x80, or
+// an error event without a cid on u/<me>/event) is kPermissionDenied with the
+// server's code and reason.
+Status publish_once(Context& ctx, Credentials& credentials, const std::string& device,
+                    const std::string& topic, const std::string& payload, int qos,
+                    std::chrono::milliseconds timeout);
 
 }  // namespace chat::tools

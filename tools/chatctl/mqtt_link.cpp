@@ -149,6 +149,7 @@ Result<std::unique_ptr<MqttLink>> MqttLink::connect(const MqttConnectOptions& op
     e.kind = MqttEvent::Kind::kMessage;
     e.topic = msg->get_topic();
     e.payload = msg->get_payload_str();
+    e.retained = msg->is_retained();
     queue->push(std::move(e));
   });
   impl->client->set_connection_lost_handler([queue](const std::string& cause) {
@@ -220,6 +221,30 @@ Status MqttLink::subscribe(const std::string& filter, int qos, std::chrono::mill
     return unavailable("cannot subscribe to " + filter + ": " + e.what());
   }
   return Status::ok();
+}
+
+Result<std::vector<bool>> MqttLink::subscribe_many(const std::vector<std::string>& filters, int qos,
+                                                   std::chrono::milliseconds timeout) {
+  std::vector<bool> granted(filters.size(), false);
+  if (filters.empty()) return granted;
+  try {
+    auto collection = mqtt::string_collection::create(filters);
+    mqtt::iasync_client::qos_collection qoss(filters.size(), qos);
+    mqtt::token_ptr tok = impl_->client->subscribe(collection, qoss);
+    if (!tok->wait_for(timeout)) return unavailable("no SUBACK within the timeout");
+    mqtt::subscribe_response response = tok->get_subscribe_response();
+    const auto& reasons = response.get_reason_codes();
+    for (size_t i = 0; i < filters.size() && i < reasons.size(); ++i) {
+      granted[i] = static_cast<int>(reasons[i]) < 0x80;
+    }
+  } catch (const mqtt::exception& e) {
+    // Paho reports a SUBACK refusing a single filter as a failure.
+    if (e.get_reason_code() >= 0x80) return granted;
+    return unavailable("cannot subscribe: " + e.get_error_str());
+  } catch (const std::exception& e) {
+    return unavailable(std::string("cannot subscribe: ") + e.what());
+  }
+  return granted;
 }
 
 Result<uint64_t> MqttLink::publish(const std::string& topic, const std::string& payload, int qos) {

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "chat/common/status.h"
 
@@ -26,6 +27,7 @@ struct MqttEvent {
   Kind kind = Kind::kMessage;
   std::string topic;
   std::string payload;
+  bool retained = false;  // kMessage: a retained message (sent because we just subscribed)
   uint64_t publish_seq = 0;
   bool publish_ok = false;  // PUBACK with a reason code below 0x80
   int reason_code = 0;      // the PUBACK's reason code (0x10 "no matching subscribers" is ok)
@@ -62,6 +64,12 @@ class MqttLink {
   // Subscribes and waits for the SUBACK; a refusal (reason >= 0x80) is
   // kPermissionDenied.
   Status subscribe(const std::string& filter, int qos, std::chrono::milliseconds timeout);
+
+  // Subscribes to several filters in one SUBSCRIBE and waits for the SUBACK.
+  // Returns, per filter, whether the broker granted it; kUnavailable when no
+  // SUBACK came (timeout, connection lost).
+  Result<std::vector<bool>> subscribe_many(const std::vector<std::string>& filters, int qos,
+                                           std::chrono::milliseconds timeout);
 
   // Sends a PUBLISH; its outcome arrives as a kPublishDone event carrying the
   // returned sequence number. kUnavailable when the client refuses at once

@@ -161,8 +161,7 @@ std::string format_receipt_line(const nlohmann::json& receipt, int64_t now_ms) {
   std::string status = json_string(receipt, "status");
   const auto& ids = json_field(receipt, "ids");
   size_t count = ids.is_array() ? ids.size() : 0;
-  std::string line =
-      stamp(ts, false) + "* " + sanitize_for_terminal(json_string(receipt, "from")) + " ";
+  std::string line = stamp(ts, false) + sanitize_for_terminal(json_string(receipt, "from")) + " ";
   line += status == "read"        ? "read"
           : status == "delivered" ? "received"
                                   : sanitize_for_terminal(status);
@@ -173,16 +172,42 @@ std::string format_receipt_line(const nlohmann::json& receipt, int64_t now_ms) {
 }
 
 std::string format_typing_line(const nlohmann::json& typing, int64_t now_ms) {
-  std::string state = json_string(typing, "state");
-  std::string line =
-      stamp(now_ms, false) + "* " + sanitize_for_terminal(json_string(typing, "from"));
-  line += state == "composing" ? " is typing"
-          : state == "paused"  ? " stopped typing"
-                               : " typing: " + sanitize_for_terminal(state);
+  if (json_string(typing, "state") != "composing") return "";
+  std::string line = stamp(now_ms, false) + sanitize_for_terminal(json_string(typing, "from")) +
+                     " is typing\u2026";
   std::string conv = json_string(typing, "conv");
-  if (!conv.empty()) line += " (" + sanitize_for_terminal(conv) + ")";
+  if (conv.rfind("g:", 0) == 0) line += " in " + sanitize_for_terminal(conv);
   return line;
 }
+
+namespace {
+
+std::string group_event_text(const nlohmann::json& event) {
+  std::string action = json_string(event, "action");
+  std::string user = sanitize_for_terminal(json_string(event, "user"));
+  std::string by = sanitize_for_terminal(json_string(event, "by"));
+  std::string gid = json_string(event, "group");
+  std::string name = sanitize_for_terminal(json_string(event, "name"));
+  if (name.empty()) name = gid.empty() ? "a group" : "g:" + sanitize_for_terminal(gid);
+  std::string text;
+  if (action == "created") {
+    text = (by.empty() ? user : by) + " created " + name;
+  } else if (action == "member_added") {
+    text = by + " added " + user + " to " + name;
+  } else if (action == "member_removed") {
+    text = (by.empty() || by == user) ? user + " left " + name
+                                      : by + " removed " + user + " from " + name;
+  } else if (action == "admin_added") {
+    text = (by.empty() || by == user) ? user + " is now an admin of " + name
+                                      : by + " made " + user + " an admin of " + name;
+  } else {
+    return "";
+  }
+  if (!gid.empty()) text += " (g:" + sanitize_for_terminal(gid) + ")";
+  return text;
+}
+
+}  // namespace
 
 std::string format_event_line(const nlohmann::json& event, int64_t now_ms) {
   std::string type = json_string(event, "type");
@@ -196,13 +221,72 @@ std::string format_event_line(const nlohmann::json& event, int64_t now_ms) {
     if (!cid.empty()) line += " (cid " + sanitize_for_terminal(cid) + ")";
     return line;
   }
+  if (type == "group") {
+    std::string text = group_event_text(event);
+    if (!text.empty()) return stamp(ts, false) + text;
+  }
   nlohmann::json rest = event.is_object() ? event : nlohmann::json::object();
   rest.erase("v");
   rest.erase("type");
   std::string line =
-      stamp(ts, false) + "* event " + (type.empty() ? "?" : sanitize_for_terminal(type));
+      stamp(ts, false) + "event " + (type.empty() ? "?" : sanitize_for_terminal(type));
   if (!rest.empty()) line += ": " + sanitize_for_terminal(dump_json(rest));
   return line;
+}
+
+std::string format_presence_line(std::string_view user, const nlohmann::json& presence,
+                                 int64_t now_ms) {
+  std::string status = json_string(presence, "status");
+  std::string line = stamp(now_ms, false) + sanitize_for_terminal(user);
+  if (status == "online") return line + " is online";
+  if (status != "offline") return line + " is " + sanitize_for_terminal(status);
+  int64_t ts = json_int(presence, "ts", 0);
+  if (ts <= 0) return line + " is offline";
+  std::string seen = format_clock(ts, true);  // "YYYY-MM-DD HH:MM:SS"
+  std::string today = format_clock(now_ms, true);
+  seen.resize(seen.size() - 3);  // drop ":SS"
+  if (seen.compare(0, 10, today, 0, 10) == 0) seen.erase(0, 11);
+  return line + " was last seen " + seen;
+}
+
+namespace {
+
+size_t json_array_size(const nlohmann::json& j, std::string_view key) {
+  const auto& v = json_field(j, key);
+  return v.is_array() ? v.size() : 0;
+}
+
+bool json_array_has(const nlohmann::json& j, std::string_view key, std::string_view value) {
+  const auto& v = json_field(j, key);
+  if (!v.is_array()) return false;
+  for (const auto& item : v) {
+    if (item.is_string() && item.get_ref<const std::string&>() == value) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string format_group_line(const nlohmann::json& group, std::string_view me) {
+  std::string line = "g:" + sanitize_for_terminal(json_string(group, "id"));
+  line += "  " + sanitize_for_terminal(json_string(group, "name"));
+  size_t members = json_array_size(group, "members");
+  line += "  (" + std::to_string(members) + (members == 1 ? " member" : " members");
+  if (!me.empty() && json_array_has(group, "admins", me)) line += ", admin";
+  return line + ")";
+}
+
+std::string format_group_details(const nlohmann::json& group, std::string_view me) {
+  std::string out = format_group_line(group, me);
+  const auto& members = json_field(group, "members");
+  if (!members.is_array()) return out;
+  for (const auto& m : members) {
+    if (!m.is_string()) continue;
+    const std::string& user = m.get_ref<const std::string&>();
+    out += "\n  " + sanitize_for_terminal(user);
+    if (json_array_has(group, "admins", user)) out += " (admin)";
+  }
+  return out;
 }
 
 std::string format_conversation_line(const nlohmann::json& conversation) {

@@ -6,7 +6,11 @@
 // broker answers that client alone on $CONTROL/chat/v1/response with
 // {"req":"<id>","ok":true, ...} or {"req":"<id>","ok":false,"error":"<code>","message":"..."}.
 //
-// Ops used so far: {"op":"user.add","user":"bob"}, {"op":"user.remove","user":"bob"}.
+// A successful reply may carry "result" (docs/protocol.md, "Service control topic").
+//
+// Ops used: user.add, user.remove {"user"}; group.create {"name","members","by"};
+// group.add, group.remove, group.admin {"gid","user","by"}; block.set
+// {"user","peer","blocked"}.
 #pragma once
 
 #include <chrono>
@@ -38,6 +42,9 @@ class ControlChannel {
   // True while a broker connection is up.
   virtual bool connected() const = 0;
 };
+
+// The "result" member of a successful reply, or null when it has none.
+nlohmann::json control_result(const nlohmann::json& answer);
 
 // Maps a broker error code ("already_exists", "not_found", ...; the names of
 // status_code_name) to a StatusCode; unknown names give kInternal.

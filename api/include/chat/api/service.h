@@ -29,6 +29,13 @@ inline constexpr size_t kDefaultPageLimit = 50;
 inline constexpr size_t kDefaultSyncLimit = 500;
 inline constexpr size_t kMaxPageLimit = 500;
 inline constexpr size_t kMaxConversations = 500;
+// POST /v1/groups input bounds (the broker's CHAT_GROUP_MAX_MEMBERS is the
+// real size limit; this only bounds one request).
+inline constexpr size_t kMaxGroupNameChars = 100;
+inline constexpr size_t kMaxGroupCreateMembers = 1024;
+// POST /v1/reports input bounds.
+inline constexpr size_t kMaxReportIds = 100;
+inline constexpr size_t kMaxReportReasonChars = 1000;
 // How long a REST request waits for the broker's control answer.
 inline constexpr std::chrono::milliseconds kControlTimeout{5000};
 // The service identity and its token lifetime (the control client's password).
@@ -53,6 +60,15 @@ struct MessagePage {
   std::vector<std::string> envelopes;
   std::optional<std::string> next;
   bool has_more = false;
+};
+
+// A group as the REST API shows it (the broker's `result`, or the archive's GroupInfo).
+using Group = store::GroupInfo;
+
+struct ReportInput {
+  std::string user;
+  std::vector<std::string> ids;
+  std::string reason;
 };
 
 struct Health {
@@ -105,6 +121,41 @@ class Service {
   // `next` is the id of the last one returned (nullopt when none).
   Result<MessagePage> sync(const Principal& caller, std::string_view since, size_t limit);
 
+  // ---- groups (every change goes through the broker; reads come from the archive)
+
+  // POST /v1/groups: control group.create with `by` = caller. kInvalidArgument
+  // for a bad name or member list, or a member the broker does not know (the
+  // message names the user); kResourceExhausted when the group would be too
+  // large (the HTTP edge answers 409 group_full).
+  Result<Group> create_group(const Principal& caller, std::string_view name,
+                             const std::vector<std::string>& members);
+  // GET /v1/groups: the groups the caller is a member of now, by id.
+  Result<std::vector<Group>> groups(const Principal& caller);
+  // GET /v1/groups/{gid}: kNotFound for an unknown group, kPermissionDenied
+  // when the caller is not a current member.
+  Result<Group> group(const Principal& caller, std::string_view gid);
+  // PUT /v1/groups/{gid}/members/{user} (group.add), PUT .../admins/{user}
+  // (group.admin), DELETE .../members/{user} (group.remove: an admin removes,
+  // or the user leaves). Ok only once the broker applied the change; its
+  // errors come back as they are (kResourceExhausted: group full).
+  Status add_member(const Principal& caller, std::string_view gid, std::string_view user);
+  Status add_admin(const Principal& caller, std::string_view gid, std::string_view user);
+  Status remove_member(const Principal& caller, std::string_view gid, std::string_view user);
+
+  // ---- blocks, reports, account deletion
+
+  // POST/DELETE /v1/blocks/{user}: control block.set. kInvalidArgument for a
+  // malformed id or the caller itself; kNotFound when the broker does not know `peer`.
+  Status set_block(const Principal& caller, std::string_view peer, bool blocked);
+  // GET /v1/blocks: everyone the caller blocked, sorted.
+  Result<std::vector<std::string>> blocks(const Principal& caller);
+  // POST /v1/reports: validates and stores the report; returns its id.
+  Result<std::string> report(const Principal& caller, const ReportInput& input);
+  // DELETE /v1/users/me: control user.remove, then the account becomes a
+  // tombstone (no password, id never reusable) and its refresh tokens are
+  // revoked. kPermissionDenied for a CHAT_ADMINS account.
+  Status delete_account(const Principal& caller);
+
   Health health();
 
   // Tells the broker every admin exists (user.add); run after each connect.
@@ -119,6 +170,10 @@ class Service {
  private:
   Result<TokenGrant> issue(const std::string& user, const std::string& device);
   Status tell_broker_user_added(const std::string& user);
+  // group.add / group.admin / group.remove with `by` = caller.
+  Status group_op(const char* op, const Principal& caller, std::string_view gid,
+                  std::string_view user);
+  Status catch_up();
 
   const Config& config_;
   store::AccountStore& accounts_;
@@ -135,6 +190,11 @@ class Service {
 // them).
 Status ensure_admin_accounts(const Config& config, store::AccountStore& accounts,
                              const PasswordHasher& hasher, const Clock& clock);
+
+// A deleted account is kept as a tombstone so its id is never registered
+// again (the archive still holds the old inbox under that id).
+inline constexpr std::string_view kDeletedRole = "deleted";
+bool is_deleted_account(const store::Account& account);
 
 // The RFC 6749 §5.2 name for a failed grant's Status, or nullptr when the
 // failure is the server's (then the ordinary error mapping applies).

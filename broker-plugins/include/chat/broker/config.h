@@ -24,6 +24,8 @@ struct PluginConfig {
   double rate_msgs = 20;                 // plugin_opt_rate_limit_msgs. Default: 20/s; 0 = off
   double rate_burst = 100;               // plugin_opt_rate_limit_burst. Default: 100
   int node_id = 0;                       // plugin_opt_node_id. Default: 0 (0..255)
+  size_t max_group_members = 1024;       // plugin_opt_max_group_members. Default: 1024
+  size_t group_fanout_bytes = 16 << 20;  // plugin_opt_group_fanout_bytes. Default: 16 MiB
 
   // Options as (key, value) with the `plugin_opt_` prefix already removed by
   // Mosquitto. Unknown keys and bad values are errors naming the key.

@@ -63,6 +63,11 @@ class Gatekeeper {
   std::vector<std::string> take_expired();
 
   void replace_keys(jwt::KeySet keys) { keys_ = std::move(keys); }
+
+  // Told of every session that starts (true) or ends (false), takeovers
+  // included: presence is derived from it.
+  using SessionObserver = std::function<void(const DeviceSession&, bool started)>;
+  void set_session_observer(SessionObserver observer) { observer_ = std::move(observer); }
   size_t connected() const { return sessions_.size(); }
 
  private:
@@ -74,6 +79,8 @@ class Gatekeeper {
   jwt::VerifyOptions verify_;
   SharesConversation shares_conversation_;
   std::unordered_map<const void*, DeviceSession> sessions_;
+  std::unordered_map<std::string, const void*> by_client_id_;  // the live connection of each client id
+  SessionObserver observer_;
 };
 
 }  // namespace chat::broker

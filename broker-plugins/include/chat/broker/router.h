@@ -8,11 +8,15 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "chat/broker/broker_port.h"
+#include "chat/broker/directory.h"
 #include "chat/broker/gatekeeper.h"
 #include "chat/common/clock.h"
 #include "chat/common/envelope.h"
@@ -25,6 +29,12 @@ struct RouterOptions {
   size_t max_payload = kDefaultMaxPayload;
   double rate_msgs = 20;    // messages per second per user; 0 = off
   double rate_burst = 100;  // bucket size
+  double rate_typing = 5;   // typing signals per second per user (burst 2x); 0 = off
+  size_t max_group_members = 1024;
+  // Mosquitto holds a separate copy of a group message for every member:
+  // payload x members may not exceed this. Default: 16 MiB (16 KiB payloads
+  // in a 1,024-member group, the full 64 KiB up to 256 members).
+  size_t group_fanout_bytes = 16 * 1024 * 1024;
   uint8_t node_id = 0;
 };
 
@@ -42,7 +52,8 @@ struct MessageOutcome {
 
 class Router {
  public:
-  Router(const Clock& clock, store::Archive& archive, BrokerPort& port, RouterOptions options);
+  Router(const Clock& clock, store::Archive& archive, Directory& directory, BrokerPort& port,
+         RouterOptions options);
 
   // Raises the id generator above everything archived (call once at start).
   Status init();
@@ -62,20 +73,55 @@ class Router {
     double tokens = 0;
     int64_t last_ms = 0;
   };
+  struct Receipt {
+    std::vector<std::string> ids;
+    std::string status;
+  };
 
   MessageOutcome refuse(const DeviceSession& sender, std::string_view cid, RefusalCode code,
                         std::string reason, int qos);
   MessageOutcome direct_message(const DeviceSession& sender, const std::string& peer,
                                 std::string_view payload, int qos);
+  MessageOutcome group_message(const DeviceSession& sender, const std::string& gid,
+                               std::string_view payload, int qos);
   MessageOutcome direct_receipt(const DeviceSession& sender, const std::string& peer,
                                 std::string_view payload, int qos);
+  MessageOutcome group_receipt(const DeviceSession& sender, const std::string& gid,
+                               std::string_view payload, int qos);
   MessageOutcome direct_typing(const DeviceSession& sender, const std::string& peer,
                                std::string_view payload);
-  bool take_token(const std::string& user);
-  void reply(const DeviceSession& to, const std::string& req, const Status& status);
+  MessageOutcome group_typing(const DeviceSession& sender, const std::string& gid,
+                              std::string_view payload);
+
+  // Shared by 1:1 and groups: validation, idempotency, edit/delete targets,
+  // stamping and the archive append. Returns the envelope, or an outcome to
+  // return as is (refusal, failure, or a duplicate already answered).
+  struct Stamped {
+    std::optional<MessageOutcome> done;
+    std::string envelope;
+  };
+  Stamped stamp_and_archive(const DeviceSession& sender, const std::string& conv, const std::string& to,
+                            const std::vector<std::string>& participants, std::string_view payload,
+                            int qos, const std::string& duplicate_topic);
+  std::optional<Refusal> check_target(const DeviceSession& sender, const std::string& conv,
+                                      const ClientMessage& msg);
+  std::optional<Receipt> parse_receipt(std::string_view payload, Refusal* why) const;
+  std::optional<std::string> parse_typing(std::string_view payload) const;
+  std::string receipt_json(const std::string& conv, const std::string& from,
+                           const std::vector<std::string>& ids, const std::string& status) const;
+  std::string typing_json(const std::string& conv, const std::string& from, const std::string& state) const;
+
+  bool take_token(const std::string& key, double rate, double burst);
+  void reply(const DeviceSession& to, const std::string& req, const Status& status,
+             const nlohmann::json& result = nullptr);
+  void group_event(const Group& group, const std::string& action, const std::string& user,
+                   const std::string& by, const std::string* also_to = nullptr);
+  Status control_group(const std::string& op, const nlohmann::json& doc, nlohmann::json* result);
+  nlohmann::json group_json(const Group& group) const;
 
   const Clock& clock_;
   store::Archive& archive_;
+  Directory& directory_;
   BrokerPort& port_;
   RouterOptions options_;
   IdGenerator ids_;

@@ -1,10 +1,11 @@
-// chat-api's own database: credentials and refresh tokens.
+// chat-api's own database: credentials, refresh tokens and abuse reports.
 //
 // Owned by chat-api alone (a separate RocksDB directory from the archive).
 // Passwords arrive here already hashed; refresh tokens are stored by the
 // SHA-256 of the token, never the token itself. Thread-safe.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -27,6 +28,16 @@ struct RefreshToken {
   int64_t expires_ms = 0;
 };
 
+// An abuse report (POST /v1/reports), kept for the admins.
+struct Report {
+  std::string id;                // sorts by creation time (byte order); the store's key
+  std::string reporter;          // user who reported
+  std::string user;              // user reported
+  std::vector<std::string> ids;  // message ids the report points at
+  std::string reason;
+  int64_t created_ms = 0;
+};
+
 class AccountStore {
  public:
   static Result<std::unique_ptr<AccountStore>> open(const std::string& path);
@@ -46,6 +57,12 @@ class AccountStore {
   Status revoke_refresh(const std::string& token_hash);
   // Revokes every refresh token of the user (password change, deletion).
   Status revoke_all_refresh(const std::string& user);
+
+  // Stores a report under its id. kInvalidArgument for an empty id or one
+  // with a NUL byte; kAlreadyExists when the id is taken.
+  Status put_report(const Report& report);
+  // The `limit` most recent reports (greatest ids), newest first.
+  Result<std::vector<Report>> reports(size_t limit) const;
 
  private:
   struct Impl;

@@ -5,14 +5,22 @@
 // ArchiveReader (RocksDB secondary instance) and calls catch_up() before each
 // read that must see the latest acknowledged writes.
 //
+// clang-format off
 // Schema (column families, all created at first open, because a secondary
-// never sees families created later):
-//   messages  "<conv>\0<id>"         -> envelope JSON   (page of a conversation = one range scan)
-//   inbox     "<user>\0<id>"         -> "<conv>"        (sync for a user = one range scan + point
-//   gets) convs     "<user>\0<conv>"       -> {"last":"<id>","unread":N} dedup     "<client
-//   id>\0<cid>"   -> "<conv>\0<id>"  (idempotency by sender device + cid) users     "<user>" ->
-//   "{}"            (ids that exist; maintained by the broker) meta      small singletons (schema
-//   version)
+// never sees families created later). See store/README.md for the full table.
+//   messages     <conv>\0<id>          envelope JSON (a page = one range scan)
+//   inbox        <user>\0<id>          <conv> (sync = one range scan + MultiGet)
+//   convs        <user>\0<conv>        {"last":<id>,"unread":N}
+//   dedup        <client id>\0<cid>    <conv>\0<id> (idempotency)
+//   users        <user>                {} (ids that exist; kept by the broker)
+//   groups       <gid>                 GroupInfo JSON
+//   members      <gid>\0<user>         {"periods":[[from,to],...]} (membership history)
+//   user_groups  <user>\0<gid>         "" (groups a user is or was in)
+//   markers      <user>\0<conv>        <id> (read markers)
+//   blocks       <blocker>\0<blocked>  ""
+//   presence     <user>                last published presence JSON
+//   meta         schema_version, max_id
+// clang-format on
 // Server ids are fixed-width strings that sort in archive order, so "after id X"
 // is a byte-order seek.
 #pragma once
@@ -28,10 +36,42 @@
 
 namespace chat::store {
 
+// A half-open range of message ids (from, to]: ids greater than `from` and at
+// most `to`. Empty `from`: from the beginning; empty `to`: no end (current).
+struct IdRange {
+  std::string from;
+  std::string to;
+  bool contains(const std::string& id) const {
+    return (from.empty() || id > from) && (to.empty() || id <= to);
+  }
+};
+
 struct PageQuery {
   size_t limit = 50;   // already clamped by the caller; 0 is treated as 1
   std::string before;  // exclusive upper bound id, or empty
   std::string after;   // exclusive lower bound id, or empty (before wins if both)
+  // When non-empty, only messages inside one of these ranges exist for this
+  // query (a group member's membership periods); paging and `next` behave as
+  // if the others were not there.
+  std::vector<IdRange> visible;
+};
+
+// A group as the broker's store keeps it. Members and admins are current;
+// former members keep their membership periods (see Membership).
+struct GroupInfo {
+  std::string id;
+  std::string name;
+  std::string creator;
+  int64_t created_ms = 0;
+  std::vector<std::string> members;  // sorted
+  std::vector<std::string> admins;   // sorted, a subset of members
+};
+
+// One user's membership history in one group: the ranges of message ids the
+// user may read. The last range is open (`to` empty) while they are a member.
+struct Membership {
+  std::vector<IdRange> periods;
+  bool current() const { return !periods.empty() && periods.back().to.empty(); }
 };
 
 // Envelopes oldest first. `next` is the cursor for the following page in the
@@ -82,6 +122,24 @@ class ArchiveView {
   Result<bool> has_conversation(const std::string& user, const std::string& conv) const;
   Result<std::optional<std::string>> envelope(const std::string& conv, const std::string& id) const;
 
+  // Groups (issue: groups). All groups, for the broker's membership cache at start.
+  Result<std::vector<GroupInfo>> groups() const;
+  Result<std::optional<GroupInfo>> group(const std::string& gid) const;
+  // The user's membership history in the group (empty periods: never a member).
+  Result<Membership> membership(const std::string& gid, const std::string& user) const;
+  // Group ids the user is or was a member of.
+  Result<std::vector<std::string>> groups_of(const std::string& user) const;
+
+  // Read markers: the greatest message id the user has read in conv ("" none).
+  Result<std::string> read_marker(const std::string& user, const std::string& conv) const;
+
+  // Blocks: whether `blocker` blocked `blocked`; everyone `blocker` blocked.
+  Result<bool> is_blocked(const std::string& blocker, const std::string& blocked) const;
+  Result<std::vector<std::string>> blocked_by(const std::string& blocker) const;
+
+  // Presence as last published: user -> {"v":1,"status":...,"ts":...} JSON.
+  Result<std::vector<std::pair<std::string, std::string>>> presence_all() const;
+
  protected:
   struct Impl;
   explicit ArchiveView(std::unique_ptr<Impl> impl);
@@ -104,6 +162,29 @@ class Archive final : public ArchiveView {
 
   Status add_user(const std::string& user);
   Status remove_user(const std::string& user);
+
+  // Groups. `at` is a boundary id from the broker's id generator (greater than
+  // every message id so far): a member added at `at` reads messages with ids
+  // greater than `at`; one removed at `at` reads up to and including `at`.
+  // create_group: kAlreadyExists when the id is taken; the creator is member
+  // and admin, every listed member gets a period starting at `at`.
+  Status create_group(const GroupInfo& group, const std::string& at);
+  // add_member: kAlreadyExists when already a member; kNotFound no group.
+  Status add_member(const std::string& gid, const std::string& user, const std::string& at);
+  // remove_member: closes the user's open period at `at` and drops admin;
+  // kNotFound when not a member. A group whose last member left is kept
+  // (history) with no members.
+  Status remove_member(const std::string& gid, const std::string& user, const std::string& at);
+  Status set_admin(const std::string& gid, const std::string& user, bool admin);
+
+  // Moves the user's read marker in conv forward to `id` (never backwards) and
+  // recomputes the conversation's unread count: messages after the marker
+  // that someone else sent (exact up to 10,000, capped there).
+  Status mark_read(const std::string& user, const std::string& conv, const std::string& id);
+
+  Status set_block(const std::string& blocker, const std::string& blocked, bool blocked_flag);
+
+  Status put_presence(const std::string& user, const std::string& presence_json);
 
   // Greatest message id ever appended ("" when empty): the id generator's floor
   // after a restart.
