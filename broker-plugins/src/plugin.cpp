@@ -116,6 +116,8 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
   // Presence subscriptions: users who share a conversation or a group.
   p.gatekeeper = std::make_unique<Gatekeeper>(
       SystemClock::instance(), std::move(*keys), vo, [a, d](const std::string& me, const std::string& peer) {
+        // A block hides presence both ways.
+        if (d->is_blocked(me, peer) || d->is_blocked(peer, me)) return false;
         if (d->share_group(me, peer)) return true;
         auto r = a->has_conversation(me, topics::dm_conversation(me, peer));
         return r.is_ok() && *r;
