@@ -151,6 +151,9 @@ TEST_F(BenchSmokeTest, IdleConnectionsReportBrokerMemory) {
 }
 
 TEST_F(BenchSmokeTest, WrongPasswordForAnExistingUserFailsSetup) {
+  // Create the users first (this test must not depend on others running before it).
+  BenchRun first = run_bench(chat_target() + " --pairs 1 --count 10 --user-prefix smokep");
+  ASSERT_EQ(first.status, 0) << first.output;
   BenchRun r = run_bench(chat_target() + " --pairs 1 --count 10 --user-prefix smokep" +
                          " --password not-the-same-one");
   EXPECT_EQ(r.status, 3) << r.output;

@@ -29,9 +29,12 @@ TEST(BenchOptions, DefaultsAreOneBarePairAtQos1) {
 
 TEST(BenchOptions, ParsesScenarioAndLoad) {
   Config c;
-  EXPECT_EQ(parse({"--target", "chat", "--fan-in", "10", "--qos", "1", "--payload", "200", "--rate",
-                   "5000", "--window", "50", "--duration", "2.5", "--count", "1000", "--mqtt",
-                   "3.1.1", "--json", "--expect-no-loss", "--broker-pid", "42", "--threads", "2"},
+  EXPECT_EQ(parse({"--target",     "chat",  "--fan-in",  "10",
+                   "--qos",        "1",     "--payload", "200",
+                   "--rate",       "5000",  "--window",  "50",
+                   "--duration",   "2.5",   "--count",   "1000",
+                   "--mqtt",       "3.1.1", "--json",    "--expect-no-loss",
+                   "--broker-pid", "42",    "--threads", "2"},
                   &c),
             "");
   EXPECT_EQ(c.target, Target::kChat);
@@ -96,10 +99,10 @@ TEST(BenchPayload, ChatPayloadIsAContractMessage) {
   EXPECT_EQ(j["type"], "text");
   ASSERT_TRUE(j["body"].is_string());
   // The stamp survives inside the envelope the broker delivers.
-  nlohmann::json envelope = {{"v", 1},           {"id", "0633a1b2c4d5e000"}, {"ts", 1},
-                             {"conv", "dm:a:b"}, {"from", "a"},              {"dev", "bench"},
-                             {"to", "b"},        {"cid", j["cid"]},          {"type", "text"},
-                             {"body", j["body"]}};
+  nlohmann::json envelope = {
+      {"v", 1},         {"id", "0633a1b2c4d5e000"}, {"ts", 1},   {"conv", "dm:a:b"},
+      {"from", "a"},    {"dev", "bench"},           {"to", "b"}, {"cid", j["cid"]},
+      {"type", "text"}, {"body", j["body"]}};
   std::string text = envelope.dump();
   Stamp s;
   ASSERT_TRUE(parse_stamp(text.data(), text.size(), &s));
