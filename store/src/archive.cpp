@@ -5,6 +5,7 @@
 // scope are exactly the range ["<scope>\0", "<scope>\1").
 #include "chat/store/archive.h"
 
+#include <fcntl.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
@@ -13,9 +14,11 @@
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <memory>
@@ -499,39 +502,21 @@ bool valid_key_part(std::string_view s) { return !s.empty() && !has_nul(s); }
 
 constexpr std::string_view kGroupConvPrefix = "g:";
 
-}  // namespace
-
-struct ArchiveView::Impl {
-  std::string path;
-  rocksdb::DB* db = nullptr;                          // owned; closed by ~Impl after the handles
+// One open RocksDB instance and its column families. The writer's lives as
+// long as the Archive. A reader's is replaced when the primary restarts (see
+// ArchiveReader::catch_up); every read pins the instance it started on
+// (ArchiveView::Impl::pin), so a replaced one is closed only when the last
+// read still using it ends.
+struct Db {
+  rocksdb::DB* db = nullptr;                          // owned; closed by ~Db after the handles
   std::vector<rocksdb::ColumnFamilyHandle*> handles;  // owned, every family opened
   rocksdb::ColumnFamilyHandle* families[kFamilyCount] = {};
 
-  // Writer state: touched only by the single writer thread (Archive).
-  rocksdb::WriteOptions write_options;
-  std::string max_id;  // greatest id appended; mirrors meta/max_id
-  rocksdb::WriteBatch batch;
-  // Scratch buffers reused by append() so the hot path rarely allocates.
-  std::string scratch_key;
-  std::string scratch_message_key;
-  std::string scratch_value;
-  rocksdb::PinnableSlice scratch_read;
-  // convs key -> unread count as stored. Valid because this is the only writer;
-  // saves the memtable lookup that dominated the append path. Bounded by
-  // clearing: a miss only costs one Get.
-  std::unordered_map<std::string, int64_t> unread_cache;
-  std::vector<std::pair<std::string, int64_t>> pending_unread;  // an append's updates
-
-  // Reader state (ArchiveReader). A catch-up numbered n > begun-at-call-start
-  // began after the caller did, so its result serves the caller too.
-  std::mutex catch_up_mu;
-  std::atomic<uint64_t> catch_ups_begun{0};
-  uint64_t catch_ups_done = 0;  // guarded by catch_up_mu
-  Status last_catch_up;         // guarded by catch_up_mu
-
-  ~Impl() {
+  Db() = default;
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+  ~Db() {
     if (db == nullptr) return;
-    scratch_read.Reset();  // may pin a block of the cache the DB owns
     for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
     // Nothing left to report to: the WAL already holds every acknowledged write.
     db->Close().PermitUncheckedError();
@@ -549,24 +534,6 @@ struct ArchiveView::Impl {
       if (families[f] == nullptr) return false;
     }
     return true;
-  }
-
-  // The unread count stored for a convs key (0 when absent). Writer thread only.
-  Result<int64_t> stored_unread(const std::string& key) {
-    auto cached = unread_cache.find(key);
-    if (cached != unread_cache.end()) return cached->second;
-    scratch_read.Reset();
-    rocksdb::Status s = db->Get(rocksdb::ReadOptions(), cf(kConvs), key, &scratch_read);
-    if (s.IsNotFound()) return int64_t{0};
-    if (!s.ok()) return from_rocksdb(s, "archive convs get");
-    Summary summary;
-    const bool decoded =
-        decode_summary(std::string_view(scratch_read.data(), scratch_read.size()), &summary);
-    // Unpin now: a pinned block must not outlive this call (nor the DB).
-    scratch_read.Reset();
-    // A damaged summary restarts its count rather than refusing every later
-    // message of the conversation: unread is advisory, the message is not.
-    return decoded ? summary.unread : int64_t{0};
   }
 
   // Point get: nullopt when absent.
@@ -623,6 +590,142 @@ struct ArchiveView::Impl {
     }
     return membership;
   }
+};
+
+// The name of the MANIFEST that the CURRENT file of the database at `path`
+// names (CURRENT's content: "MANIFEST-<number>\n"). A primary's every open
+// writes a new MANIFEST with a greater number and then replaces CURRENT
+// (atomically, by rename), so a changed content means a new primary (or, at
+// most once per GiB of manifest, a rolled-over MANIFEST). One open + read of
+// a ~16-byte file.
+bool read_current_manifest(const std::string& current_file, std::string* out) {
+  int fd = ::open(current_file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buffer[256];
+  size_t size = 0;
+  bool ok = true;
+  while (size < sizeof(buffer)) {
+    ssize_t n = ::read(fd, buffer + size, sizeof(buffer) - size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) ok = false;
+    if (n <= 0) break;
+    size += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  if (!ok || size == 0) return false;
+  out->assign(buffer, size);
+  return true;
+}
+
+// Options of a secondary instance (ArchiveReader), which is reopened after
+// every primary restart.
+rocksdb::DBOptions secondary_db_options() {
+  rocksdb::DBOptions db_options;
+  // Required by secondaries: they cannot reopen table files the primary deletes.
+  db_options.max_open_files = -1;
+  // The secondary's own info LOG lives in the secondary directory. Every
+  // (re)open starts a new one and keeps the previous as LOG.old.<time>; the
+  // rolling logger (enabled by max_log_file_size) deletes all but the newest
+  // keep_log_file_num at each start, so reopens cannot pile them up.
+  db_options.keep_log_file_num = 3;
+  db_options.max_log_file_size = 8 << 20;
+  return db_options;
+}
+
+// Opens a secondary instance over the primary at `primary_path` with every
+// column family. kUnavailable when it cannot (no archive yet, or a primary in
+// the middle of its recovery).
+Result<std::shared_ptr<Db>> open_secondary(const std::string& primary_path,
+                                           const std::string& secondary_path,
+                                           const std::shared_ptr<rocksdb::Cache>& cache) {
+  const rocksdb::DBOptions db_options = secondary_db_options();
+  bool existed = false;
+  auto descriptors = families_to_open(db_options, primary_path, cache, /*writer=*/false, &existed);
+  if (!existed) {
+    return unavailable("archive reader: no archive at " + primary_path);
+  }
+  auto db = std::make_shared<Db>();
+  rocksdb::Status s = rocksdb::DB::OpenAsSecondary(db_options, primary_path, secondary_path,
+                                                   descriptors, &db->handles, &db->db);
+  if (!s.ok()) {
+    return unavailable("archive reader: cannot open " + primary_path + " (secondary " +
+                       secondary_path + "): " + s.ToString());
+  }
+  if (!db->bind_families()) {
+    // The primary creates every family at first open; a missing one means the
+    // directory is not an archive (or predates this schema).
+    return unavailable("archive reader: missing column family in " + primary_path);
+  }
+  return db;
+}
+
+}  // namespace
+
+struct ArchiveView::Impl {
+  std::string path;
+
+  // The open database. Reads pin it (pin()); only ArchiveReader::catch_up
+  // replaces it.
+  std::atomic<std::shared_ptr<Db>> current;
+
+  // Writer state: touched only by the single writer thread (Archive), except
+  // `writer`, which is set at open and never changes (reads may use it).
+  Db* writer = nullptr;  // the writer's database: `current`, which it never replaces
+  rocksdb::WriteOptions write_options;
+  std::string max_id;  // greatest id appended; mirrors meta/max_id
+  rocksdb::WriteBatch batch;
+  // Scratch buffers reused by append() so the hot path rarely allocates.
+  std::string scratch_key;
+  std::string scratch_message_key;
+  std::string scratch_value;
+  rocksdb::PinnableSlice scratch_read;
+  // convs key -> unread count as stored. Valid because this is the only writer;
+  // saves the memtable lookup that dominated the append path. Bounded by
+  // clearing: a miss only costs one Get.
+  std::unordered_map<std::string, int64_t> unread_cache;
+  std::vector<std::pair<std::string, int64_t>> pending_unread;  // an append's updates
+
+  // Reader state (ArchiveReader). A catch-up numbered n > begun-at-call-start
+  // began after the caller did, so its result serves the caller too.
+  std::mutex catch_up_mu;
+  std::atomic<uint64_t> catch_ups_begun{0};
+  uint64_t catch_ups_done = 0;  // guarded by catch_up_mu
+  Status last_catch_up;         // guarded by catch_up_mu
+  std::string secondary_path;
+  std::string current_file;               // <path>/CURRENT
+  std::shared_ptr<rocksdb::Cache> cache;  // the block cache, shared by successive instances
+  // What CURRENT said just before `current` was opened (guarded by catch_up_mu).
+  std::string followed_manifest;
+  // The last reopen failed; the next catch-up tries again (guarded by catch_up_mu).
+  bool reopen_pending = false;
+
+  ~Impl() {
+    scratch_read.Reset();  // may pin a block of the cache the writer's DB owns
+  }
+
+  // The database a read uses from start to end (it stays open while pinned).
+  std::shared_ptr<const Db> pin() const { return current.load(); }
+
+  // The writer's database. Writer only.
+  const Db& w() const { return *writer; }
+
+  // The unread count stored for a convs key (0 when absent). Writer thread only.
+  Result<int64_t> stored_unread(const std::string& key) {
+    auto cached = unread_cache.find(key);
+    if (cached != unread_cache.end()) return cached->second;
+    scratch_read.Reset();
+    rocksdb::Status s = w().db->Get(rocksdb::ReadOptions(), w().cf(kConvs), key, &scratch_read);
+    if (s.IsNotFound()) return int64_t{0};
+    if (!s.ok()) return from_rocksdb(s, "archive convs get");
+    Summary summary;
+    const bool decoded =
+        decode_summary(std::string_view(scratch_read.data(), scratch_read.size()), &summary);
+    // Unpin now: a pinned block must not outlive this call (nor the DB).
+    scratch_read.Reset();
+    // A damaged summary restarts its count rather than refusing every later
+    // message of the conversation: unread is advisory, the message is not.
+    return decoded ? summary.unread : int64_t{0};
+  }
 
   // Group operations' common checks: `at` is an id not below any id so far
   // (the broker takes it from its generator). Writer thread only.
@@ -639,14 +742,19 @@ struct ArchiveView::Impl {
   Status write_group_batch(rocksdb::WriteBatch* b, const std::string& at, std::string_view what) {
     rocksdb::Status s;
     if (at > max_id) {
-      s = b->Put(cf(kMeta), kMetaMaxId, at);
+      s = b->Put(w().cf(kMeta), kMetaMaxId, at);
       if (!s.ok()) return from_rocksdb(s, what);
     }
-    s = db->Write(write_options, b);
+    s = w().db->Write(write_options, b);
     if (!s.ok()) return from_rocksdb(s, what);
     if (at > max_id) max_id = at;
     return Status::ok();
   }
+
+  // One catch-up of a reader (catch_up_mu held). See ArchiveReader::catch_up.
+  Status catch_up_locked();
+  // Replaces `current` by a fresh secondary instance (catch_up_mu held).
+  Status reopen();
 };
 
 // ---------------------------------------------------------------------------
@@ -661,6 +769,8 @@ Result<Page> ArchiveView::conversation_page(const std::string& conv, const PageQ
   Page page;
   if (ranges.empty()) return page;  // every visible range is empty
 
+  // One instance for the whole read (catch_up may replace it meanwhile).
+  const std::shared_ptr<const Db> db = impl_->pin();
   const std::string lower = scope_begin(conv);
   const std::string end = scope_end(conv);
   rocksdb::Slice lower_bound(lower);
@@ -668,7 +778,7 @@ Result<Page> ArchiveView::conversation_page(const std::string& conv, const PageQ
   rocksdb::ReadOptions read_options;
   read_options.iterate_lower_bound = &lower_bound;
   read_options.iterate_upper_bound = &upper_bound;
-  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read_options, impl_->cf(kMessages)));
+  std::unique_ptr<rocksdb::Iterator> it(db->db->NewIterator(read_options, db->cf(kMessages)));
 
   // Collects `limit` visible messages, then looks for one more: `next` is
   // set only when another visible message exists in that direction.
@@ -702,6 +812,8 @@ Result<Page> ArchiveView::conversation_page(const std::string& conv, const PageQ
 Result<Page> ArchiveView::sync(const std::string& user, const std::string& since,
                                size_t limit) const {
   limit = std::max<size_t>(limit, 1);
+  // One instance for the whole read (catch_up may replace it meanwhile).
+  const std::shared_ptr<const Db> db = impl_->pin();
   const std::string start =
       since.empty() ? scope_begin(user) : make_key(user, since) + std::string(kSep);
   const std::string end = scope_end(user);
@@ -714,7 +826,7 @@ Result<Page> ArchiveView::sync(const std::string& user, const std::string& since
   message_keys.reserve(std::min<size_t>(limit, 1024));
   std::string last_id;
   {
-    std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read_options, impl_->cf(kInbox)));
+    std::unique_ptr<rocksdb::Iterator> it(db->db->NewIterator(read_options, db->cf(kInbox)));
     for (it->Seek(start); it->Valid() && message_keys.size() < limit; it->Next()) {
       last_id.assign(key_rest(it->key(), user.size()));
       std::string key(it->value().data(), it->value().size());
@@ -730,8 +842,8 @@ Result<Page> ArchiveView::sync(const std::string& user, const std::string& since
   std::vector<rocksdb::Slice> keys(message_keys.begin(), message_keys.end());
   std::vector<rocksdb::PinnableSlice> values(keys.size());
   std::vector<rocksdb::Status> statuses(keys.size());
-  impl_->db->MultiGet(rocksdb::ReadOptions(), impl_->cf(kMessages), keys.size(), keys.data(),
-                      values.data(), statuses.data());
+  db->db->MultiGet(rocksdb::ReadOptions(), db->cf(kMessages), keys.size(), keys.data(),
+                   values.data(), statuses.data());
   page.envelopes.reserve(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
     // The message and its inbox entries are one batch, and messages are never
@@ -747,6 +859,8 @@ Result<Page> ArchiveView::sync(const std::string& user, const std::string& since
 Result<std::vector<ConversationSummary>> ArchiveView::conversations(const std::string& user,
                                                                     size_t limit) const {
   limit = std::max<size_t>(limit, 1);
+  // One instance for the whole read (catch_up may replace it meanwhile).
+  const std::shared_ptr<const Db> db = impl_->pin();
   const std::string start = scope_begin(user);
   const std::string end = scope_end(user);
   rocksdb::Slice upper(end);
@@ -757,7 +871,7 @@ Result<std::vector<ConversationSummary>> ArchiveView::conversations(const std::s
   // place, and only point reads are guarded against that (see family_options).
   std::vector<std::string> convs_keys;
   {
-    std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read_options, impl_->cf(kConvs)));
+    std::unique_ptr<rocksdb::Iterator> it(db->db->NewIterator(read_options, db->cf(kConvs)));
     for (it->Seek(start); it->Valid(); it->Next()) convs_keys.push_back(it->key().ToString());
     if (!it->status().ok()) return from_rocksdb(it->status(), "archive convs scan");
   }
@@ -767,8 +881,8 @@ Result<std::vector<ConversationSummary>> ArchiveView::conversations(const std::s
     std::vector<rocksdb::Slice> keys(convs_keys.begin(), convs_keys.end());
     std::vector<rocksdb::PinnableSlice> values(keys.size());
     std::vector<rocksdb::Status> statuses(keys.size());
-    impl_->db->MultiGet(rocksdb::ReadOptions(), impl_->cf(kConvs), keys.size(), keys.data(),
-                        values.data(), statuses.data());
+    db->db->MultiGet(rocksdb::ReadOptions(), db->cf(kConvs), keys.size(), keys.data(),
+                     values.data(), statuses.data());
     all.reserve(keys.size());
     Summary summary;
     for (size_t i = 0; i < keys.size(); ++i) {
@@ -803,8 +917,8 @@ Result<std::vector<ConversationSummary>> ArchiveView::conversations(const std::s
   std::vector<rocksdb::Slice> keys(message_keys.begin(), message_keys.end());
   std::vector<rocksdb::PinnableSlice> values(keys.size());
   std::vector<rocksdb::Status> statuses(keys.size());
-  impl_->db->MultiGet(rocksdb::ReadOptions(), impl_->cf(kMessages), keys.size(), keys.data(),
-                      values.data(), statuses.data());
+  db->db->MultiGet(rocksdb::ReadOptions(), db->cf(kMessages), keys.size(), keys.data(),
+                   values.data(), statuses.data());
   for (size_t i = 0; i < keys.size(); ++i) {
     if (statuses[i].IsNotFound()) continue;  // see sync(): cannot happen
     if (!statuses[i].ok()) return from_rocksdb(statuses[i], "archive convs get");
@@ -814,36 +928,36 @@ Result<std::vector<ConversationSummary>> ArchiveView::conversations(const std::s
 }
 
 Result<bool> ArchiveView::user_exists(const std::string& user) const {
-  auto found = impl_->get(kUsers, user, "archive user get");
+  auto found = impl_->pin()->get(kUsers, user, "archive user get");
   if (!found) return found.status();
   return found->has_value();
 }
 
 Result<bool> ArchiveView::has_conversation(const std::string& user, const std::string& conv) const {
-  auto found = impl_->get(kConvs, make_key(user, conv), "archive convs get");
+  auto found = impl_->pin()->get(kConvs, make_key(user, conv), "archive convs get");
   if (!found) return found.status();
   return found->has_value();
 }
 
 Result<std::optional<std::string>> ArchiveView::envelope(const std::string& conv,
                                                          const std::string& id) const {
-  return impl_->get(kMessages, make_key(conv, id), "archive message get");
+  return impl_->pin()->get(kMessages, make_key(conv, id), "archive message get");
 }
 
 Result<std::vector<GroupInfo>> ArchiveView::groups() const {
   std::vector<GroupInfo> all;
   bool malformed = false;
   std::string bad;
-  Status st = impl_->scan(kGroups, "", "archive groups scan",
-                          [&](std::string_view gid, std::string_view value) {
-                            GroupInfo group;
-                            if (decode_group(value, &group)) {
-                              all.push_back(std::move(group));
-                            } else if (!malformed) {
-                              malformed = true;
-                              bad.assign(gid);
-                            }
-                          });
+  Status st = impl_->pin()->scan(kGroups, "", "archive groups scan",
+                                 [&](std::string_view gid, std::string_view value) {
+                                   GroupInfo group;
+                                   if (decode_group(value, &group)) {
+                                     all.push_back(std::move(group));
+                                   } else if (!malformed) {
+                                     malformed = true;
+                                     bad.assign(gid);
+                                   }
+                                 });
   if (!st.is_ok()) return st;
   if (malformed) return internal_error("archive: malformed groups value for " + bad);
   return all;
@@ -851,19 +965,20 @@ Result<std::vector<GroupInfo>> ArchiveView::groups() const {
 
 Result<std::optional<GroupInfo>> ArchiveView::group(const std::string& gid) const {
   if (gid.empty()) return std::optional<GroupInfo>();
-  return impl_->load_group(gid);
+  return impl_->pin()->load_group(gid);
 }
 
 Result<Membership> ArchiveView::membership(const std::string& gid, const std::string& user) const {
   if (!valid_key_part(gid) || !valid_key_part(user)) return Membership{};
-  return impl_->load_membership(gid, user);
+  return impl_->pin()->load_membership(gid, user);
 }
 
 Result<std::vector<std::string>> ArchiveView::groups_of(const std::string& user) const {
   std::vector<std::string> gids;
   if (!valid_key_part(user)) return gids;
-  Status st = impl_->scan(kUserGroups, user, "archive user_groups scan",
-                          [&](std::string_view gid, std::string_view) { gids.emplace_back(gid); });
+  Status st =
+      impl_->pin()->scan(kUserGroups, user, "archive user_groups scan",
+                         [&](std::string_view gid, std::string_view) { gids.emplace_back(gid); });
   if (!st.is_ok()) return st;
   return gids;
 }
@@ -871,14 +986,14 @@ Result<std::vector<std::string>> ArchiveView::groups_of(const std::string& user)
 Result<std::string> ArchiveView::read_marker(const std::string& user,
                                              const std::string& conv) const {
   if (!valid_key_part(user) || !valid_key_part(conv)) return std::string();
-  auto marker = impl_->get(kMarkers, make_key(user, conv), "archive markers get");
+  auto marker = impl_->pin()->get(kMarkers, make_key(user, conv), "archive markers get");
   if (!marker) return marker.status();
   return marker->value_or(std::string());
 }
 
 Result<bool> ArchiveView::is_blocked(const std::string& blocker, const std::string& blocked) const {
   if (!valid_key_part(blocker) || !valid_key_part(blocked)) return false;
-  auto found = impl_->get(kBlocks, make_key(blocker, blocked), "archive blocks get");
+  auto found = impl_->pin()->get(kBlocks, make_key(blocker, blocked), "archive blocks get");
   if (!found) return found.status();
   return found->has_value();
 }
@@ -886,19 +1001,19 @@ Result<bool> ArchiveView::is_blocked(const std::string& blocker, const std::stri
 Result<std::vector<std::string>> ArchiveView::blocked_by(const std::string& blocker) const {
   std::vector<std::string> blocked;
   if (!valid_key_part(blocker)) return blocked;
-  Status st =
-      impl_->scan(kBlocks, blocker, "archive blocks scan",
-                  [&](std::string_view user, std::string_view) { blocked.emplace_back(user); });
+  Status st = impl_->pin()->scan(
+      kBlocks, blocker, "archive blocks scan",
+      [&](std::string_view user, std::string_view) { blocked.emplace_back(user); });
   if (!st.is_ok()) return st;
   return blocked;
 }
 
 Result<std::vector<std::pair<std::string, std::string>>> ArchiveView::presence_all() const {
   std::vector<std::pair<std::string, std::string>> all;
-  Status st = impl_->scan(kPresence, "", "archive presence scan",
-                          [&](std::string_view user, std::string_view value) {
-                            all.emplace_back(std::string(user), std::string(value));
-                          });
+  Status st = impl_->pin()->scan(kPresence, "", "archive presence scan",
+                                 [&](std::string_view user, std::string_view value) {
+                                   all.emplace_back(std::string(user), std::string(value));
+                                 });
   if (!st.is_ok()) return st;
   return all;
 }
@@ -929,39 +1044,43 @@ Result<std::unique_ptr<Archive>> Archive::open(const ArchiveOptions& options) {
   std::vector<rocksdb::ColumnFamilyDescriptor> missing;
   auto descriptors =
       families_to_open(db_options, options.path, cache, /*writer=*/true, &existed, &missing);
-  auto impl = std::make_unique<Impl>();
-  impl->path = options.path;
+  auto db = std::make_shared<Db>();
   rocksdb::Status s =
-      rocksdb::DB::Open(db_options, options.path, descriptors, &impl->handles, &impl->db);
+      rocksdb::DB::Open(db_options, options.path, descriptors, &db->handles, &db->db);
   if (!s.ok()) {
     return unavailable("archive: cannot open " + options.path + ": " + s.ToString());
   }
   if (!missing.empty()) {
     // Before anything is written: a secondary opened later sees them all.
     std::vector<rocksdb::ColumnFamilyHandle*> created;
-    s = impl->db->CreateColumnFamilies(missing, &created);
-    impl->handles.insert(impl->handles.end(), created.begin(), created.end());
+    s = db->db->CreateColumnFamilies(missing, &created);
+    db->handles.insert(db->handles.end(), created.begin(), created.end());
     if (!s.ok()) {
       return unavailable("archive: cannot create column families in " + options.path + ": " +
                          s.ToString());
     }
   }
-  if (!impl->bind_families()) {
+  if (!db->bind_families()) {
     return internal_error("archive: missing column family in " + options.path);
   }
+  auto impl = std::make_unique<Impl>();
+  impl->path = options.path;
+  impl->writer = db.get();
+  impl->current.store(std::move(db));
   impl->write_options.sync = options.sync_writes;
+  const Db& w = impl->w();
 
-  auto version = impl->get(kMeta, kMetaSchemaVersion, "archive meta get");
+  auto version = w.get(kMeta, kMetaSchemaVersion, "archive meta get");
   if (!version) return version.status();
   if (!version->has_value()) {
-    s = impl->db->Put(impl->write_options, impl->cf(kMeta), kMetaSchemaVersion, kSchemaVersion);
+    s = w.db->Put(impl->write_options, w.cf(kMeta), kMetaSchemaVersion, kSchemaVersion);
     if (!s.ok()) return from_rocksdb(s, "archive: writing schema version in " + options.path);
   } else if (**version != kSchemaVersion) {
     return internal_error("archive: unsupported schema version " + **version + " in " +
                           options.path);
   }
 
-  auto max_id = impl->get(kMeta, kMetaMaxId, "archive meta get");
+  auto max_id = w.get(kMeta, kMetaMaxId, "archive meta get");
   if (!max_id) return max_id.status();
   if (max_id->has_value()) impl->max_id = std::move(**max_id);
   return std::unique_ptr<Archive>(new Archive(std::move(impl)));
@@ -970,10 +1089,10 @@ Result<std::unique_ptr<Archive>> Archive::open(const ArchiveOptions& options) {
 Result<std::optional<std::string>> Archive::find_duplicate(const std::string& client_id,
                                                            const std::string& cid) const {
   // The dedup value "<conv>\0<id>" is the message's key.
-  auto message_key = impl_->get(kDedup, make_key(client_id, cid), "archive dedup get");
+  auto message_key = impl_->w().get(kDedup, make_key(client_id, cid), "archive dedup get");
   if (!message_key) return message_key.status();
   if (!message_key->has_value()) return std::optional<std::string>();
-  return impl_->get(kMessages, **message_key, "archive message get");
+  return impl_->w().get(kMessages, **message_key, "archive message get");
 }
 
 Status Archive::append(const AppendRequest& request) {
@@ -996,13 +1115,13 @@ Status Archive::append(const AppendRequest& request) {
   rocksdb::Status s;
   // messages: "<conv>\0<id>" -> envelope. d.scratch_message_key keeps it for the dedup value.
   make_key(&d.scratch_message_key, request.conv, request.id);
-  s = d.batch.Put(d.cf(kMessages), d.scratch_message_key, request.envelope);
+  s = d.batch.Put(d.w().cf(kMessages), d.scratch_message_key, request.envelope);
   if (!s.ok()) return from_rocksdb(s, "archive batch");
 
   size_t pending = 0;  // entries of d.pending_unread in use (kept to reuse their buffers)
   for (const auto& user : request.participants) {
     make_key(&d.scratch_key, user, request.id);
-    s = d.batch.Put(d.cf(kInbox), d.scratch_key, request.conv);
+    s = d.batch.Put(d.w().cf(kInbox), d.scratch_key, request.conv);
     if (!s.ok()) return from_rocksdb(s, "archive batch");
 
     make_key(&d.scratch_key, user, request.conv);
@@ -1013,7 +1132,7 @@ Status Archive::append(const AppendRequest& request) {
       unread = *stored + 1;
     }
     encode_summary(&d.scratch_value, request.id, unread);
-    s = d.batch.Put(d.cf(kConvs), d.scratch_key, d.scratch_value);
+    s = d.batch.Put(d.w().cf(kConvs), d.scratch_key, d.scratch_value);
     if (!s.ok()) return from_rocksdb(s, "archive batch");
     if (pending == d.pending_unread.size()) d.pending_unread.emplace_back();
     d.pending_unread[pending].first.assign(d.scratch_key);
@@ -1023,13 +1142,13 @@ Status Archive::append(const AppendRequest& request) {
 
   if (!request.client_id.empty() && !request.cid.empty()) {
     make_key(&d.scratch_key, request.client_id, request.cid);
-    s = d.batch.Put(d.cf(kDedup), d.scratch_key, d.scratch_message_key);
+    s = d.batch.Put(d.w().cf(kDedup), d.scratch_key, d.scratch_message_key);
     if (!s.ok()) return from_rocksdb(s, "archive batch");
   }
-  s = d.batch.Put(d.cf(kMeta), kMetaMaxId, request.id);
+  s = d.batch.Put(d.w().cf(kMeta), kMetaMaxId, request.id);
   if (!s.ok()) return from_rocksdb(s, "archive batch");
 
-  s = d.db->Write(d.write_options, &d.batch);
+  s = d.w().db->Write(d.write_options, &d.batch);
   if (!s.ok()) return from_rocksdb(s, "archive write");
   d.max_id = request.id;
   // Only now: the cache must mirror what is in the database.
@@ -1042,13 +1161,13 @@ Status Archive::append(const AppendRequest& request) {
 
 Status Archive::add_user(const std::string& user) {
   if (user.empty()) return invalid_argument("archive: empty user id");
-  rocksdb::Status s = impl_->db->Put(impl_->write_options, impl_->cf(kUsers), user, "{}");
+  rocksdb::Status s = impl_->w().db->Put(impl_->write_options, impl_->w().cf(kUsers), user, "{}");
   if (!s.ok()) return from_rocksdb(s, "archive user put");
   return Status::ok();
 }
 
 Status Archive::remove_user(const std::string& user) {
-  rocksdb::Status s = impl_->db->Delete(impl_->write_options, impl_->cf(kUsers), user);
+  rocksdb::Status s = impl_->w().db->Delete(impl_->write_options, impl_->w().cf(kUsers), user);
   if (!s.ok()) return from_rocksdb(s, "archive user delete");
   return Status::ok();
 }
@@ -1078,18 +1197,18 @@ Status Archive::create_group(const GroupInfo& group, const std::string& at) {
     }
   }
 
-  auto existing = d.get(kGroups, group.id, "archive group get");
+  auto existing = d.w().get(kGroups, group.id, "archive group get");
   if (!existing) return existing.status();
   if (existing->has_value()) return already_exists("archive: group " + group.id + " exists");
 
   rocksdb::WriteBatch batch;
-  rocksdb::Status s = batch.Put(d.cf(kGroups), group.id, encode_group(stored));
+  rocksdb::Status s = batch.Put(d.w().cf(kGroups), group.id, encode_group(stored));
   Membership membership;
   membership.periods.push_back(IdRange{at, ""});
   const std::string periods = encode_membership(membership);
   for (const auto& user : stored.members) {
-    if (s.ok()) s = batch.Put(d.cf(kMembers), make_key(group.id, user), periods);
-    if (s.ok()) s = batch.Put(d.cf(kUserGroups), make_key(user, group.id), "");
+    if (s.ok()) s = batch.Put(d.w().cf(kMembers), make_key(group.id, user), periods);
+    if (s.ok()) s = batch.Put(d.w().cf(kUserGroups), make_key(user, group.id), "");
   }
   if (!s.ok()) return from_rocksdb(s, "archive batch");
   return d.write_group_batch(&batch, at, "archive create_group");
@@ -1102,14 +1221,14 @@ Status Archive::add_member(const std::string& gid, const std::string& user, cons
   }
   Status st = d.check_boundary(at);
   if (!st.is_ok()) return st;
-  auto group = d.load_group(gid);
+  auto group = d.w().load_group(gid);
   if (!group) return group.status();
   if (!group->has_value()) return not_found("archive: no group " + gid);
   GroupInfo& info = **group;
   if (sorted_contains(info.members, user)) {
     return already_exists("archive: " + user + " is already a member of " + gid);
   }
-  auto membership = d.load_membership(gid, user);
+  auto membership = d.w().load_membership(gid, user);
   if (!membership) return membership.status();
   // A stale open period (cannot happen: members and periods change together)
   // is closed where it stands rather than left overlapping the new one.
@@ -1118,9 +1237,10 @@ Status Archive::add_member(const std::string& gid, const std::string& user, cons
   sorted_insert(&info.members, user);
 
   rocksdb::WriteBatch batch;
-  rocksdb::Status s = batch.Put(d.cf(kGroups), gid, encode_group(info));
-  if (s.ok()) s = batch.Put(d.cf(kMembers), make_key(gid, user), encode_membership(*membership));
-  if (s.ok()) s = batch.Put(d.cf(kUserGroups), make_key(user, gid), "");
+  rocksdb::Status s = batch.Put(d.w().cf(kGroups), gid, encode_group(info));
+  if (s.ok())
+    s = batch.Put(d.w().cf(kMembers), make_key(gid, user), encode_membership(*membership));
+  if (s.ok()) s = batch.Put(d.w().cf(kUserGroups), make_key(user, gid), "");
   if (!s.ok()) return from_rocksdb(s, "archive batch");
   return d.write_group_batch(&batch, at, "archive add_member");
 }
@@ -1133,7 +1253,7 @@ Status Archive::remove_member(const std::string& gid, const std::string& user,
   }
   Status st = d.check_boundary(at);
   if (!st.is_ok()) return st;
-  auto group = d.load_group(gid);
+  auto group = d.w().load_group(gid);
   if (!group) return group.status();
   if (!group->has_value()) return not_found("archive: no group " + gid);
   GroupInfo& info = **group;
@@ -1141,13 +1261,14 @@ Status Archive::remove_member(const std::string& gid, const std::string& user,
     return not_found("archive: " + user + " is not a member of " + gid);
   }
   sorted_erase(&info.admins, user);
-  auto membership = d.load_membership(gid, user);
+  auto membership = d.w().load_membership(gid, user);
   if (!membership) return membership.status();
   if (membership->current()) membership->periods.back().to = at;
 
   rocksdb::WriteBatch batch;
-  rocksdb::Status s = batch.Put(d.cf(kGroups), gid, encode_group(info));
-  if (s.ok()) s = batch.Put(d.cf(kMembers), make_key(gid, user), encode_membership(*membership));
+  rocksdb::Status s = batch.Put(d.w().cf(kGroups), gid, encode_group(info));
+  if (s.ok())
+    s = batch.Put(d.w().cf(kMembers), make_key(gid, user), encode_membership(*membership));
   if (!s.ok()) return from_rocksdb(s, "archive batch");
   return d.write_group_batch(&batch, at, "archive remove_member");
 }
@@ -1157,7 +1278,7 @@ Status Archive::set_admin(const std::string& gid, const std::string& user, bool 
   if (!valid_key_part(gid) || !valid_key_part(user)) {
     return invalid_argument("archive: malformed group or user id");
   }
-  auto group = d.load_group(gid);
+  auto group = d.w().load_group(gid);
   if (!group) return group.status();
   if (!group->has_value()) return not_found("archive: no group " + gid);
   GroupInfo& info = **group;
@@ -1166,7 +1287,7 @@ Status Archive::set_admin(const std::string& gid, const std::string& user, bool 
   }
   const bool changed = admin ? sorted_insert(&info.admins, user) : sorted_erase(&info.admins, user);
   if (!changed) return Status::ok();
-  rocksdb::Status s = d.db->Put(d.write_options, d.cf(kGroups), gid, encode_group(info));
+  rocksdb::Status s = d.w().db->Put(d.write_options, d.w().cf(kGroups), gid, encode_group(info));
   if (!s.ok()) return from_rocksdb(s, "archive set_admin");
   return Status::ok();
 }
@@ -1181,7 +1302,7 @@ Status Archive::mark_read(const std::string& user, const std::string& conv, cons
   // points into the future, where it would swallow messages not yet sent).
   const std::string& marker = id > d.max_id ? d.max_id : id;
   const std::string key = make_key(user, conv);
-  auto old_marker = d.get(kMarkers, key, "archive markers get");
+  auto old_marker = d.w().get(kMarkers, key, "archive markers get");
   if (!old_marker) return old_marker.status();
   if (marker.empty() || (old_marker->has_value() && **old_marker >= marker)) {
     return Status::ok();  // never backwards
@@ -1191,7 +1312,7 @@ Status Archive::mark_read(const std::string& user, const std::string& conv, cons
   // only those inside the user's membership periods (the ones they can read).
   std::vector<IdRange> ranges{IdRange{}};
   if (conv.starts_with(kGroupConvPrefix)) {
-    auto membership = d.load_membership(conv.substr(kGroupConvPrefix.size()), user);
+    auto membership = d.w().load_membership(conv.substr(kGroupConvPrefix.size()), user);
     if (!membership) return membership.status();
     if (!membership->periods.empty()) ranges = normalize_ranges(membership->periods);
   }
@@ -1204,7 +1325,7 @@ Status Archive::mark_read(const std::string& user, const std::string& conv, cons
     rocksdb::ReadOptions read_options;
     read_options.iterate_lower_bound = &lower_bound;
     read_options.iterate_upper_bound = &upper_bound;
-    std::unique_ptr<rocksdb::Iterator> it(d.db->NewIterator(read_options, d.cf(kMessages)));
+    std::unique_ptr<rocksdb::Iterator> it(d.w().db->NewIterator(read_options, d.w().cf(kMessages)));
     rocksdb::Status s = walk_forward(it.get(), conv, ranges, marker,
                                      [&](std::string_view, const rocksdb::Slice& v) {
                                        auto sender = envelope_sender(v);
@@ -1215,23 +1336,23 @@ Status Archive::mark_read(const std::string& user, const std::string& conv, cons
   }
 
   rocksdb::WriteBatch batch;
-  rocksdb::Status s = batch.Put(d.cf(kMarkers), key, marker);
+  rocksdb::Status s = batch.Put(d.w().cf(kMarkers), key, marker);
   if (!s.ok()) return from_rocksdb(s, "archive batch");
   // The summary keeps its last id; only an existing one is rewritten (a
   // convs entry means "has a message in conv", which a marker must not fake).
-  auto summary_text = d.get(kConvs, key, "archive convs get");
+  auto summary_text = d.w().get(kConvs, key, "archive convs get");
   if (!summary_text) return summary_text.status();
   bool has_summary = false;
   if (summary_text->has_value()) {
     Summary summary;
     if (decode_summary(**summary_text, &summary)) {
       encode_summary(&d.scratch_value, summary.last, unread);
-      s = batch.Put(d.cf(kConvs), key, d.scratch_value);
+      s = batch.Put(d.w().cf(kConvs), key, d.scratch_value);
       if (!s.ok()) return from_rocksdb(s, "archive batch");
       has_summary = true;
     }
   }
-  s = d.db->Write(d.write_options, &batch);
+  s = d.w().db->Write(d.write_options, &batch);
   if (!s.ok()) return from_rocksdb(s, "archive mark_read");
   // Only now, as in append(): the cache mirrors the database.
   if (has_summary) {
@@ -1247,9 +1368,9 @@ Status Archive::set_block(const std::string& blocker, const std::string& blocked
     return invalid_argument("archive: malformed user id");
   }
   const std::string key = make_key(blocker, blocked);
-  rocksdb::Status s = blocked_flag
-                          ? impl_->db->Put(impl_->write_options, impl_->cf(kBlocks), key, "")
-                          : impl_->db->Delete(impl_->write_options, impl_->cf(kBlocks), key);
+  rocksdb::Status s =
+      blocked_flag ? impl_->w().db->Put(impl_->write_options, impl_->w().cf(kBlocks), key, "")
+                   : impl_->w().db->Delete(impl_->write_options, impl_->w().cf(kBlocks), key);
   if (!s.ok()) return from_rocksdb(s, "archive set_block");
   return Status::ok();
 }
@@ -1257,14 +1378,14 @@ Status Archive::set_block(const std::string& blocker, const std::string& blocked
 Status Archive::put_presence(const std::string& user, const std::string& presence_json) {
   if (!valid_key_part(user)) return invalid_argument("archive: malformed user id");
   rocksdb::Status s =
-      impl_->db->Put(impl_->write_options, impl_->cf(kPresence), user, presence_json);
+      impl_->w().db->Put(impl_->write_options, impl_->w().cf(kPresence), user, presence_json);
   if (!s.ok()) return from_rocksdb(s, "archive presence put");
   return Status::ok();
 }
 
 Result<std::string> Archive::max_id() const {
   // Read from the database rather than the writer's copy so any thread may ask.
-  auto max_id = impl_->get(kMeta, kMetaMaxId, "archive meta get");
+  auto max_id = impl_->w().get(kMeta, kMetaMaxId, "archive meta get");
   if (!max_id) return max_id.status();
   return max_id->value_or(std::string());
 }
@@ -1277,31 +1398,18 @@ ArchiveReader::~ArchiveReader() = default;
 
 Result<std::unique_ptr<ArchiveReader>> ArchiveReader::open(const std::string& primary_path,
                                                            const std::string& secondary_path) {
-  auto cache = rocksdb::NewLRUCache(kBlockCacheSize);
-  rocksdb::DBOptions db_options;
-  // Required by secondaries: they cannot reopen table files the primary deletes.
-  db_options.max_open_files = -1;
-  db_options.keep_log_file_num = 4;
-  db_options.max_log_file_size = 8 << 20;
-
-  bool existed = false;
-  auto descriptors = families_to_open(db_options, primary_path, cache, /*writer=*/false, &existed);
-  if (!existed) {
-    return unavailable("archive reader: no archive at " + primary_path);
-  }
   auto impl = std::make_unique<Impl>();
   impl->path = primary_path;
-  rocksdb::Status s = rocksdb::DB::OpenAsSecondary(db_options, primary_path, secondary_path,
-                                                   descriptors, &impl->handles, &impl->db);
-  if (!s.ok()) {
-    return unavailable("archive reader: cannot open " + primary_path + " (secondary " +
-                       secondary_path + "): " + s.ToString());
+  impl->secondary_path = secondary_path;
+  impl->current_file = primary_path + "/CURRENT";
+  impl->cache = rocksdb::NewLRUCache(kBlockCacheSize);
+  // Read before the open, as in reopen().
+  if (!read_current_manifest(impl->current_file, &impl->followed_manifest)) {
+    return unavailable("archive reader: no archive at " + primary_path);
   }
-  if (!impl->bind_families()) {
-    // The primary creates every family at first open; a missing one means the
-    // directory is not an archive (or predates this schema).
-    return unavailable("archive reader: missing column family in " + primary_path);
-  }
+  auto db = open_secondary(primary_path, secondary_path, impl->cache);
+  if (!db) return db.status();
+  impl->current.store(std::move(db).value());
   return std::unique_ptr<ArchiveReader>(new ArchiveReader(std::move(impl)));
 }
 
@@ -1313,10 +1421,59 @@ Status ArchiveReader::catch_up() {
   // successful one covers every write completed before this call.
   if (d.catch_ups_done > begun_before_call && d.last_catch_up.is_ok()) return Status::ok();
   d.catch_ups_begun.fetch_add(1);
-  rocksdb::Status s = d.db->TryCatchUpWithPrimary();
-  d.last_catch_up = s.ok() ? Status::ok() : from_rocksdb(s, "archive catch-up of " + d.path);
+  d.last_catch_up = d.catch_up_locked();
   d.catch_ups_done = d.catch_ups_begun.load();
   return d.last_catch_up;
+}
+
+// TryCatchUpWithPrimary cannot follow a primary restart. The secondary
+// replays the primary's WAL into its own memtables, and RocksDB's reads take
+// a memtable's value over any table file's. A new primary recovers the old
+// WAL into a table file and continues in a new WAL, so the secondary's
+// memtables still hold what it had read of the old WAL (they are dropped only
+// once newer WAL records for their family arrive and get flushed) and shadow
+// every later value of the same keys in the recovered file: a rewritten
+// convs summary, group record, marker, or a deleted block stayed at its
+// pre-crash value however often the reader caught up; only new keys (messages)
+// showed. A fresh secondary replays MANIFEST and WALs in order, so after a
+// restart the reader opens a new instance and swaps it in.
+//
+// A restart is recognized by CURRENT: every primary open writes a new
+// MANIFEST and points CURRENT at it. CURRENT is read after the catch-up, so a
+// restart that completed before (or during) it is seen now; one completing
+// later was not needed by this call (its WAL was still in place when the
+// catch-up read it) and is seen by the next.
+Status ArchiveView::Impl::catch_up_locked() {
+  if (reopen_pending) return reopen();
+  rocksdb::Status s = current.load()->db->TryCatchUpWithPrimary();
+  std::string manifest;
+  if (!read_current_manifest(current_file, &manifest)) {
+    return unavailable("archive catch-up of " + path + ": cannot read " + current_file);
+  }
+  if (s.ok() && manifest == followed_manifest) return Status::ok();
+  // A new primary, or a failed catch-up (which may have left the instance
+  // half-way): start over from the files.
+  return reopen();
+}
+
+Status ArchiveView::Impl::reopen() {
+  reopen_pending = true;  // until a reopen succeeds
+  // Read before the open: if the primary restarts again meanwhile, the next
+  // catch-up finds a different name and reopens once more.
+  std::string manifest;
+  if (!read_current_manifest(current_file, &manifest)) {
+    return unavailable("archive catch-up of " + path + ": cannot read " + current_file);
+  }
+  // Opened next to the old instance, which serves reads until the swap (and
+  // stays if this fails: say, a primary in the middle of its recovery).
+  auto fresh = open_secondary(path, secondary_path, cache);
+  if (!fresh) return fresh.status();
+  std::shared_ptr<Db> old = current.exchange(std::move(fresh).value());
+  followed_manifest = std::move(manifest);
+  reopen_pending = false;
+  // Closed here, or by the last read that pinned it before the swap.
+  old.reset();
+  return Status::ok();
 }
 
 }  // namespace chat::store

@@ -117,8 +117,7 @@ TEST_F(Groups, OutsidersAndRemovedMembersAreRefusedAndGetNothing) {
   EXPECT_EQ(page["messages"][0]["cid"], "a1");
 }
 
-// Re-enabled once ArchiveReader follows primary restarts (in progress).
-TEST_F(Groups, DISABLED_MembershipSurvivesABrokerRestart) {
+TEST_F(Groups, MembershipSurvivesABrokerRestart) {
   std::string gid = create_group("alice", {"bob"});
   ASSERT_EQ(stack.put("/v1/groups/" + gid + "/members/carol", tokens["alice"]).first, 204);
   stack.kill_broker(SIGKILL);
