@@ -21,6 +21,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -617,6 +618,29 @@ bool read_current_manifest(const std::string& current_file, std::string* out) {
   return true;
 }
 
+// What changes whenever the primary writes anything: the MANIFEST CURRENT
+// names, and the name and size of its newest WAL file (every write appends to
+// the WAL before it is acknowledged; flushes start a new one). Two equal
+// signatures mean no write happened in between, so a catch-up can be skipped.
+// Empty when the directory cannot be listed (then always catch up).
+std::string primary_signature(const std::string& dir, const std::string& manifest) {
+  std::error_code ec;
+  std::string newest;
+  uintmax_t size = 0;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name.size() < 5 || name.compare(name.size() - 4, 4, ".log") != 0) continue;
+    // WAL names are zero-padded numbers, so the greatest name is the newest.
+    if (name > newest) {
+      newest = name;
+      size = it->file_size(ec);
+      if (ec) return "";
+    }
+  }
+  if (ec || newest.empty()) return "";
+  return manifest + "/" + newest + "/" + std::to_string(size);
+}
+
 // Options of a secondary instance (ArchiveReader), which is reopened after
 // every primary restart.
 rocksdb::DBOptions secondary_db_options() {
@@ -696,6 +720,7 @@ struct ArchiveView::Impl {
   std::shared_ptr<rocksdb::Cache> cache;  // the block cache, shared by successive instances
   // What CURRENT said just before `current` was opened (guarded by catch_up_mu).
   std::string followed_manifest;
+  std::string caught_up_signature;  // primary_signature() before the last good catch-up
   // The last reopen failed; the next catch-up tries again (guarded by catch_up_mu).
   bool reopen_pending = false;
 
@@ -1445,12 +1470,23 @@ Status ArchiveReader::catch_up() {
 // catch-up read it) and is seen by the next.
 Status ArchiveView::Impl::catch_up_locked() {
   if (reopen_pending) return reopen();
+  // TryCatchUpWithPrimary costs milliseconds even when there is nothing new;
+  // skip it when the primary has written nothing since the last one. The
+  // signature is taken before the catch-up, so any write after it shows as a
+  // different signature next time.
+  std::string before;
+  if (read_current_manifest(current_file, &before)) before = primary_signature(path, before);
+  if (!before.empty() && before == caught_up_signature) return Status::ok();
+  caught_up_signature.clear();
   rocksdb::Status s = current.load()->db->TryCatchUpWithPrimary();
   std::string manifest;
   if (!read_current_manifest(current_file, &manifest)) {
     return unavailable("archive catch-up of " + path + ": cannot read " + current_file);
   }
-  if (s.ok() && manifest == followed_manifest) return Status::ok();
+  if (s.ok() && manifest == followed_manifest) {
+    caught_up_signature = before;
+    return Status::ok();
+  }
   // A new primary, or a failed catch-up (which may have left the instance
   // half-way): start over from the files.
   return reopen();
