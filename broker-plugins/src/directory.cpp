@@ -42,7 +42,8 @@ bool Directory::share_group(const std::string& a, const std::string& b) const {
   if (ia == groups_of_.end() || ib == groups_of_.end()) return false;
   const auto& small = ia->second.size() <= ib->second.size() ? ia->second : ib->second;
   const auto& large = ia->second.size() <= ib->second.size() ? ib->second : ia->second;
-  return std::any_of(small.begin(), small.end(), [&](const std::string& g) { return large.count(g) > 0; });
+  return std::any_of(small.begin(), small.end(),
+                     [&](const std::string& g) { return large.count(g) > 0; });
 }
 
 bool Directory::is_blocked(const std::string& blocker, const std::string& blocked) {
@@ -93,19 +94,21 @@ void Directory::remove_member(const std::string& gid, const std::string& user) {
 void Directory::set_admin(const std::string& gid, const std::string& user, bool admin) {
   auto it = groups_.find(gid);
   if (it == groups_.end()) return;
-  if (admin) it->second.admins.insert(user);
-  else it->second.admins.erase(user);
+  if (admin)
+    it->second.admins.insert(user);
+  else
+    it->second.admins.erase(user);
 }
 
 void Directory::set_block(const std::string& blocker, const std::string& blocked, bool on) {
   auto it = blocks_.find(blocker);
   if (it == blocks_.end()) return;  // not cached: the next check reads the archive
-  if (on) it->second.insert(blocked);
-  else it->second.erase(blocked);
+  if (on)
+    it->second.insert(blocked);
+  else
+    it->second.erase(blocked);
 }
 
-void Directory::forget_user(const std::string& user) {
-  blocks_.erase(user);
-}
+void Directory::forget_user(const std::string& user) { blocks_.erase(user); }
 
 }  // namespace chat::broker

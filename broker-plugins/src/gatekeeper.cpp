@@ -36,7 +36,8 @@ Status Gatekeeper::authenticate(const void* handle, std::string_view client_id,
   // Session takeover: Mosquitto publishes the old connection's will before it
   // disconnects it; without a session of its own, that will fails the ACL
   // instead of bypassing the router.
-  if (auto prev = by_client_id_.find(s.client_id); prev != by_client_id_.end() && prev->second != handle) {
+  if (auto prev = by_client_id_.find(s.client_id);
+      prev != by_client_id_.end() && prev->second != handle) {
     if (auto it = sessions_.find(prev->second); it != sessions_.end()) {
       if (observer_) observer_(it->second, false);
       sessions_.erase(it);
@@ -56,7 +57,8 @@ void Gatekeeper::disconnected(const void* handle) {
   auto it = sessions_.find(handle);
   if (it == sessions_.end()) return;
   if (observer_) observer_(it->second, false);
-  if (auto idx = by_client_id_.find(it->second.client_id); idx != by_client_id_.end() && idx->second == handle) {
+  if (auto idx = by_client_id_.find(it->second.client_id);
+      idx != by_client_id_.end() && idx->second == handle) {
     by_client_id_.erase(idx);
   }
   sessions_.erase(it);

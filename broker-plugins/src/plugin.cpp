@@ -115,7 +115,8 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
   Directory* d = p.directory.get();
   // Presence subscriptions: users who share a conversation or a group.
   p.gatekeeper = std::make_unique<Gatekeeper>(
-      SystemClock::instance(), std::move(*keys), vo, [a, d](const std::string& me, const std::string& peer) {
+      SystemClock::instance(), std::move(*keys), vo,
+      [a, d](const std::string& me, const std::string& peer) {
         // A block hides presence both ways.
         if (d->is_blocked(me, peer) || d->is_blocked(peer, me)) return false;
         if (d->share_group(me, peer)) return true;
@@ -128,8 +129,10 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
   PresenceTracker* presence = p.presence.get();
   p.gatekeeper->set_session_observer([presence](const DeviceSession& s, bool started) {
     if (s.service) return;
-    if (started) presence->device_connected(s.user);
-    else presence->device_disconnected(s.user);
+    if (started)
+      presence->device_connected(s.user);
+    else
+      presence->device_disconnected(s.user);
   });
 
   RouterOptions ro;
@@ -139,7 +142,8 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
   ro.node_id = static_cast<uint8_t>(p.config.node_id);
   ro.max_group_members = p.config.max_group_members;
   ro.group_fanout_bytes = p.config.group_fanout_bytes;
-  p.router = std::make_unique<Router>(SystemClock::instance(), *p.archive, *p.directory, p.port, ro);
+  p.router =
+      std::make_unique<Router>(SystemClock::instance(), *p.archive, *p.directory, p.port, ro);
   return p.router->init();
 }
 

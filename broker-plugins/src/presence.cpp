@@ -23,7 +23,8 @@ std::string presence_json(bool online, int64_t ts) {
 void PresenceTracker::recover() {
   auto all = archive_.presence_all();
   if (!all) {
-    port_.log(LogLevel::kWarning, "presence: cannot read recorded presence: " + all.status().to_string());
+    port_.log(LogLevel::kWarning,
+              "presence: cannot read recorded presence: " + all.status().to_string());
     return;
   }
   int64_t now = clock_.now_ms();
@@ -65,7 +66,8 @@ void PresenceTracker::publish(const std::string& user, State& s) {
   std::string p = presence_json(now_online, now_online ? now : s.changed_ms);
   port_.publish("", topics::presence(user), p, 1, true);
   Status st = archive_.put_presence(user, p);
-  if (!st.is_ok()) port_.log(LogLevel::kWarning, "presence: cannot record " + user + ": " + st.to_string());
+  if (!st.is_ok())
+    port_.log(LogLevel::kWarning, "presence: cannot record " + user + ": " + st.to_string());
   s.published_online = now_online;
   s.published_ms = now;
 }

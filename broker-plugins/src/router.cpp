@@ -86,7 +86,8 @@ void Router::on_write_denied(const DeviceSession& sender, std::string_view topic
   std::string reason;
   if (t.kind == topics::SendKind::kInvalid) {
     reason = "publishing to '" + std::string(topic.substr(0, 128)) + "' is not allowed";
-  } else if (t.kind == topics::SendKind::kDirectTyping || t.kind == topics::SendKind::kGroupTyping) {
+  } else if (t.kind == topics::SendKind::kDirectTyping ||
+             t.kind == topics::SendKind::kGroupTyping) {
     reason = "typing is QoS 0 only";
   } else {
     reason = "messages and receipts need QoS 1 or 2";
@@ -144,7 +145,8 @@ MessageOutcome Router::on_message(const DeviceSession& sender, std::string_view 
     case topics::SendKind::kInvalid:
       break;
   }
-  return refuse(sender, extract_cid(payload), RefusalCode::kNotAuthorized, "topic not allowed", qos);
+  return refuse(sender, extract_cid(payload), RefusalCode::kNotAuthorized, "topic not allowed",
+                qos);
 }
 
 std::optional<Refusal> Router::check_target(const DeviceSession& sender, const std::string& conv,
@@ -212,7 +214,8 @@ Router::Stamped Router::stamp_and_archive(const DeviceSession& sender, const std
     return out;
   }
   if (!take_token("m:" + sender.user, options_.rate_msgs, options_.rate_burst)) {
-    out.done = refuse(sender, msg.cid, RefusalCode::kRateLimited, "too many messages, slow down", qos);
+    out.done =
+        refuse(sender, msg.cid, RefusalCode::kRateLimited, "too many messages, slow down", qos);
     return out;
   }
 
@@ -248,7 +251,8 @@ MessageOutcome Router::direct_message(const DeviceSession& sender, const std::st
                                       std::string_view payload, int qos) {
   std::string cid = extract_cid(payload);
   if (peer == sender.user) {
-    return refuse(sender, cid, RefusalCode::kUnknownPeer, "cannot send a direct message to yourself", qos);
+    return refuse(sender, cid, RefusalCode::kUnknownPeer,
+                  "cannot send a direct message to yourself", qos);
   }
   auto exists = archive_.user_exists(peer);
   if (!exists) {
@@ -257,7 +261,8 @@ MessageOutcome Router::direct_message(const DeviceSession& sender, const std::st
   }
   if (!*exists) return refuse(sender, cid, RefusalCode::kUnknownPeer, "no such user: " + peer, qos);
   if (directory_.is_blocked(peer, sender.user)) {
-    return refuse(sender, cid, RefusalCode::kNotAuthorized, peer + " does not accept your messages", qos);
+    return refuse(sender, cid, RefusalCode::kNotAuthorized, peer + " does not accept your messages",
+                  qos);
   }
 
   std::string peer_topic = topics::inbox(peer, topics::kInboxMsg);
@@ -278,11 +283,11 @@ MessageOutcome Router::group_message(const DeviceSession& sender, const std::str
                   "not a member of group " + gid, qos);
   }
   if (payload.size() * group->members.size() > options_.group_fanout_bytes) {
-    return refuse(sender, extract_cid(payload), RefusalCode::kTooLarge,
-                  "payload too large for a group of " + std::to_string(group->members.size()) +
-                      " (at most " + std::to_string(options_.group_fanout_bytes / group->members.size()) +
-                      " bytes)",
-                  qos);
+    return refuse(
+        sender, extract_cid(payload), RefusalCode::kTooLarge,
+        "payload too large for a group of " + std::to_string(group->members.size()) + " (at most " +
+            std::to_string(options_.group_fanout_bytes / group->members.size()) + " bytes)",
+        qos);
   }
   // Members who blocked the sender neither receive nor sync it.
   std::vector<std::string> recipients;
@@ -290,8 +295,8 @@ MessageOutcome Router::group_message(const DeviceSession& sender, const std::str
   for (const auto& m : group->members) {
     if (m == sender.user || !directory_.is_blocked(m, sender.user)) recipients.push_back(m);
   }
-  auto stamped = stamp_and_archive(sender, topics::group_conversation(gid), topics::group_conversation(gid),
-                                   recipients, payload, qos, "");
+  auto stamped = stamp_and_archive(sender, topics::group_conversation(gid),
+                                   topics::group_conversation(gid), recipients, payload, qos, "");
   if (stamped.done) return std::move(*stamped.done);
   // Every member's devices (the sender's included) get their own copy.
   for (const auto& m : recipients) {
@@ -324,7 +329,8 @@ std::optional<Router::Receipt> Router::parse_receipt(std::string_view payload, R
 }
 
 std::string Router::receipt_json(const std::string& conv, const std::string& from,
-                                 const std::vector<std::string>& ids, const std::string& status) const {
+                                 const std::vector<std::string>& ids,
+                                 const std::string& status) const {
   nlohmann::ordered_json r;
   r["v"] = 1;
   r["conv"] = conv;
@@ -391,7 +397,8 @@ MessageOutcome Router::group_receipt(const DeviceSession& sender, const std::str
     return refuse(sender, "", RefusalCode::kInvalidPayload, "no such messages in this group", qos);
   }
   if (receipt->status == "read") {
-    Status st = archive_.mark_read(sender.user, conv, *std::max_element(known.begin(), known.end()));
+    Status st =
+        archive_.mark_read(sender.user, conv, *std::max_element(known.begin(), known.end()));
     if (!st.is_ok()) return fail();
   }
   for (const auto& [from, ids] : by_sender) {
@@ -406,7 +413,8 @@ MessageOutcome Router::group_receipt(const DeviceSession& sender, const std::str
 
 std::optional<std::string> Router::parse_typing(std::string_view payload) const {
   auto doc = parse_limited(payload, 1024);
-  if (doc.is_discarded() || !doc.is_object() || !doc.contains("state") || !doc["state"].is_string()) {
+  if (doc.is_discarded() || !doc.is_object() || !doc.contains("state") ||
+      !doc["state"].is_string()) {
     return std::nullopt;
   }
   auto state = doc["state"].get<std::string>();
@@ -498,7 +506,8 @@ void Router::group_event(const Group& group, const std::string& action, const st
   for (const auto& m : group.members) {
     port_.publish("", topics::inbox(m, topics::kInboxEvent), out, 1, false);
   }
-  if (also_to != nullptr) port_.publish("", topics::inbox(*also_to, topics::kInboxEvent), out, 1, false);
+  if (also_to != nullptr)
+    port_.publish("", topics::inbox(*also_to, topics::kInboxEvent), out, 1, false);
 }
 
 Status Router::control_group(const std::string& op, const json& doc, json* result) {
@@ -522,8 +531,8 @@ Status Router::control_group(const std::string& op, const json& doc, json* resul
       }
     }
     if (members.size() > options_.max_group_members) {
-      return resource_exhausted("a group has at most " + std::to_string(options_.max_group_members) +
-                                " members");
+      return resource_exhausted("a group has at most " +
+                                std::to_string(options_.max_group_members) + " members");
     }
     for (const auto& m : members) {
       auto e = archive_.user_exists(m);
@@ -558,7 +567,8 @@ Status Router::control_group(const std::string& op, const json& doc, json* resul
     if (!by_admin) return permission_denied("only group admins add members");
     if (g->members.count(user)) return already_exists(user + " is already a member");
     if (g->members.size() >= options_.max_group_members) {
-      return resource_exhausted("the group is full (" + std::to_string(options_.max_group_members) + ")");
+      return resource_exhausted("the group is full (" + std::to_string(options_.max_group_members) +
+                                ")");
     }
     auto e = archive_.user_exists(user);
     if (!e) return e.status();
@@ -634,7 +644,8 @@ void Router::on_control(const DeviceSession& sender, std::string_view payload) {
   if (op == "block.set") {
     if (!user_arg("user", &user) || !user_arg("peer", &peer) || user == peer ||
         !doc.contains("blocked") || !doc["blocked"].is_boolean()) {
-      return reply(sender, req, invalid_argument("block.set needs user, peer (another user), blocked"));
+      return reply(sender, req,
+                   invalid_argument("block.set needs user, peer (another user), blocked"));
     }
     bool on = doc["blocked"].get<bool>();
     Status st = archive_.set_block(user, peer, on);

@@ -41,9 +41,12 @@ bool json_depth_within(std::string_view text, int max_depth) {
   bool in_string = false, escaped = false;
   for (char c : text) {
     if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
       continue;
     }
     if (c == '"') {
@@ -100,7 +103,8 @@ bool parse_client_message(std::string_view payload, size_t max_payload, ClientMe
   const auto& cid_s = cid->get_ref<const std::string&>();
   int cid_len = cid_length(cid_s);
   if (cid_len < 1 || cid_len > 64) {
-    return refuse(RefusalCode::kInvalidPayload, "cid must be 1-64 characters, no control characters");
+    return refuse(RefusalCode::kInvalidPayload,
+                  "cid must be 1-64 characters, no control characters");
   }
   auto type = doc.find("type");
   if (type == doc.end() || !type->is_string() ||

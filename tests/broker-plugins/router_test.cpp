@@ -205,7 +205,9 @@ TEST_F(RouterTest, GroupsFanOutToMembersAndRefuseOthers) {
   svc.user = "svc.api";
   svc.client_id = "svc.api:1";
   svc.service = true;
-  router_->on_control(svc, R"({"op":"group.create","req":"1","by":"alice","name":"Climbing","members":["bob","carol"]})");
+  router_->on_control(
+      svc,
+      R"({"op":"group.create","req":"1","by":"alice","name":"Climbing","members":["bob","carol"]})");
   auto reply = json::parse(port_.published.back().payload);
   ASSERT_EQ(reply["ok"], true) << reply.dump();
   std::string gid = reply["result"]["id"];
@@ -222,18 +224,22 @@ TEST_F(RouterTest, GroupsFanOutToMembersAndRefuseOthers) {
   EXPECT_EQ(archived_for("carol"), 1u);
 
   DeviceSession dave{"dave", "d", "dave:d", {}, 0, false, false};
-  EXPECT_EQ(router_->on_message(dave, "g/" + gid, msg("x"), 1).action, MessageOutcome::Action::kRefuse);
+  EXPECT_EQ(router_->on_message(dave, "g/" + gid, msg("x"), 1).action,
+            MessageOutcome::Action::kRefuse);
   EXPECT_EQ(last_event()["code"], "not_authorized");
   EXPECT_EQ(archived_for("dave"), 0u);
 
   // Removal: carol gets nothing after it; only admins remove others.
   DeviceSession bob{"bob", "b", "bob:b", {}, 0, false, false};
-  router_->on_control(svc, R"({"op":"group.remove","req":"2","by":"bob","gid":")" + gid + R"(","user":"carol"})");
+  router_->on_control(
+      svc, R"({"op":"group.remove","req":"2","by":"bob","gid":")" + gid + R"(","user":"carol"})");
   EXPECT_EQ(json::parse(port_.published.back().payload)["error"], "permission_denied");
-  router_->on_control(svc, R"({"op":"group.remove","req":"3","by":"alice","gid":")" + gid + R"(","user":"carol"})");
+  router_->on_control(
+      svc, R"({"op":"group.remove","req":"3","by":"alice","gid":")" + gid + R"(","user":"carol"})");
   EXPECT_EQ(json::parse(port_.published.back().payload)["ok"], true);
   port_.published.clear();
-  ASSERT_EQ(router_->on_message(bob, "g/" + gid, msg("g2"), 1).action, MessageOutcome::Action::kAccept);
+  ASSERT_EQ(router_->on_message(bob, "g/" + gid, msg("g2"), 1).action,
+            MessageOutcome::Action::kAccept);
   for (auto& p : port_.published) EXPECT_NE(p.topic, "u/carol/msg");
   EXPECT_EQ(archived_for("carol"), 1u);
 }
@@ -242,14 +248,16 @@ TEST_F(RouterTest, OnlyTheSenderEditsOrDeletes) {
   auto first = json::parse(router_->on_message(alice_, "dm/bob", msg("m1"), 1).payload);
   std::string id = first["id"];
   DeviceSession bob{"bob", "b", "bob:b", {}, 0, false, false};
-  auto edit = json({{"cid", "e1"}, {"type", "edit"}, {"body", {{"id", id}, {"text", "fixed"}}}}).dump();
+  auto edit =
+      json({{"cid", "e1"}, {"type", "edit"}, {"body", {{"id", id}, {"text", "fixed"}}}}).dump();
   EXPECT_EQ(router_->on_message(bob, "dm/alice", edit, 1).action, MessageOutcome::Action::kRefuse);
   EXPECT_EQ(last_event()["code"], "not_authorized");
   EXPECT_EQ(router_->on_message(alice_, "dm/bob", edit, 1).action, MessageOutcome::Action::kAccept);
   auto del = json({{"cid", "d1"}, {"type", "delete"}, {"body", "0000000000000001"}}).dump();
   EXPECT_EQ(router_->on_message(alice_, "dm/bob", del, 1).action, MessageOutcome::Action::kRefuse);
   EXPECT_EQ(last_event()["code"], "invalid_payload");
-  auto react = json({{"cid", "r1"}, {"type", "reaction"}, {"body", {{"id", id}, {"emoji", "+1"}}}}).dump();
+  auto react =
+      json({{"cid", "r1"}, {"type", "reaction"}, {"body", {{"id", id}, {"emoji", "+1"}}}}).dump();
   EXPECT_EQ(router_->on_message(bob, "dm/alice", react, 1).action, MessageOutcome::Action::kAccept);
 }
 
@@ -258,13 +266,18 @@ TEST_F(RouterTest, BlockedSendersAreRefusedAndTheirTypingDropped) {
   svc.user = "svc.api";
   svc.client_id = "svc.api:1";
   svc.service = true;
-  router_->on_control(svc, R"({"op":"block.set","req":"1","user":"bob","peer":"alice","blocked":true})");
+  router_->on_control(svc,
+                      R"({"op":"block.set","req":"1","user":"bob","peer":"alice","blocked":true})");
   ASSERT_EQ(json::parse(port_.published.back().payload)["ok"], true);
-  EXPECT_EQ(router_->on_message(alice_, "dm/bob", msg("b1"), 1).action, MessageOutcome::Action::kRefuse);
+  EXPECT_EQ(router_->on_message(alice_, "dm/bob", msg("b1"), 1).action,
+            MessageOutcome::Action::kRefuse);
   EXPECT_EQ(last_event()["code"], "not_authorized");
-  EXPECT_EQ(router_->on_message(alice_, "dm/bob/typing", R"({"state":"composing"})", 0).topic, "$chat/discard");
-  router_->on_control(svc, R"({"op":"block.set","req":"2","user":"bob","peer":"alice","blocked":false})");
-  EXPECT_EQ(router_->on_message(alice_, "dm/bob", msg("b2"), 1).action, MessageOutcome::Action::kAccept);
+  EXPECT_EQ(router_->on_message(alice_, "dm/bob/typing", R"({"state":"composing"})", 0).topic,
+            "$chat/discard");
+  router_->on_control(
+      svc, R"({"op":"block.set","req":"2","user":"bob","peer":"alice","blocked":false})");
+  EXPECT_EQ(router_->on_message(alice_, "dm/bob", msg("b2"), 1).action,
+            MessageOutcome::Action::kAccept);
 }
 
 TEST_F(RouterTest, ReadReceiptsMoveTheReadMarker) {

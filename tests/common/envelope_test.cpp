@@ -40,25 +40,31 @@ TEST(Envelope, ValidatesClientMessages) {
 }
 
 TEST(Envelope, RefusesDeepNestingAndControlCharactersInCid) {
-  std::string deep = R"({"cid":"c","type":"text","body":)" + std::string(65, '[') + std::string(65, ']') + "}";
-  std::string ok = R"({"cid":"c","type":"text","body":)" + std::string(60, '[') + std::string(60, ']') + "}";
+  std::string deep =
+      R"({"cid":"c","type":"text","body":)" + std::string(65, '[') + std::string(65, ']') + "}";
+  std::string ok =
+      R"({"cid":"c","type":"text","body":)" + std::string(60, '[') + std::string(60, ']') + "}";
   ClientMessage m;
   Refusal r{};
   EXPECT_FALSE(parse_client_message(deep, kDefaultMaxPayload, &m, &r));
   EXPECT_EQ(r.code, RefusalCode::kInvalidPayload);
   EXPECT_TRUE(parse_client_message(ok, kDefaultMaxPayload, &m, &r));
   // A 64 KiB payload of brackets must be refused, not crash.
-  std::string bomb = R"({"cid":"c","type":"text","body":)" + std::string(32000, '[') + std::string(32000, ']') + "}";
+  std::string bomb = R"({"cid":"c","type":"text","body":)" + std::string(32000, '[') +
+                     std::string(32000, ']') + "}";
   EXPECT_FALSE(parse_client_message(bomb, kDefaultMaxPayload, &m, &r));
   // Brackets inside strings do not count.
   std::string quoted = R"({"cid":"c","type":"text","body":")" + std::string(100, '[') + R"(\"]"})";
   EXPECT_TRUE(parse_client_message(quoted, kDefaultMaxPayload, &m, &r));
-  EXPECT_FALSE(parse_client_message(R"({"cid":"a\u0000b","type":"text","body":1})", kDefaultMaxPayload, &m, &r));
-  EXPECT_FALSE(parse_client_message(R"({"cid":"a\nb","type":"text","body":1})", kDefaultMaxPayload, &m, &r));
+  EXPECT_FALSE(parse_client_message(R"({"cid":"a\u0000b","type":"text","body":1})",
+                                    kDefaultMaxPayload, &m, &r));
+  EXPECT_FALSE(
+      parse_client_message(R"({"cid":"a\nb","type":"text","body":1})", kDefaultMaxPayload, &m, &r));
   // 64 characters of 2-byte UTF-8 are fine (the limit counts characters).
   std::string accents;
   for (int i = 0; i < 64; ++i) accents += "\u00e9";
-  EXPECT_TRUE(parse_client_message(R"({"cid":")" + accents + R"(","type":"text","body":1})", kDefaultMaxPayload, &m, &r));
+  EXPECT_TRUE(parse_client_message(R"({"cid":")" + accents + R"(","type":"text","body":1})",
+                                   kDefaultMaxPayload, &m, &r));
 }
 
 TEST(Envelope, SizeLimit) {

@@ -183,7 +183,8 @@ void Stack::start_broker() {
 #ifdef CHAT_ASAN_PRELOAD
   broker_env["LD_PRELOAD"] = CHAT_ASAN_PRELOAD;
   broker_env["ASAN_OPTIONS"] = "detect_leaks=1:fast_unwind_on_malloc=0";
-  broker_env["LSAN_OPTIONS"] = "suppressions=" CHAT_SOURCE_DIR "/tests/integration/lsan-mosquitto.supp";
+  broker_env["LSAN_OPTIONS"] =
+      "suppressions=" CHAT_SOURCE_DIR "/tests/integration/lsan-mosquitto.supp";
 #endif
   broker_.start({MOSQUITTO_EXECUTABLE, "-c", conf}, broker_env, data_dir_ + "/logs/mosquitto.log");
   wait_port(mqtt_port_);

@@ -185,7 +185,6 @@ Result<std::string> conversation_for(std::string_view me, std::string_view peer)
   return topics::dm_conversation(me, peer);
 }
 
-
 Status publish_once(Context& ctx, Credentials& credentials, const std::string& device,
                     const std::string& topic, const std::string& payload, int qos,
                     std::chrono::milliseconds timeout) {

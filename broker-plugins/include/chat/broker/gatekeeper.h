@@ -79,7 +79,8 @@ class Gatekeeper {
   jwt::VerifyOptions verify_;
   SharesConversation shares_conversation_;
   std::unordered_map<const void*, DeviceSession> sessions_;
-  std::unordered_map<std::string, const void*> by_client_id_;  // the live connection of each client id
+  std::unordered_map<std::string, const void*>
+      by_client_id_;  // the live connection of each client id
   SessionObserver observer_;
 };
 

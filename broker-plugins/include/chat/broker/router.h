@@ -100,16 +100,17 @@ class Router {
     std::optional<MessageOutcome> done;
     std::string envelope;
   };
-  Stamped stamp_and_archive(const DeviceSession& sender, const std::string& conv, const std::string& to,
-                            const std::vector<std::string>& participants, std::string_view payload,
-                            int qos, const std::string& duplicate_topic);
+  Stamped stamp_and_archive(const DeviceSession& sender, const std::string& conv,
+                            const std::string& to, const std::vector<std::string>& participants,
+                            std::string_view payload, int qos, const std::string& duplicate_topic);
   std::optional<Refusal> check_target(const DeviceSession& sender, const std::string& conv,
                                       const ClientMessage& msg);
   std::optional<Receipt> parse_receipt(std::string_view payload, Refusal* why) const;
   std::optional<std::string> parse_typing(std::string_view payload) const;
   std::string receipt_json(const std::string& conv, const std::string& from,
                            const std::vector<std::string>& ids, const std::string& status) const;
-  std::string typing_json(const std::string& conv, const std::string& from, const std::string& state) const;
+  std::string typing_json(const std::string& conv, const std::string& from,
+                          const std::string& state) const;
 
   bool take_token(const std::string& key, double rate, double burst);
   void reply(const DeviceSession& to, const std::string& req, const Status& status,
