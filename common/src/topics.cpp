@@ -41,6 +41,22 @@ SendTopic parse_send_topic(std::string_view topic) {
   return out;
 }
 
+namespace {
+std::string send_topic(std::string_view prefix, std::string_view target, std::string_view leaf) {
+  std::string t;
+  t.append(prefix).append(target);
+  if (!leaf.empty()) t.append("/").append(leaf);
+  return t;
+}
+}  // namespace
+
+std::string direct(std::string_view peer, std::string_view leaf) {
+  return send_topic("dm/", peer, leaf);
+}
+std::string group(std::string_view gid, std::string_view leaf) {
+  return send_topic("g/", gid, leaf);
+}
+
 std::string inbox(std::string_view user, std::string_view leaf) {
   std::string t;
   t.reserve(3 + user.size() + leaf.size());

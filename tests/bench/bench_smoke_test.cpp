@@ -159,17 +159,6 @@ TEST_F(BenchSmokeTest, WrongPasswordForAnExistingUserFailsSetup) {
   EXPECT_EQ(r.status, 3) << r.output;
 }
 
-bool port_open(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  ::close(fd);
-  return ok;
-}
-
 TEST(BenchSmokeBare, BareBrokerPairsAndGroup) {
   char tmpl[] = "/tmp/chat-bench-bare-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);

@@ -40,6 +40,13 @@ TEST(Topics, ParseSendTopic) {
   }
 }
 
+TEST(Topics, SendTopicsRoundTrip) {
+  EXPECT_EQ(direct("bob"), "dm/bob");
+  EXPECT_EQ(group("G1", kReceipt), "g/G1/receipt");
+  EXPECT_EQ(parse_send_topic(direct("bob", kTyping)).kind, SendKind::kDirectTyping);
+  EXPECT_EQ(parse_send_topic(group("G1")).kind, SendKind::kGroup);
+}
+
 TEST(Topics, InboxAndPresence) {
   EXPECT_EQ(inbox("bob", kInboxMsg), "u/bob/msg");
   EXPECT_EQ(presence("bob"), "presence/bob");

@@ -19,6 +19,7 @@
 #include <stdexcept>
 
 #include "chat/common/jwt.h"
+#include "chat/common/url.h"
 
 namespace chat::testing {
 namespace fs = std::filesystem;
@@ -46,7 +47,7 @@ int free_port() {
   return port;
 }
 
-static bool port_open(int port) {
+bool port_open(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -260,24 +261,9 @@ std::string Stack::register_user(const std::string& user, const std::string& pas
   return login(user, password);
 }
 
-static std::string form_encode(const std::string& s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
 std::string Stack::login(const std::string& user, const std::string& password) {
   auto [status, body] = post_form("/v1/oauth/token", "grant_type=password&username=" + user +
-                                                         "&password=" + form_encode(password));
+                                                         "&password=" + url_encode(password));
   if (status != 200) throw std::runtime_error("login " + user + ": " + std::to_string(status));
   return body["access_token"].get<std::string>();
 }

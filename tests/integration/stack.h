@@ -28,6 +28,8 @@ using json = nlohmann::json;
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s);
 
 int free_port();
+// Whether something accepts TCP connections on 127.0.0.1:port.
+bool port_open(int port);
 
 class Process {
  public:

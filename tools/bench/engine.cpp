@@ -23,6 +23,7 @@
 #include "bench/payload.h"
 #include "bench/rest.h"
 #include "bench/stats.h"
+#include "chat/common/topics.h"
 
 namespace chat::bench {
 namespace {
@@ -792,7 +793,7 @@ class Engine {
           return;
         }
         report_["group"] = *gid;
-        group_topic = "g/" + *gid;
+        group_topic = topics::group(*gid);
       }
     }
 
@@ -810,7 +811,7 @@ class Engine {
     const uint64_t per_pub = static_cast<uint64_t>(cfg_.count) / static_cast<uint64_t>(P);
     const uint64_t extra = static_cast<uint64_t>(cfg_.count) % static_cast<uint64_t>(P);
     for (int j = 0; j < S; ++j) {
-      std::string topic = chat()   ? "u/" + sub_users[j] + "/#"
+      std::string topic = chat()   ? topics::inbox(sub_users[j], "#")
                           : fanout ? group_topic
                                    : "bench/r" + std::to_string(j);
       std::string id = chat() ? sub_users[j] + ":bench" : "b" + tag_ + "s" + std::to_string(j);
@@ -820,7 +821,7 @@ class Engine {
     for (int i = 0; i < P; ++i) {
       int r = recipients[i][0];
       std::string topic = fanout   ? group_topic
-                          : chat() ? "dm/" + sub_users[r]
+                          : chat() ? topics::direct(sub_users[r])
                                    : "bench/r" + std::to_string(r);
       std::string id = chat() ? pub_users[i] + ":bench" : "b" + tag_ + "p" + std::to_string(i);
       Conn* p = make_conn(Role::kPublisher, i, id, chat() ? pub_users[i] : "",
@@ -968,7 +969,7 @@ class Engine {
         const int k = j / cfg_.devices_per_user;
         list.push_back(make_conn(Role::kSubscriber, j,
                                  users[k] + ":d" + std::to_string(j % cfg_.devices_per_user),
-                                 users[k], tokens[k], "u/" + users[k] + "/#"));
+                                 users[k], tokens[k], topics::inbox(users[k], "#")));
       } else {
         list.push_back(make_conn(Role::kSubscriber, j, "b" + tag_ + "i" + std::to_string(j), "", "",
                                  "bench/idle/" + std::to_string(j)));
@@ -1016,8 +1017,8 @@ class Engine {
       recipient_token = tokens[1];
     }
     const std::string rec_id = chat() ? recipient + ":drain" : "bench-drain-r0";
-    const std::string filter = chat() ? "u/" + recipient + "/#" : "bench/drain";
-    const std::string topic = chat() ? "dm/" + recipient : "bench/drain";
+    const std::string filter = chat() ? topics::inbox(recipient, "#") : "bench/drain";
+    const std::string topic = chat() ? topics::direct(recipient) : "bench/drain";
     const int expiry = 3600;
     // A clean connect first wipes any session left by an earlier run.
     Conn* wipe =

@@ -7,23 +7,10 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "chat/common/url.h"
+
 namespace chat::bench {
 namespace {
-
-std::string form_encode(const std::string& s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
 
 std::unique_ptr<httplib::Client> client(const std::string& base_url) {
   auto c = std::make_unique<httplib::Client>(base_url);
@@ -47,7 +34,7 @@ std::string mint_one(httplib::Client& c, const std::string& user, const std::str
   }
   auto t = c.Post(
       "/v1/oauth/token",
-      "grant_type=password&username=" + form_encode(user) + "&password=" + form_encode(password),
+      "grant_type=password&username=" + url_encode(user) + "&password=" + url_encode(password),
       "application/x-www-form-urlencoded");
   if (!t || t->status != 200) {
     throw RestError("POST /v1/oauth/token " + user + ": " + describe(t) +

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "chat/common/status.h"
+#include "chat/common/url.h"
 #include "chatctl/cli.h"
 
 namespace chat::tools {
@@ -44,8 +45,7 @@ struct TokenGrant {
 // expires_in; status_from_response() for other answers.
 Result<TokenGrant> parse_token_grant(const ApiResponse& response);
 
-// Percent-encodes everything but RFC 3986 unreserved characters.
-std::string url_encode(std::string_view text);
+using chat::url_encode;  // common/url.h
 
 using FormFields = std::vector<std::pair<std::string, std::string>>;
 // a=1&b=2, each name and value url_encode()d.

@@ -162,9 +162,9 @@ Result<InboxSession> open_inbox(Context& ctx, Credentials& credentials, const st
 Result<std::string> send_topic_for(std::string_view peer) {
   std::string topic;
   if (peer.rfind("g:", 0) == 0) {
-    topic = "g/" + std::string(peer.substr(2));
+    topic = topics::group(peer.substr(2));
   } else {
-    topic = "dm/" + std::string(peer);
+    topic = topics::direct(peer);
   }
   auto parsed = topics::parse_send_topic(topic);
   if (parsed.kind != topics::SendKind::kDirect && parsed.kind != topics::SendKind::kGroup) {

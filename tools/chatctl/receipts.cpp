@@ -10,10 +10,10 @@ namespace chat::tools {
 
 Result<std::string> receipt_topic_for(std::string_view me, std::string_view conv) {
   auto parsed = topics::parse_conversation(conv);
-  if (parsed.kind == topics::ConvKind::kGroup) return "g/" + parsed.gid + "/receipt";
+  if (parsed.kind == topics::ConvKind::kGroup) return topics::group(parsed.gid, topics::kReceipt);
   if (parsed.kind == topics::ConvKind::kDirect) {
-    if (parsed.a == me && parsed.b != me) return "dm/" + parsed.b + "/receipt";
-    if (parsed.b == me && parsed.a != me) return "dm/" + parsed.a + "/receipt";
+    if (parsed.a == me && parsed.b != me) return topics::direct(parsed.b, topics::kReceipt);
+    if (parsed.b == me && parsed.a != me) return topics::direct(parsed.a, topics::kReceipt);
   }
   return invalid_argument("no receipt topic for conversation '" + std::string(conv) + "'");
 }

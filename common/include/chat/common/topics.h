@@ -29,6 +29,13 @@ struct SendTopic {
   std::string target;  // peer user id or group id
 };
 
+// What a device publishes to: dm/<peer>, g/<gid>, and their /receipt and
+// /typing leaves (`leaf` empty for the message topic itself).
+std::string direct(std::string_view peer, std::string_view leaf = {});
+std::string group(std::string_view gid, std::string_view leaf = {});
+inline constexpr std::string_view kReceipt = "receipt";
+inline constexpr std::string_view kTyping = "typing";
+
 // dm/<peer>, g/<gid>, dm/<peer>/receipt, g/<gid>/receipt, dm/<peer>/typing, g/<gid>/typing.
 // Anything else (including ids that fail their syntax) is kInvalid.
 SendTopic parse_send_topic(std::string_view topic);
