@@ -6,6 +6,7 @@ find_package(nlohmann_json 3 REQUIRED)
 find_package(RocksDB REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(PahoMqttCpp REQUIRED)
+find_package(eclipse-paho-mqtt-c REQUIRED)
 find_package(GTest REQUIRED)
 
 pkg_check_modules(MOSQUITTO REQUIRED IMPORTED_TARGET libmosquitto)

@@ -100,6 +100,13 @@ TEST_F(BenchSmokeTest, ChatPairsAccountingIsExact) {
   EXPECT_EQ(sync_all(*stack_, token).size(), 150u);
 }
 
+TEST_F(BenchSmokeTest, ChatPairsWithThePahoEngine) {
+  BenchRun r =
+      run_bench(chat_target() + " --client paho --pairs 2 --count 300 --user-prefix smokeq");
+  expect_exact(r, 300);
+  EXPECT_EQ(r.report["client"], "paho");
+}
+
 TEST_F(BenchSmokeTest, ChatFanInWithMqtt311AndARate) {
   BenchRun r = run_bench(chat_target() +
                          " --fan-in 3 --count 300 --rate 2000 --mqtt 3.1.1 --user-prefix smokef");
@@ -174,6 +181,11 @@ TEST(BenchSmokeBare, BareBrokerPairsAndGroup) {
   std::string target = "--target bare --port " + std::to_string(port) + " --duration 30";
   expect_exact(run_bench(target + " --pairs 2 --count 300 --expect-no-loss"), 300);
   expect_exact(run_bench(target + " --group 5 --count 100 --expect-no-loss"), 100, 4);
+  // The Paho engine (the one that also speaks WebSocket) over TCP, both versions.
+  expect_exact(run_bench(target + " --client paho --pairs 2 --count 300 --expect-no-loss"), 300);
+  expect_exact(run_bench(target + " --client paho --fan-in 3 --count 300 --mqtt 3.1.1" +
+                         " --rate 3000 --expect-no-loss"),
+               300);
   BenchRun q0 = run_bench(target + " --pairs 1 --count 200 --qos 0 --quiet 1");
   ASSERT_EQ(q0.status, 0) << q0.output;
   EXPECT_EQ(num(q0.report, "sent"), 200u) << q0.output;

@@ -68,6 +68,24 @@ TEST(BenchOptions, RefusesBadInput) {
   EXPECT_NE(parse({"--target", "chat", "--qos", "0"}, &chat), "");
 }
 
+TEST(BenchOptions, ClientAndTransport) {
+  Config c;
+  EXPECT_EQ(parse({"--transport", "ws", "--port", "8083"}, &c), "");
+  EXPECT_EQ(c.client, Client::kPaho);  // implied by ws
+  EXPECT_EQ(c.transport, Transport::kWs);
+  EXPECT_EQ(c.ws_path, "/mqtt");
+  Config p;
+  EXPECT_EQ(parse({"--client", "paho", "--fan-in", "3", "--ws-path", "/x"}, &p), "");
+  EXPECT_EQ(p.transport, Transport::kTcp);
+  EXPECT_EQ(p.ws_path, "/x");
+  Config bad;
+  EXPECT_NE(parse({"--client", "mosquitto", "--transport", "ws"}, &bad), "");
+  EXPECT_NE(parse({"--client", "paho", "--group", "3"}, &bad), "");
+  EXPECT_NE(parse({"--client", "hivemq"}, &bad), "");
+  EXPECT_NE(parse({"--transport", "quic"}, &bad), "");
+  EXPECT_NE(parse({"--ws-path", "mqtt"}, &bad), "");
+}
+
 TEST(BenchOptions, CustomTopology) {
   Config c;
   EXPECT_EQ(parse({"--publishers", "4", "--subscribers", "2"}, &c), "");

@@ -20,83 +20,17 @@
 #include <thread>
 #include <unordered_map>
 
+#include "bench/paho_engine.h"
 #include "bench/payload.h"
 #include "bench/rest.h"
 #include "bench/stats.h"
+#include "bench/sys.h"
 #include "chat/common/topics.h"
 
 namespace chat::bench {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
-
-std::atomic<bool> g_stop{false};
-
-const Clock::time_point kEpoch = Clock::now();
-
-uint64_t now_us() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - kEpoch).count());
-}
-
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-Clock::time_point after(double seconds) {
-  return Clock::now() +
-         std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-}
-
-// --- /proc readings of the broker ----------------------------------------------
-
-long rss_kb(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
-  }
-  return -1;
-}
-
-// utime + stime in seconds of a process (all threads) or one of its threads.
-double cpu_seconds(const std::string& stat_path) {
-  std::ifstream in(stat_path);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t close = text.rfind(')');
-  if (close == std::string::npos) return -1;
-  std::istringstream rest(text.substr(close + 2));
-  std::string field;
-  unsigned long long utime = 0, stime = 0;
-  // Fields after the command: state(3) ... utime(14) stime(15).
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
-    if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-double process_cpu(int pid) { return cpu_seconds("/proc/" + std::to_string(pid) + "/stat"); }
-double main_thread_cpu(int pid) {
-  return cpu_seconds("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/stat");
-}
-
-double self_cpu() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
-}
-
-void raise_fd_limit() {
-  rlimit l{};
-  if (getrlimit(RLIMIT_NOFILE, &l) != 0) return;
-  rlimit want{200000, 200000};
-  if (setrlimit(RLIMIT_NOFILE, &want) == 0) return;  // root may raise the hard limit
-  l.rlim_cur = l.rlim_max;
-  setrlimit(RLIMIT_NOFILE, &l);
-}
 
 // mosquitto_new() also opens a socket pair that only mosquitto_loop()'s
 // select() reads: libmosquitto writes a byte to it on every packet it queues.
@@ -121,15 +55,6 @@ struct mosquitto* new_client(const std::string& id, bool clean, void* obj) {
   struct mosquitto* m = mosquitto_new(id.c_str(), clean, obj);
   if (limited) setrlimit(RLIMIT_NOFILE, &saved);
   return m;
-}
-
-std::string random_tag(size_t n) {
-  static const char kAlnum[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-  std::random_device rd;
-  std::mt19937_64 g(rd());
-  std::string s;
-  for (size_t i = 0; i < n; ++i) s += kAlnum[g() % 36];
-  return s;
 }
 
 // --- connections -------------------------------------------------------------------
@@ -392,7 +317,7 @@ class Worker {
     const bool time_up = Clock::now() >= shared_->send_deadline;
     for (Conn* p : pubs_) {
       if (p->finished) continue;
-      bool can_send = p->state == Conn::State::kConnected && !time_up && !g_stop.load();
+      bool can_send = p->state == Conn::State::kConnected && !time_up && !stop_requested();
       if (can_send) {
         uint64_t allowed = p->quota;
         if (p->rate > 0) {
@@ -637,6 +562,8 @@ class Engine {
                 {"scenario", scenario_name(cfg_.scenario)},
                 {"scale", cfg_.scale},
                 {"label", cfg_.label},
+                {"client", client_name(cfg_.client)},
+                {"transport", transport_name(cfg_.transport)},
                 {"mqtt", cfg_.mqtt_version == 5 ? "5" : "3.1.1"},
                 {"qos", cfg_.qos},
                 {"payload", cfg_.payload},
@@ -683,7 +610,7 @@ class Engine {
     const auto deadline = after(seconds);
     auto body = [&](Worker& w) {
       start(w);
-      while (!g_stop.load() && !done() && Clock::now() < deadline) w.step(timeout_ms);
+      while (!stop_requested() && !done() && Clock::now() < deadline) w.step(timeout_ms);
     };
     if (workers_.size() == 1) {
       body(*workers_[0]);
@@ -883,72 +810,22 @@ class Engine {
   // Exact accounting once every worker has stopped.
   void account(const std::vector<Conn*>& pubs, const std::vector<Conn*>& subs,
                const std::vector<std::vector<int>>& recipients) {
-    uint64_t sent = 0, acked = 0, refused = 0, expected = 0, received = 0, lost = 0, dup = 0;
-    uint64_t received_unacked = 0, stray = 0, other = 0;
+    std::vector<PublisherTally> pt;
+    std::vector<SubscriberTally> st;
     for (const Conn* p : pubs) {
-      sent += p->sent;
-      acked += p->acked;
-      refused += p->refused;
-      for (int r : recipients[p->index]) {
-        const Conn* s = subs[r];
-        auto it = s->receipts.find(static_cast<uint32_t>(p->index));
-        const ReceiptLog* log = it == s->receipts.end() ? nullptr : &it->second;
-        for (uint64_t seq = 0; seq < p->sent; ++seq) {
-          int c = log ? log->count(seq) : 0;
-          if (p->ack[seq] == 1) {
-            ++expected;
-            if (c == 0) ++lost;
-          } else if (c > 0) {
-            ++received_unacked;
-          }
-          if (c > 0) ++received;
-          if (c > 1) dup += static_cast<uint64_t>(c - 1);
-        }
-      }
+      pt.push_back({static_cast<uint32_t>(p->index), p->sent, p->acked, p->refused, &p->ack});
     }
-    // Arrivals from a publisher that does not address that subscriber.
-    for (const Conn* s : subs) {
-      other += s->other_messages;
-      for (const auto& [pub, log] : s->receipts) {
-        const auto& rs = recipients[pub];
-        if (std::find(rs.begin(), rs.end(), s->index) == rs.end()) {
-          for (uint64_t seq = 0; seq < log.size(); ++seq) stray += log.count(seq);
-        }
-      }
-    }
-    report_["sent"] = sent;
-    report_["acked"] = acked;
-    report_["refused"] = refused;
-    report_["unacked"] = sent - acked - refused;
-    report_["expected"] = expected;
-    report_["received"] = received;
-    report_["lost"] = lost;
-    report_["duplicated"] = dup;
-    report_["received_unacked"] = received_unacked;
-    report_["stray"] = stray;
-    report_["other_messages"] = other;
+    for (const Conn* s : subs) st.push_back({s->index, &s->receipts, s->other_messages});
+    account_deliveries(pt, st, recipients, &report_);
     report_["unexpected_disconnects"] = shared_.unexpected_closes.load();
-
-    const uint64_t start = shared_.send_start_us;
-    const double ack_s = static_cast<double>(shared_.last_ack_us.load() -
-                                             std::min(start, shared_.last_ack_us.load())) *
-                         1e-6;
-    const double recv_s = static_cast<double>(shared_.last_receive_us.load() -
-                                              std::min(start, shared_.last_receive_us.load())) *
-                          1e-6;
-    report_["send_s"] = ack_s;
-    report_["deliver_s"] = recv_s;
-    report_["acked_per_s"] = ack_s > 0 ? static_cast<double>(acked) / ack_s : 0.0;
-    report_["delivered_per_s"] = recv_s > 0 ? static_cast<double>(received) / recv_s : 0.0;
 
     std::vector<uint32_t> lat;
     for (auto& w : workers_) {
       lat.insert(lat.end(), w->latencies.begin(), w->latencies.end());
       w->latencies.clear();
     }
-    Percentiles pc = percentiles(&lat);
-    report_["latency_ms"] = {{"p50", pc.p50_ms}, {"p90", pc.p90_ms},   {"p99", pc.p99_ms},
-                             {"max", pc.max_ms}, {"mean", pc.mean_ms}, {"samples", pc.samples}};
+    report_rates(shared_.send_start_us, shared_.last_ack_us.load(), shared_.last_receive_us.load(),
+                 &lat, &report_);
   }
 
   // --- idle connections ----------------------------------------------------------------
@@ -1094,12 +971,13 @@ class Engine {
 
 }  // namespace
 
-void request_stop() { g_stop.store(true); }
+void request_stop() { request_stop_flag(); }
 
 json run_benchmark(const Config& config) {
   static std::once_flag once;
   std::call_once(once, [] { mosquitto_lib_init(); });
   raise_fd_limit();
+  if (config.client == Client::kPaho) return run_paho_benchmark(config);
   Engine engine(config);
   return engine.run();
 }
@@ -1121,9 +999,11 @@ std::string format_report(const json& r) {
   };
   auto has = [&](const char* k) { return r.contains(k) && !r[k].is_null(); };
   char line[512];
-  std::snprintf(line, sizeof line, "chat-bench: %s, target %s, scale %d, MQTT %s, QoS %d, %d B\n",
+  std::snprintf(line, sizeof line,
+                "chat-bench: %s, target %s, scale %d, MQTT %s, QoS %d, %d B, %s over %s\n",
                 r.value("scenario", "").c_str(), r.value("target", "").c_str(), r.value("scale", 0),
-                r.value("mqtt", "").c_str(), r.value("qos", 0), r.value("payload", 0));
+                r.value("mqtt", "").c_str(), r.value("qos", 0), r.value("payload", 0),
+                r.value("client", "mosquitto").c_str(), r.value("transport", "tcp").c_str());
   o << line;
   if (has("skipped")) {
     o << "  skipped: " << r["skipped"].get<std::string>() << "\n";

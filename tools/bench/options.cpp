@@ -50,6 +50,8 @@ const char* scenario_name(Scenario s) {
 }
 
 const char* target_name(Target t) { return t == Target::kBare ? "bare" : "chat"; }
+const char* client_name(Client c) { return c == Client::kMosquitto ? "mosquitto" : "paho"; }
+const char* transport_name(Transport t) { return t == Transport::kTcp ? "tcp" : "ws"; }
 
 std::string usage() {
   return R"(usage: chat-bench [options]
@@ -64,6 +66,12 @@ target
   --host H --port P         MQTT broker                        [127.0.0.1 1883]
   --api URL                 chat-api base URL          [http://127.0.0.1:8080]
   --mqtt 5|3.1.1            protocol version                               [5]
+  --client mosquitto|paho   client library: libmosquitto (epoll, all
+                            scenarios) or Paho C MQTTAsync (pairs, fan-in,
+                            custom)                                [mosquitto]
+  --transport tcp|ws        ws: MQTT over WebSocket (chat-bridge), needs
+                            --client paho (implied); --port is the ws port [tcp]
+  --ws-path PATH            WebSocket path                           [/mqtt]
 scenario (one of)
   --pairs N                 N 1:1 pairs                                    [1]
   --fan-in N                N senders -> 1 recipient
@@ -102,7 +110,7 @@ exit status: 0 ok, 1 loss with --expect-no-loss, 2 usage, 3 setup failed
 std::string parse_args(const std::vector<std::string>& args, Config* c, bool* help) {
   *help = false;
   int scenarios = 0;
-  bool custom_pubs = false, custom_subs = false;
+  bool custom_pubs = false, custom_subs = false, client_given = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&](std::string* out) -> bool {
@@ -163,6 +171,31 @@ std::string parse_args(const std::vector<std::string>& args, Config* c, bool* he
         c->mqtt_version = 4;
       } else {
         return "--mqtt must be 5 or 3.1.1";
+      }
+    } else if (a == "--client") {
+      if (!value(&v)) return a + " needs a value";
+      if (v == "mosquitto") {
+        c->client = Client::kMosquitto;
+      } else if (v == "paho") {
+        c->client = Client::kPaho;
+      } else {
+        return "--client must be mosquitto or paho";
+      }
+      client_given = true;
+    } else if (a == "--transport") {
+      if (!value(&v)) return a + " needs a value";
+      if (v == "tcp") {
+        c->transport = Transport::kTcp;
+      } else if (v == "ws") {
+        c->transport = Transport::kWs;
+      } else {
+        return "--transport must be tcp or ws";
+      }
+    } else if (a == "--ws-path") {
+      if (!value(&c->ws_path)) return a + " needs a value";
+      if (c->ws_path.empty() || c->ws_path[0] != '/' ||
+          c->ws_path.find_first_of(" \t\r\n") != std::string::npos) {
+        return "--ws-path must start with / and contain no white space";
       }
     } else if (a == "--pairs") {
       err = scenario(Scenario::kPairs, 1);
@@ -246,6 +279,14 @@ std::string parse_args(const std::vector<std::string>& args, Config* c, bool* he
     c->scenario = Scenario::kCustom;
   } else if (scenarios > 1) {
     return "give one scenario: --pairs, --fan-in, --group, --idle or --offline-drain";
+  }
+  if (c->transport == Transport::kWs) {
+    if (client_given && c->client != Client::kPaho) return "--transport ws needs --client paho";
+    c->client = Client::kPaho;
+  }
+  if (c->client == Client::kPaho && c->scenario != Scenario::kPairs &&
+      c->scenario != Scenario::kFanIn && c->scenario != Scenario::kCustom) {
+    return "--client paho runs --pairs, --fan-in or --publishers/--subscribers only";
   }
   // User ids are ^[a-z0-9][a-z0-9_.-]{0,31}$ and get a short suffix.
   const std::string& p = c->user_prefix;

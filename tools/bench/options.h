@@ -8,6 +8,12 @@ namespace chat::bench {
 
 enum class Target { kBare, kChat };
 
+// Which MQTT client library drives the load. libmosquitto (our own epoll loop)
+// is the fast default; Paho C (MQTTAsync) also speaks MQTT over WebSocket, so
+// the bridge benchmark runs Paho over TCP and over WebSocket side by side.
+enum class Client { kMosquitto, kPaho };
+enum class Transport { kTcp, kWs };
+
 // The shape of one run. Every scenario is a publisher -> recipient topology:
 //   kCustom        --publishers N --subscribers M: publisher i -> subscriber i % M
 //   kPairs         N 1:1 pairs (publisher i -> subscriber i)
@@ -19,6 +25,9 @@ enum class Scenario { kCustom, kPairs, kFanIn, kGroup, kIdle, kOfflineDrain };
 
 struct Config {
   Target target = Target::kBare;
+  Client client = Client::kMosquitto;
+  Transport transport = Transport::kTcp;
+  std::string ws_path = "/mqtt";  // kWs: the bridge's path
   Scenario scenario = Scenario::kPairs;
   int scale = 1;  // the N of the scenario flag
 
@@ -60,5 +69,7 @@ std::string usage();
 
 const char* scenario_name(Scenario s);
 const char* target_name(Target t);
+const char* client_name(Client c);
+const char* transport_name(Transport t);
 
 }  // namespace chat::bench

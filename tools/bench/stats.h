@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
 #include <vector>
 
 namespace chat::bench {
@@ -31,5 +33,30 @@ class ReceiptLog {
  private:
   std::vector<uint8_t> counts_;
 };
+
+// What one publisher did and what one subscriber got: the inputs of the
+// exact accounting both engines share.
+struct PublisherTally {
+  uint32_t index = 0;
+  uint64_t sent = 0, acked = 0, refused = 0;
+  const std::vector<uint8_t>* ack = nullptr;  // per seq: 0 unacknowledged, 1 ok, 2 refused
+};
+struct SubscriberTally {
+  int index = 0;
+  const std::unordered_map<uint32_t, ReceiptLog>* receipts = nullptr;  // by publisher index
+  uint64_t other_messages = 0;  // not on the counted topic, or no stamp
+};
+
+// Writes sent, acked, refused, unacked, expected, received, lost, duplicated,
+// received_unacked, stray and other_messages into `report`. recipients[i]
+// lists the subscriber indexes publisher i addresses.
+void account_deliveries(const std::vector<PublisherTally>& pubs,
+                        const std::vector<SubscriberTally>& subs,
+                        const std::vector<std::vector<int>>& recipients, nlohmann::json* report);
+
+// Writes send_s, deliver_s, acked_per_s, delivered_per_s (from the send start
+// to the last ack / arrival, µs) and latency_ms percentiles. Reorders `lat_us`.
+void report_rates(uint64_t start_us, uint64_t last_ack_us, uint64_t last_receive_us,
+                  std::vector<uint32_t>* lat_us, nlohmann::json* report);
 
 }  // namespace chat::bench
