@@ -151,6 +151,14 @@ int run(int argc, char** argv) {
   HttpOptions http_options;
   http_options.threads = config.http_threads;
   http_options.max_body_bytes = config.max_body_bytes;
+  http_options.web = WebOptions::from_config(config);
+  if (std::error_code ec; fs::is_regular_file(fs::path(http_options.web.dir) / "index.html", ec)) {
+    logger().info("web client served at / from {}", http_options.web.dir);
+  } else {
+    logger().warn(
+        "no web client at {} (build the chat-web target or set CHAT_WEB_DIR): / answers 404",
+        http_options.web.dir);
+  }
   HttpServer http(service, http_options);
   auto port = http.bind(config.bind, config.http_port);
   if (!port) return fail(port.status().message() + " (CHAT_BIND / CHAT_HTTP_PORT)");

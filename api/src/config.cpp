@@ -42,6 +42,25 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+// CHAT_WS_PUBLIC_URL: ws[s]://<something>, from a character set that cannot
+// break out of the Content-Security-Policy header or the JSON it goes into.
+bool is_valid_ws_url(std::string_view url) {
+  std::string_view rest;
+  if (url.substr(0, 5) == "ws://")
+    rest = url.substr(5);
+  else if (url.substr(0, 6) == "wss://")
+    rest = url.substr(6);
+  else
+    return false;
+  if (rest.empty() || rest.front() == '/' || url.size() > 2048) return false;
+  constexpr std::string_view kAllowed = "._~:/?#@!$&()*+=%[]-";
+  for (char c : rest) {
+    bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && kAllowed.find(c) == std::string_view::npos) return false;
+  }
+  return true;
+}
+
 std::string join(const std::string& dir, const char* leaf) {
   return (std::filesystem::path(dir) / leaf).string();
 }
@@ -133,6 +152,29 @@ Result<Config> Config::from_lookup(const Lookup& raw_lookup) {
   n = c.http_threads;
   if (Status s = read_int(lookup, "CHAT_HTTP_THREADS", 1, 4096, &n); !s.is_ok()) return s;
   c.http_threads = static_cast<int>(n);
+
+  if (Status s = read_string(lookup, "CHAT_WEB_DIR", &c.web_dir); !s.is_ok()) return s;
+
+  n = c.ws_port;
+  if (Status s = read_int(lookup, "CHAT_WS_PORT", 1, 65535, &n); !s.is_ok()) return s;
+  c.ws_port = static_cast<int>(n);
+
+  if (auto v = lookup("CHAT_WS_PUBLIC_URL")) {
+    if (!is_valid_ws_url(*v)) {
+      return bad("CHAT_WS_PUBLIC_URL", *v,
+                 "a ws:// or wss:// URL of at most 2048 characters without quotes, commas, "
+                 "semicolons or spaces");
+    }
+    c.ws_public_url = *v;
+  }
+
+  // The TLS settings themselves belong to the bridge and the listeners; here
+  // they only decide ws:// or wss:// for the browser client.
+  if (auto v = lookup("CHAT_TLS")) {
+    if (*v != "dev") return bad("CHAT_TLS", *v, "'dev' or unset");
+    c.ws_tls = true;
+  }
+  if (lookup("CHAT_TLS_CERT")) c.ws_tls = true;
 
   return c;
 }

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <charconv>
 #include <chrono>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -296,6 +297,24 @@ std::optional<Principal> require_principal(const Service& service, const Request
     return std::nullopt;
   }
   return std::move(principal).value();
+}
+
+// ---- the browser client ----------------------------------------------------
+
+// Headers of everything the browser client loads from us.
+void set_web_headers(Response& res, const std::string& ws_url) {
+  res.set_header("X-Content-Type-Options", "nosniff");
+  res.set_header("Content-Security-Policy", content_security_policy(ws_url));
+  res.set_header("Referrer-Policy", "no-referrer");
+  res.set_header("X-Frame-Options", "DENY");
+}
+
+std::optional<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return std::nullopt;
+  return data;
 }
 
 // ---- access log ------------------------------------------------------------
@@ -614,6 +633,41 @@ void HttpServer::register_routes() {
     auto page = service.sync(*caller, req.get_param_value("since"), *limit);
     if (!page) return write_status(res, page.status());
     write_json(res, 200, render_page(*page));
+  });
+
+  register_web_routes();  // last: see there
+}
+
+void HttpServer::register_web_routes() {
+  const WebOptions& web = options_.web;
+
+  server_->Get("/config.json", [&web](const Request& req, Response& res) {
+    std::string ws_url = mqtt_ws_url(web, req.get_header_value("Host"));
+    res.set_header("Cache-Control", "no-store");  // depends on the Host header
+    res.set_header("X-Content-Type-Options", "nosniff");
+    write_json(res, 200, json{{"mqtt_ws_url", ws_url}}.dump());
+  });
+
+  // Registered last, and matching only file names with known extensions, so
+  // it never hides another route. GET handlers answer HEAD too (no body).
+  server_->Get(kStaticRoutePattern, [&web](const Request& req, Response& res) {
+    auto file = find_static_file(web.dir, req.path);
+    if (!file) {
+      if (req.path == "/" || req.path == "/index.html") {
+        return write_error(res, 404, "not_found",
+                           "the web client is not installed on this server (build the chat-web "
+                           "target, or point CHAT_WEB_DIR at the built client)");
+      }
+      return write_error(res, 404, "not_found", "no such file");
+    }
+    auto data = read_file(file->path);
+    if (!data) return write_status(res, internal_error("cannot read " + file->path));
+    set_web_headers(res, mqtt_ws_url(web, req.get_header_value("Host")));
+    // Names under assets/ carry a content hash: they never change.
+    res.set_header("Cache-Control",
+                   file->immutable ? "public, max-age=31536000, immutable" : "no-cache");
+    res.status = 200;
+    res.set_content(std::move(*data), file->content_type);
   });
 }
 

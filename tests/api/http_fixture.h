@@ -179,6 +179,7 @@ class HttpServerTest : public ::testing::Test {
     HttpOptions options;
     options.threads = 8;
     options.max_body_bytes = config_.max_body_bytes;
+    options.web = WebOptions::from_config(config_);
     server_ = std::make_unique<HttpServer>(*service_, options);
     auto port = server_->bind("127.0.0.1", 0);
     ASSERT_TRUE(port.is_ok()) << port.status().to_string();

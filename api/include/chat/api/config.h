@@ -55,6 +55,23 @@ struct Config {
   // also the number of clients served at the same time.
   int http_threads = 64;
 
+  // CHAT_WEB_DIR. Default: empty = `<build>/web`, the `web` folder next to the
+  // chat-api binary's `bin/` (where the chat-web target puts the built client).
+  // The directory served at `/`; when it has no index.html, `/` answers 404.
+  std::string web_dir;
+  // CHAT_WS_PORT. Default: 8083. The bridge's MQTT-over-WebSocket port, named
+  // in the URL GET /config.json gives the browser client.
+  int ws_port = 8083;
+  // CHAT_WS_PUBLIC_URL. Default: empty (derived from each request's Host
+  // header, see web.h). The bridge URL browsers use, when they reach it by
+  // another name or port (a reverse proxy): ws:// or wss://, at most 2048
+  // characters of [A-Za-z0-9._~:/?#@!$&()*+=%[]-] (no quotes, commas, semicolons
+  // or spaces: it is also written into the Content-Security-Policy header).
+  std::string ws_public_url;
+  // wss:// instead of ws:// in the derived URL. Default: false; true when
+  // CHAT_TLS_CERT is set or CHAT_TLS=dev (the bridge then serves wss).
+  bool ws_tls = false;
+
   // Largest request body accepted (not configurable yet). Default: 64 KiB.
   size_t max_body_bytes = 64 * 1024;
 

@@ -6,6 +6,10 @@
 // unknown routes (404), oversized bodies (413) and handler exceptions (500).
 // The token endpoint answers RFC 6749 §5.2 errors
 // ({"error":"invalid_grant"|...,"error_description":...}).
+//
+// It also serves the built browser client (GET/HEAD of `/`, `/index.html`
+// and its assets, from HttpOptions::web.dir) with security headers, and
+// GET /config.json telling that client where the MQTT-over-WebSocket bridge is.
 #pragma once
 
 #include <cstddef>
@@ -13,6 +17,7 @@
 #include <string>
 
 #include "chat/api/service.h"
+#include "chat/api/web.h"
 #include "chat/common/status.h"
 
 namespace httplib {
@@ -27,6 +32,7 @@ int http_status(StatusCode code);
 struct HttpOptions {
   int threads = 64;                   // Default: 64 (CHAT_HTTP_THREADS).
   size_t max_body_bytes = 64 * 1024;  // Default: 64 KiB; larger bodies get 413.
+  WebOptions web;                     // the browser client at / and GET /config.json
 };
 
 class HttpServer {
@@ -48,6 +54,7 @@ class HttpServer {
 
  private:
   void register_routes();
+  void register_web_routes();
 
   Service& service_;
   HttpOptions options_;

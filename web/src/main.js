@@ -1,0 +1,431 @@
+// Entry point: boots the login screen or the chat, and wires the REST API,
+// the MQTT session, the store and the views together (the ChatApp below).
+import { Api, ApiError, loadConfig } from './api.js';
+import { MqttSession } from './mqtt-session.js';
+import { Store } from './store.js';
+import { ChatView, renderLogin } from './ui.js';
+import { dmConv, DEVICE_ID, newCid, parseConv, publishTopic, randomToken, USER_ID } from './util.js';
+
+const root = document.getElementById('app');
+
+// This browser's device id: made once, kept in localStorage (CONTRACT §2:
+// ^[A-Za-z0-9_-]{1,64}$). Every account used in this browser shares it.
+function deviceId() {
+  let id = localStorage.getItem('chat.device');
+  if (!id || !DEVICE_ID.test(id)) {
+    id = `web-${randomToken(20)}`;
+    localStorage.setItem('chat.device', id);
+  }
+  return id;
+}
+
+// Readable messages for the REST errors a person can run into.
+function explain(err) {
+  if (!(err instanceof ApiError)) return `Cannot reach the server (${err.message}).`;
+  if (err.code === 'invalid_grant') return 'Wrong user id or password.';
+  return err.message || `Request failed (${err.status}).`;
+}
+
+const ERROR_TEXT = {
+  unknown_peer: 'no such user',
+  not_authorized: 'not allowed',
+  too_large: 'message too large',
+  rate_limited: 'too many messages, slow down',
+  invalid_payload: 'invalid message',
+};
+
+class ChatApp {
+  constructor(api, config) {
+    this.api = api;
+    const { user, device } = api.session;
+    this.store = new Store(user, device);
+    this.cursorKey = `chat.cursor.${user}.${device}`;
+    this.receipted = new Map(); // conv -> newest id a read receipt covered
+    this.typingSent = 0;
+    this.typingTimer = null;
+    this.view = new ChatView(root, this.store, {
+      open: (conv) => this.navigate(conv),
+      close: () => this.navigate(null),
+      send: (text) => this.send(text),
+      loadOlder: () => this.loadOlder(),
+      startChat: (peer) => this.startChat(peer),
+      createGroup: (name, members) => this.createGroup(name, members),
+      logout: () => this.logout(),
+      reconnect: () => this.mqtt.reconnectNow(),
+      typing: () => this.typing(),
+      dismiss: (cid) => this.store.dismissFailed(cid),
+    });
+    this.mqtt = new MqttSession({
+      url: config.mqtt_ws_url,
+      api,
+      user,
+      device,
+      handlers: {
+        onState: (state, detail) => this.view.setConnection(state, detail),
+        onConnected: () => this.afterConnect(),
+        onInbox: (kind, data) => this.onInbox(kind, data),
+        onPresence: (who, p) => this.store.setPresence(who, p),
+      },
+    });
+  }
+
+  async start() {
+    window.addEventListener('hashchange', this.onHash);
+    document.addEventListener('visibilitychange', this.onVisibility);
+    await Promise.allSettled([this.loadGroups(), this.loadConversations()]);
+    this.onHash();
+    this.mqtt.start();
+  }
+
+  async stop() {
+    window.removeEventListener('hashchange', this.onHash);
+    document.removeEventListener('visibilitychange', this.onVisibility);
+    await this.mqtt.stop();
+  }
+
+  fail(what, err) {
+    if (!this.api.session) return; // logged out meanwhile; the login screen says why
+    this.view.showError(`${what}: ${explain(err)}`);
+  }
+
+  // ---- conversations, history, sync ----
+
+  async loadConversations() {
+    try {
+      const { conversations } = await this.api.conversations();
+      this.store.setConversations(conversations);
+    } catch (err) {
+      this.fail('Could not load conversations', err);
+    }
+  }
+
+  async loadGroups() {
+    try {
+      const { groups } = await this.api.groups();
+      this.store.setGroups(groups);
+    } catch (err) {
+      this.fail('Could not load groups', err);
+    }
+  }
+
+  // On every (re)connect, once subscribed: the server's conversation list,
+  // then GET /v1/sync from this device's cursor until has_more is false,
+  // then the outbox and any read receipt owed.
+  // One run at a time (a quick reconnect waits for the previous run), so the
+  // cursor only moves forward.
+  afterConnect() {
+    this.connectWork = (this.connectWork ?? Promise.resolve()).then(async () => {
+      await this.loadConversations();
+      await this.sync();
+      this.flushOutbox();
+      this.sendReadReceipt();
+      this.watchPresence();
+    }).catch((err) => console.warn('after-connect work failed', err));
+    return this.connectWork;
+  }
+
+  async sync() {
+    let since = localStorage.getItem(this.cursorKey);
+    if (since === null) {
+      // A new device starts at the newest message the conversation list
+      // shows: older ones come from history pages when a conversation opens,
+      // so signing in on a new browser does not download the whole archive.
+      since = this.store.list().reduce((max, c) => (c.last && c.last.id > max ? c.last.id : max), '');
+      localStorage.setItem(this.cursorKey, since);
+    }
+    try {
+      for (let page = 0; page < 10_000; page++) {
+        const res = await this.api.sync(since);
+        this.store.addEnvelopes(res.messages);
+        if (res.next) {
+          since = res.next;
+          localStorage.setItem(this.cursorKey, since);
+        }
+        if (!res.has_more || res.messages.length === 0) break;
+      }
+    } catch (err) {
+      this.fail('Could not sync', err);
+    }
+    this.sendReadReceipt();
+  }
+
+  onHash = () => {
+    let conv = null;
+    try {
+      conv = decodeURIComponent(location.hash.slice(1)) || null;
+    } catch {
+      conv = null;
+    }
+    if (conv && !this.isConv(conv)) conv = null;
+    this.open(conv);
+  };
+
+  isConv(conv) {
+    const me = this.store.me;
+    if (/^g:[A-Za-z0-9_-]{1,64}$/.test(conv)) return true;
+    const m = /^dm:([^:]+):([^:]+)$/.exec(conv);
+    return Boolean(m && USER_ID.test(m[1]) && USER_ID.test(m[2]) && m[1] < m[2] && (m[1] === me || m[2] === me));
+  }
+
+  // The open conversation lives in the URL's fragment: reload keeps it, and
+  // the browser's back button returns to the list on a phone.
+  navigate(conv) {
+    const hash = conv ? `#${encodeURIComponent(conv)}` : '';
+    if (location.hash === hash) {
+      this.open(conv);
+    } else if (conv) {
+      location.hash = hash; // hashchange -> onHash -> open
+    } else {
+      history.pushState(null, '', location.pathname + location.search);
+      this.open(null);
+    }
+  }
+
+  async open(conv) {
+    this.view.show(conv);
+    this.updateReading();
+    this.watchPresence();
+    if (!conv) return;
+    const t = this.store.thread(conv);
+    if (!t.loaded && !t.loading) {
+      t.loading = true;
+      try {
+        const page = await this.api.messages(conv);
+        this.store.addHistory(conv, page, { older: false });
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status === 403)) this.fail('Could not load messages', err);
+      } finally {
+        t.loading = false;
+      }
+    }
+    this.sendReadReceipt();
+  }
+
+  async loadOlder() {
+    const conv = this.view.openConv;
+    const t = conv && this.store.thread(conv);
+    if (!t || !t.hasOlder || t.loadingOlder) return;
+    t.loadingOlder = true;
+    try {
+      const page = await this.api.messages(conv, { before: t.before });
+      t.loadingOlder = false;
+      this.store.addHistory(conv, page, { older: true });
+    } catch (err) {
+      t.loadingOlder = false;
+      this.fail('Could not load older messages', err);
+    }
+  }
+
+  startChat(peer) {
+    const conv = dmConv(this.store.me, peer);
+    this.store.touch(conv);
+    this.navigate(conv);
+  }
+
+  async createGroup(name, members) {
+    try {
+      const group = await this.api.createGroup(name, members);
+      this.store.setGroups([group]);
+      this.navigate(`g:${group.id}`);
+      return true;
+    } catch (err) {
+      this.fail('Could not create the group', err);
+      return false;
+    }
+  }
+
+  async logout() {
+    const { user, device } = this.api.session ?? {};
+    await this.mqtt.stop({ endSession: true });
+    localStorage.removeItem(`chat.outbox.${user}.${device}`);
+    await this.api.logout();
+    this.api.onLoggedOut('');
+  }
+
+  // ---- live traffic ----
+
+  onInbox(kind, data) {
+    if (kind === 'msg') {
+      if (this.store.addEnvelopes([data], data.conv) && data.conv === this.store.reading) {
+        this.sendReadReceipt();
+      }
+      const parsed = parseConv(data.conv, this.store.me);
+      if (parsed.kind === 'dm' && !this.store.presence.has(parsed.peer)) this.mqtt.retryPresence(parsed.peer);
+    } else if (kind === 'receipt') {
+      this.store.applyReceipt(data);
+    } else if (kind === 'typing') {
+      this.store.setTyping(data);
+      clearTimeout(this.typingExpiry);
+      this.typingExpiry = setTimeout(() => this.store.changed(), 6500);
+    } else if (kind === 'event') {
+      if (data.type === 'error' && data.cid) {
+        this.store.failPending(data.cid, ERROR_TEXT[data.code] ?? data.reason ?? data.code);
+      } else if (data.type === 'group') {
+        this.store.groupEvent(data);
+        if (data.action === 'created' || data.user === this.store.me) this.loadGroups();
+        this.watchPresence();
+      }
+    }
+  }
+
+  // ---- sending ----
+
+  send(text) {
+    const conv = this.view.openConv;
+    if (!conv) return;
+    const cid = newCid();
+    this.store.addPending(conv, cid, 'text', text);
+    this.stopTyping();
+    const entry = this.store.outbox.get(cid);
+    if (this.mqtt.online) this.publish(entry);
+  }
+
+  // QoS 1 to dm/<peer> or g/<gid> (CONTRACT §3). The entry stays pending
+  // until our own copy comes back on u/<me>/msg with its server id; a
+  // refusal (PUBACK >= 0x80, or an error event for the cid) marks it failed.
+  // Re-sending after a reconnect is safe: the server de-duplicates by cid.
+  publish(entry) {
+    const topic = publishTopic(entry.conv, this.store.me);
+    this.mqtt
+      .publish(topic, { cid: entry.cid, type: entry.type, body: entry.body })
+      .catch((err) => {
+        if (typeof err.code === 'number' && err.code >= 0x80) {
+          // The error event usually says why first; this is the fallback.
+          setTimeout(() => this.store.failPending(entry.cid, 'refused by the server'), 1500);
+        }
+        // Otherwise the connection dropped: the outbox is sent again on reconnect.
+      });
+  }
+
+  flushOutbox() {
+    for (const entry of this.store.pendingToSend()) this.publish(entry);
+  }
+
+  // ---- read receipts, typing, presence ----
+
+  updateReading() {
+    const conv = document.visibilityState === 'visible' ? this.view.openConv : null;
+    this.store.setReading(conv);
+  }
+
+  onVisibility = () => {
+    this.updateReading();
+    this.sendReadReceipt();
+  };
+
+  // While a conversation is on screen, a "read" receipt for the newest
+  // message of each other sender moves our read marker (docs/protocol.md
+  // "Receipts and read markers") and tells the senders.
+  sendReadReceipt() {
+    const conv = this.store.reading;
+    if (!conv || !this.mqtt.online) return;
+    const t = this.store.threads.get(conv);
+    if (!t?.loaded) return;
+    const c = this.store.conv(conv);
+    if (c.owed) {
+      this.receipted.delete(conv); // the server counts unread ones: cover the newest
+      c.owed = false;
+    } else if (!this.receipted.has(conv)) {
+      // Nothing was unread: only what arrives from now on needs a receipt.
+      this.receipted.set(conv, this.store.newestFromOthers(conv));
+    }
+    const ids = this.store.receiptIds(conv, this.receipted.get(conv));
+    if (ids.length === 0) return;
+    this.receipted.set(conv, ids.at(-1));
+    this.mqtt
+      .publish(`${publishTopic(conv, this.store.me)}/receipt`, { ids, status: 'read' })
+      .catch(() => {
+      c.owed = true; // offline: send it after the next connect
+    });
+  }
+
+  // Typing (QoS 0): "composing" at most every 3 s while typing, "paused"
+  // after 4 s without a keystroke or when the message is sent.
+  typing() {
+    const conv = this.view.openConv;
+    if (!conv || !this.mqtt.online) return;
+    const now = Date.now();
+    if (now - this.typingSent > 3000) {
+      this.typingSent = now;
+      this.typingConv = conv;
+      this.mqtt.publish(`${publishTopic(conv, this.store.me)}/typing`, { state: 'composing' }, 0).catch(() => {});
+    }
+    clearTimeout(this.typingTimer);
+    this.typingTimer = setTimeout(() => this.stopTyping(), 4000);
+  }
+
+  stopTyping() {
+    clearTimeout(this.typingTimer);
+    if (!this.typingSent || !this.typingConv) return;
+    const conv = this.typingConv;
+    this.typingSent = 0;
+    this.typingConv = null;
+    if (this.mqtt.online) {
+      this.mqtt.publish(`${publishTopic(conv, this.store.me)}/typing`, { state: 'paused' }, 0).catch(() => {});
+    }
+  }
+
+  // Presence of the peer of the open direct chat (allowed once we share a
+  // conversation; a refused subscription just shows nothing).
+  watchPresence() {
+    const conv = this.view.openConv;
+    const parsed = conv ? parseConv(conv, this.store.me) : null;
+    this.mqtt.watchPresence(parsed?.kind === 'dm' ? [parsed.peer] : []);
+  }
+}
+
+// ---- boot ----
+
+let config = null;
+let chat = null;
+const api = new Api({ onLoggedOut: (reason) => showLogin(reason) });
+
+async function showLogin(notice = '') {
+  if (chat) {
+    const old = chat;
+    chat = null;
+    await old.stop();
+  }
+  history.replaceState(null, '', location.pathname + location.search);
+  renderLogin(root, {
+    login: async (user, password) => {
+      try {
+        await api.login(user, password, deviceId());
+      } catch (err) {
+        throw new Error(explain(err));
+      }
+      startChat();
+    },
+    signup: async (user, password) => {
+      try {
+        await api.signup(user, password);
+        await api.login(user, password, deviceId());
+      } catch (err) {
+        throw new Error(err instanceof ApiError && err.status === 409 ? 'That user id is taken.' : explain(err));
+      }
+      startChat();
+    },
+  }, notice);
+}
+
+function startChat() {
+  chat = new ChatApp(api, config);
+  chat.start();
+}
+
+async function boot() {
+  try {
+    config = await loadConfig();
+  } catch (err) {
+    root.replaceChildren();
+    const p = document.createElement('p');
+    p.className = 'boot';
+    p.textContent = `Cannot load the client configuration: ${explain(err)} Reload to try again.`;
+    root.append(p);
+    return;
+  }
+  if (api.session) startChat();
+  else showLogin();
+}
+
+boot();
