@@ -1,9 +1,15 @@
 #include "chat/api/app.h"
 
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -22,6 +28,35 @@ namespace chat::api {
 namespace {
 
 namespace fs = std::filesystem;
+
+// Whether something accepts TCP connections on host:port within `timeout_ms`:
+// /healthz's test of chat-bridge (whatever it serves, ws or wss, accepting is
+// what "usable" needs; the broker behind it is checked on its own).
+bool accepts_connections(const std::string& host, int port, int timeout_ms) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0) return false;
+  bool ok = false;
+  for (addrinfo* ai = res; ai != nullptr && !ok; ai = ai->ai_next) {
+    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) continue;
+    int rc = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
+    if (rc != 0 && errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      int err = 0;
+      socklen_t len = sizeof err;
+      rc = (::poll(&p, 1, timeout_ms) == 1 &&
+            ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)
+               ? 0
+               : -1;
+    }
+    ok = rc == 0;
+    ::close(fd);
+  }
+  freeaddrinfo(res);
+  return ok;
+}
 
 constexpr auto kArchivePatience = std::chrono::seconds(10);
 
@@ -147,6 +182,11 @@ int run(int argc, char** argv) {
 
   Service service(config, *data->accounts, **archive, control, **tokens, hasher, clock);
   service_ptr = &service;
+  const std::string bridge_host = config.bind == "0.0.0.0" ? "127.0.0.1"
+                                  : config.bind == "::"    ? "::1"
+                                                           : config.bind;
+  service.set_bridge_probe(
+      [bridge_host, port = config.ws_port] { return accepts_connections(bridge_host, port, 500); });
 
   HttpOptions http_options;
   http_options.threads = config.http_threads;

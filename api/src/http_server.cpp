@@ -387,12 +387,16 @@ void HttpServer::register_routes() {
     std::string message;
     if (!h.archive_ok) message = "archive: " + h.archive_error;
     if (!h.broker_ok) message += std::string(message.empty() ? "" : "; ") + "broker: not connected";
+    if (!h.bridge_ok) {
+      message += std::string(message.empty() ? "" : "; ") + "bridge: not accepting connections";
+    }
     write_json(res, 503,
                json{{"status", "unavailable"},
                     {"error", "unavailable"},
                     {"message", message},
                     {"archive", h.archive_ok ? "ok" : "down"},
-                    {"broker", h.broker_ok ? "ok" : "down"}}
+                    {"broker", h.broker_ok ? "ok" : "down"},
+                    {"bridge", h.bridge_ok ? "ok" : "down"}}
                    .dump());
   });
 

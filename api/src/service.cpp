@@ -598,6 +598,7 @@ Health Service::health() {
   h.archive_ok = s.is_ok();
   if (!s.is_ok()) h.archive_error = s.to_string();
   h.broker_ok = control_.connected();
+  if (bridge_probe_) h.bridge_ok = bridge_probe_();
   return h;
 }
 

@@ -123,21 +123,26 @@ Stack::Stack(StackOptions options) : options_(std::move(options)) {
   mqtt_port_ = free_port();
   http_port_ = free_port();
   while (http_port_ == mqtt_port_) http_port_ = free_port();
+  ws_port_ = free_port();
+  while (ws_port_ == mqtt_port_ || ws_port_ == http_port_) ws_port_ = free_port();
 
   Process init;
   init.start({CHAT_BIN_DIR "/chat-api", "--init"}, env(), data_dir_ + "/logs/init.log");
   if (init.wait(30s) != 0) throw std::runtime_error("chat-api --init failed: " + log_tail("init"));
   start_broker();
+  start_bridge();
   start_api();
 }
 
 Stack::~Stack() {
   api_.kill(SIGTERM);
+  bridge_.kill(SIGTERM);
   broker_.kill(SIGTERM);
   api_.wait(5s);
+  bridge_.wait(5s);
   broker_.wait(5s);
   // Sanitizer reports from the processes under test are test failures.
-  for (const char* name : {"mosquitto", "chat-api"}) {
+  for (const char* name : {"mosquitto", "chat-api", "chat-bridge"}) {
     std::string log = log_tail(name, 1 << 20);
     if (log.find("ERROR: AddressSanitizer") != std::string::npos ||
         log.find("ERROR: LeakSanitizer") != std::string::npos ||
@@ -156,6 +161,7 @@ std::map<std::string, std::string> Stack::env() const {
       {"CHAT_DATA_DIR", data_dir_},
       {"CHAT_MQTT_PORT", std::to_string(mqtt_port_)},
       {"CHAT_HTTP_PORT", std::to_string(http_port_)},
+      {"CHAT_WS_PORT", std::to_string(ws_port_)},
       {"CHAT_BIND", "127.0.0.1"},
       {"CHAT_RATE_LIMIT_MSGS", "0"},
       {"CHAT_HTTP_THREADS", "8"},
@@ -194,6 +200,18 @@ void Stack::start_broker() {
 void Stack::kill_broker(int sig) {
   broker_.kill(sig);
   broker_.wait();
+}
+
+void Stack::start_bridge() {
+  auto e = env();
+  e["CHAT_BRIDGE_UPSTREAM"] = "127.0.0.1:" + std::to_string(mqtt_port_);
+  bridge_.start({CHAT_BIN_DIR "/chat-bridge"}, e, data_dir_ + "/logs/chat-bridge.log");
+  wait_port(ws_port_);
+}
+
+void Stack::kill_bridge(int sig) {
+  bridge_.kill(sig);
+  bridge_.wait();
 }
 
 void Stack::start_api() {

@@ -62,9 +62,13 @@ class Stack {
   void kill_broker(int sig = SIGKILL);
   void start_api();
   void kill_api(int sig = SIGKILL);
+  // chat-bridge in front of the broker (chat-api's /healthz needs it).
+  void start_bridge();
+  void kill_bridge(int sig = SIGKILL);
 
   int mqtt_port() const { return mqtt_port_; }
   int http_port() const { return http_port_; }
+  int ws_port() const { return ws_port_; }
   const std::string& data_dir() const { return data_dir_; }
   std::string log_tail(const std::string& name, size_t bytes = 4000) const;
 
@@ -91,7 +95,9 @@ class Stack {
   std::string data_dir_;
   int mqtt_port_ = 0;
   int http_port_ = 0;
+  int ws_port_ = 0;
   Process broker_;
+  Process bridge_;
   Process api_;
 };
 

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -75,7 +76,8 @@ struct Health {
   bool archive_ok = false;
   std::string archive_error;
   bool broker_ok = false;
-  bool ok() const { return archive_ok && broker_ok; }
+  bool bridge_ok = true;  // true when no bridge probe is set
+  bool ok() const { return archive_ok && broker_ok && bridge_ok; }
 };
 
 class Service {
@@ -157,6 +159,9 @@ class Service {
   Status delete_account(const Principal& caller);
 
   Health health();
+  // How health() tells whether chat-bridge is usable (the contract's /healthz
+  // covers it). Unset: not checked. Set once, before the HTTP server starts.
+  void set_bridge_probe(std::function<bool()> probe) { bridge_probe_ = std::move(probe); }
 
   // Tells the broker every admin exists (user.add); run after each connect.
   Status announce_admins();
@@ -176,6 +181,7 @@ class Service {
   Status catch_up();
 
   const Config& config_;
+  std::function<bool()> bridge_probe_;
   store::AccountStore& accounts_;
   store::ArchiveReader& archive_;
   ControlChannel& control_;
