@@ -169,10 +169,11 @@ Result<Config> Config::from_lookup(const Lookup& raw_lookup) {
   }
 
   // The TLS settings themselves belong to the bridge and the listeners; here
-  // they only decide ws:// or wss:// for the browser client.
+  // they only decide ws:// or wss:// for the browser client: the bridge serves
+  // wss exactly when CHAT_TLS_CERT is set. (CHAT_TLS=dev, which generates a
+  // certificate, is not built yet: scripts/run refuses it.)
   if (auto v = lookup("CHAT_TLS")) {
     if (*v != "dev") return bad("CHAT_TLS", *v, "'dev' or unset");
-    c.ws_tls = true;
   }
   if (lookup("CHAT_TLS_CERT")) c.ws_tls = true;
 

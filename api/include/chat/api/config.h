@@ -69,7 +69,7 @@ struct Config {
   // or spaces: it is also written into the Content-Security-Policy header).
   std::string ws_public_url;
   // wss:// instead of ws:// in the derived URL. Default: false; true when
-  // CHAT_TLS_CERT is set or CHAT_TLS=dev (the bridge then serves wss).
+  // CHAT_TLS_CERT is set (the bridge then serves wss).
   bool ws_tls = false;
 
   // Largest request body accepted (not configurable yet). Default: 64 KiB.

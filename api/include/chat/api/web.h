@@ -20,7 +20,7 @@ struct WebOptions {
   // CHAT_WS_PUBLIC_URL, verbatim; empty = derive from the request (below).
   std::string ws_public_url;
   int ws_port = 8083;              // CHAT_WS_PORT
-  bool ws_tls = false;             // wss:// (CHAT_TLS_CERT or CHAT_TLS=dev)
+  bool ws_tls = false;             // wss:// (CHAT_TLS_CERT set)
   std::string bind = "127.0.0.1";  // CHAT_BIND: the host when the Host header is unusable
 
   // From chat-api's configuration; an empty CHAT_WEB_DIR means default_web_dir().
