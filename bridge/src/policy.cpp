@@ -47,16 +47,23 @@ int http_status(Refusal r) {
 }
 
 bool offers_mqtt_subprotocol(std::string_view protocols) {
-  if (protocols.size() > 127) return false;
+  // What libwebsockets 4.1 itself accepts, so that nothing we admit is then
+  // dropped by it without an answer: the header in its 126-byte buffer, names
+  // of at most 63 bytes (tokens: none of RFC 7230's delimiters inside).
+  if (protocols.size() > 125) return false;
+  bool offered = false;
   while (!protocols.empty()) {
     auto comma = protocols.find(',');
     std::string_view item = protocols.substr(0, comma);
     protocols = comma == std::string_view::npos ? std::string_view() : protocols.substr(comma + 1);
     while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
     while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-    if (item == kSubprotocolMqtt || item == kSubprotocolMqtt31) return true;
+    if (item.size() > 63 || item.find_first_of("()<>@;:\\\"/[]?={} \t") != std::string_view::npos) {
+      return false;
+    }
+    if (item == kSubprotocolMqtt || item == kSubprotocolMqtt31) offered = true;
   }
-  return false;
+  return offered;
 }
 
 static bool iequals(std::string_view a, std::string_view b) {

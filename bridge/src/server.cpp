@@ -22,6 +22,7 @@
 #include "chat/bridge/connection_limits.h"
 #include "chat/bridge/log.h"
 #include "chat/bridge/origin_policy.h"
+#include "chat/bridge/packet_framer.h"
 #include "chat/bridge/policy.h"
 
 namespace chat::bridge {
@@ -64,6 +65,7 @@ struct Session {
   Upstream up = Upstream::kConnecting;
   ByteQueue to_broker;                 // from the browser, not yet written upstream
   ByteQueue to_client;                 // from the broker, not yet written in frames
+  PacketFramer framer;                 // where to_client's MQTT packets end
   bool ws_paused = false;              // we stopped reading the WebSocket
   bool up_paused = false;              // we stopped reading the broker
   std::optional<CloseReason> closing;  // a close frame is due / was sent
@@ -417,8 +419,19 @@ struct Server::Impl {
       return -1;
     }
     if (s->to_client.empty()) return 0;
-    const size_t n = s->to_client.peek(scratch.data() + LWS_PRE, kChunk);
-    if (lws_write(wsi, scratch.data() + LWS_PRE, n, LWS_WRITE_BINARY) < 0) return -1;
+    // Frames end where packets end (see PacketFramer); when the broker is
+    // gone or no longer read, whatever there is goes out.
+    const bool ended = s->up != Upstream::kOpen;
+    const PacketFramer::Frame f =
+        s->framer.next(s->to_client.size(), kChunk, ended || s->up_paused, ended);
+    if (f.len == 0) return 0;  // the rest of the packet comes with the next read
+    const size_t n = s->to_client.peek(scratch.data() + LWS_PRE, f.len);
+    int flags = f.continuation ? LWS_WRITE_CONTINUATION : LWS_WRITE_BINARY;
+    if (!f.fin) flags |= LWS_WRITE_NO_FIN;
+    if (lws_write(wsi, scratch.data() + LWS_PRE, n, static_cast<lws_write_protocol>(flags)) < 0) {
+      return -1;
+    }
+    s->framer.sent(f);
     s->to_client.consume(n);
     stats.bytes_to_client += n;
     s->last_activity = SteadyClock::now();
@@ -436,7 +449,6 @@ struct Server::Impl {
     lws_set_opaque_user_data(wsi, nullptr);
     s->ws = nullptr;
     if (!s->closing) ++stats.closed_by_client;
-    limits.release(s->peer);
     --stats.connections_current;
     logger().debug("ws#{} from {} closed ({})", s->id, s->peer,
                    s->closing ? close_reason_name(*s->closing) : "by the client");
@@ -452,7 +464,10 @@ struct Server::Impl {
       case Upstream::kDraining:
         break;
       case Upstream::kOpen:
-        lws_callback_on_writable(s->upstream);  // flush, then FIN
+        // Flush, then FIN; a broker that stops reading must not keep the
+        // session (and its buffer) forever: each write re-arms this.
+        lws_set_timeout(s->upstream, PENDING_TIMEOUT_USER_OK, kCloseGraceS);
+        lws_callback_on_writable(s->upstream);
         break;
       case Upstream::kGone:
         destroy(s);
@@ -518,7 +533,12 @@ struct Server::Impl {
     if (s == nullptr) return;
     s->upstream = wsi;
     s->up = Upstream::kOpen;
-    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+    // With the browser already gone, only the flush is left: bounded in time.
+    if (s->ws == nullptr) {
+      lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, kCloseGraceS);
+    } else {
+      lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+    }
     logger().debug("ws#{} from {}: broker connection open", s->id, s->peer);
     // Bytes may be waiting, or the browser may already be gone (then: FIN).
     lws_callback_on_writable(wsi);
@@ -529,6 +549,7 @@ struct Server::Impl {
     if (s == nullptr) return -1;
     if (s->ws == nullptr || s->closing || s->up != Upstream::kOpen) return 0;  // dropped
     s->to_client.append(data, len);
+    s->framer.feed(data, len);
     s->last_activity = SteadyClock::now();
     lws_callback_on_writable(s->ws);
     if (!s->up_paused && s->to_client.size() > cap()) {
@@ -548,6 +569,7 @@ struct Server::Impl {
       s->to_broker.consume(n);
       stats.bytes_to_broker += n;
       s->last_activity = SteadyClock::now();
+      if (s->ws == nullptr) lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, kCloseGraceS);
       if (s->ws_paused && s->ws != nullptr && !s->closing && s->to_broker.size() < cap() / 2) {
         s->ws_paused = false;
         lws_rx_flow_control(s->ws, 1);
@@ -597,7 +619,10 @@ struct Server::Impl {
     upstream_failed(s, why != nullptr ? why : "unknown error");
   }
 
+  // The session's per-IP and total slots are freed here, when both sides are
+  // gone, so a client cannot pile up sessions still flushing to the broker.
   void destroy(Session* s) {
+    limits.release(s->peer);
     sessions.erase(s);
     if (stopping && sessions.empty()) finish();
   }

@@ -16,6 +16,16 @@ TEST(SubprotocolTest, OffersMqtt) {
   EXPECT_FALSE(offers_mqtt_subprotocol("mqtt;x"));
   EXPECT_FALSE(offers_mqtt_subprotocol("chat-bridge/http"));
   EXPECT_FALSE(offers_mqtt_subprotocol(std::string(130, 'a') + ",mqtt"));
+  // Only what libwebsockets would accept too (else it drops the handshake
+  // without an answer): at most 125 bytes, names of at most 63, no delimiters.
+  EXPECT_TRUE(offers_mqtt_subprotocol(std::string(60, 'a') + "," + std::string(59, 'b') +
+                                      ",mqtt"));  // 125 bytes
+  EXPECT_FALSE(offers_mqtt_subprotocol(std::string(60, 'a') + "," + std::string(60, 'b') +
+                                       ",mqtt"));  // 126 bytes
+  EXPECT_TRUE(offers_mqtt_subprotocol(std::string(63, 'a') + ",mqtt"));
+  EXPECT_FALSE(offers_mqtt_subprotocol(std::string(64, 'a') + ",mqtt"));
+  EXPECT_FALSE(offers_mqtt_subprotocol("chat-bridge/http, mqtt"));
+  EXPECT_FALSE(offers_mqtt_subprotocol("a=b, mqtt"));
 }
 
 class UpgradeTest : public ::testing::Test {

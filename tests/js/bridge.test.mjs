@@ -121,10 +121,14 @@ async function rawMqtt(url, clientId, { keepalive = 60, ...wsOptions } = {}) {
   assert.equal(opened.status, 101, 'raw client handshake');
   const { ws } = opened;
   const reader = new MqttReader();
-  const seen = { types: new Map(), topics: new Map(), bytes: 0 };
+  // notOnePacket: WebSocket messages that did not hold exactly one whole packet.
+  const seen = { types: new Map(), topics: new Map(), bytes: 0, messages: 0, notOnePacket: 0 };
   ws.on('message', (data) => {
     seen.bytes += data.length;
-    for (const p of reader.push(data)) {
+    seen.messages += 1;
+    const packets = reader.push(data);
+    if (packets.length !== 1 || reader.buf.length !== 0) seen.notOnePacket += 1;
+    for (const p of packets) {
       seen.types.set(p.type, (seen.types.get(p.type) ?? 0) + 1);
       if (p.type === 3) {
         const topic = p.body.subarray(2, 2 + p.body.readUInt16BE(0)).toString();
@@ -429,6 +433,28 @@ describe('relaying bytes', () => {
       ws.close();
     } finally {
       await up.close();
+    }
+  });
+
+  test('one MQTT packet per WebSocket message (what Paho C and Mosquitto\'s own listener expect)', { timeout: 20000 }, async () => {
+    const reader = await rawMqtt(bridge.url, 'framing-reader');
+    reader.ws.send(subscribePacket(1, 'framing/#', 0));
+    await eventually(() => reader.seen.types.get(9), 5000, 'SUBACK');
+    const pub = await connectMqtt(bridge.url, { clientId: 'framing-publisher' });
+    try {
+      // Many small packets in a burst (the broker writes them together) and
+      // a few bigger than one frame (sent as fragmented messages).
+      const big = crypto.randomBytes(100 * KiB);
+      for (let i = 0; i < 500; i++) pub.publish('framing/small', `m${i}`, { qos: 0 });
+      for (let i = 0; i < 3; i++) pub.publish('framing/big', big, { qos: 0 });
+      await pub.publishAsync('framing/end', 'x', { qos: 1 });
+      await eventually(() => reader.seen.topics.get('framing/end'), 10000, 'the last message');
+      assert.equal(reader.seen.topics.get('framing/small'), 500);
+      assert.equal(reader.seen.topics.get('framing/big'), 3);
+      assert.equal(reader.seen.notOnePacket, 0, `${reader.seen.notOnePacket} of ${reader.seen.messages} messages held other than one packet`);
+    } finally {
+      await pub.endAsync();
+      reader.ws.terminate();
     }
   });
 
