@@ -218,9 +218,21 @@ export async function startPlatform({ env = {}, dir = tmpdir('chat-platform-') }
   return {
     dir, mqttPort, httpPort, wsPort, api, proc,
     wsUrl: `ws://127.0.0.1:${wsPort}/mqtt`,
+    // Stops everything; a sanitizer report in any process's log fails the test.
     stop: async () => {
       await proc.stop('SIGTERM', 15000);
-      if (!process.env.CHAT_KEEP_TEST_DATA) fs.rmSync(dir, { recursive: true, force: true });
+      const reports = [];
+      for (const name of ['mosquitto', 'chat-api', 'chat-bridge']) {
+        let log = '';
+        try { log = fs.readFileSync(path.join(dir, 'logs', `${name}.log`), 'utf8'); } catch { /* none */ }
+        if (/ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:/.test(log)) {
+          reports.push(`${name}:\n${log.slice(-8000)}`);
+        }
+      }
+      if (!process.env.CHAT_KEEP_TEST_DATA && reports.length === 0) {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+      if (reports.length > 0) throw new Error(`sanitizer report (data kept in ${dir}):\n${reports.join('\n')}`);
     },
   };
 }
