@@ -6,29 +6,13 @@
 #include <filesystem>
 
 #include "chat/common/ids.h"
+#include "chat/common/settings.h"
 
 namespace chat::api {
 namespace {
 
-Status bad(const char* name, std::string_view value, std::string_view expected) {
-  return invalid_argument(std::string(name) + ": expected " + std::string(expected) + ", got '" +
-                          std::string(value) + "'");
-}
-
-// Reads an integer variable within [min, max] into *out; unset keeps the default.
-Status read_int(const Config::Lookup& lookup, const char* name, int64_t min, int64_t max,
-                int64_t* out) {
-  auto v = lookup(name);
-  if (!v) return Status::ok();
-  int64_t parsed = 0;
-  auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), parsed);
-  std::string expected = "an integer from " + std::to_string(min) + " to " + std::to_string(max);
-  if (ec != std::errc() || end != v->data() + v->size() || parsed < min || parsed > max) {
-    return bad(name, *v, expected);
-  }
-  *out = parsed;
-  return Status::ok();
-}
+using settings::bad;
+using settings::read_int;
 
 Status read_string(const Config::Lookup& lookup, const char* name, std::string* out) {
   auto v = lookup(name);
@@ -79,21 +63,11 @@ std::string Config::accounts_path() const { return join(api_dir(), "accounts"); 
 std::string Config::archive_path() const { return join(data_dir, "archive"); }
 std::string Config::archive_secondary_path() const { return join(api_dir(), "archive-secondary"); }
 
-Result<Config> Config::from_env() {
-  return from_lookup([](const char* name) -> std::optional<std::string> {
-    const char* v = std::getenv(name);
-    if (v == nullptr) return std::nullopt;
-    return std::string(v);
-  });
-}
+Result<Config> Config::from_env() { return from_lookup(settings::environment()); }
 
 Result<Config> Config::from_lookup(const Lookup& raw_lookup) {
   // An empty variable counts as unset, so `CHAT_ADMINS= make run` means "none".
-  Lookup lookup = [&raw_lookup](const char* name) -> std::optional<std::string> {
-    auto v = raw_lookup(name);
-    if (v && v->empty()) return std::nullopt;
-    return v;
-  };
+  const Lookup lookup = settings::empty_as_unset(raw_lookup);
 
   Config c;
   int64_t n = 0;

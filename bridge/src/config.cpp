@@ -9,14 +9,13 @@
 #include <cstring>
 
 #include "chat/bridge/origin_policy.h"
+#include "chat/common/settings.h"
 
 namespace chat::bridge {
 namespace {
 
-Status bad(const char* name, std::string_view value, std::string_view expected) {
-  return invalid_argument(std::string(name) + ": expected " + std::string(expected) + ", got '" +
-                          std::string(value) + "'");
-}
+using settings::bad;
+using settings::read_int;
 
 bool parse_int(std::string_view text, int64_t min, int64_t max, int64_t* out) {
   int64_t parsed = 0;
@@ -26,19 +25,6 @@ bool parse_int(std::string_view text, int64_t min, int64_t max, int64_t* out) {
   }
   *out = parsed;
   return true;
-}
-
-// Reads an integer variable within [min, max]; unset keeps *out.
-template <typename T>
-Status read_int(const Config::Lookup& lookup, const char* name, int64_t min, int64_t max, T* out) {
-  auto v = lookup(name);
-  if (!v) return Status::ok();
-  int64_t parsed = 0;
-  if (!parse_int(*v, min, max, &parsed)) {
-    return bad(name, *v, "an integer from " + std::to_string(min) + " to " + std::to_string(max));
-  }
-  *out = static_cast<T>(parsed);
-  return Status::ok();
 }
 
 bool is_ip_literal(const std::string& s) {
@@ -117,21 +103,11 @@ Status Config::check_files() const {
   return check_readable("CHAT_TLS_CA", tls_ca);
 }
 
-Result<Config> Config::from_env() {
-  return from_lookup([](const char* name) -> std::optional<std::string> {
-    const char* v = std::getenv(name);
-    if (v == nullptr) return std::nullopt;
-    return std::string(v);
-  });
-}
+Result<Config> Config::from_env() { return from_lookup(settings::environment()); }
 
 Result<Config> Config::from_lookup(const Lookup& raw_lookup) {
   // An empty variable counts as unset.
-  Lookup lookup = [&raw_lookup](const char* name) -> std::optional<std::string> {
-    auto v = raw_lookup(name);
-    if (v && v->empty()) return std::nullopt;
-    return v;
-  };
+  const Lookup lookup = settings::empty_as_unset(raw_lookup);
 
   Config c;
 

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "chat/common/settings.h"
 #include "chat/common/status.h"
 
 namespace chat::api {
@@ -89,7 +90,7 @@ struct Config {
   // Reads the CHAT_* variables from the process environment.
   static Result<Config> from_env();
   // Same, from any lookup (tests). The lookup returns nullopt for unset names.
-  using Lookup = std::function<std::optional<std::string>(const char* name)>;
+  using Lookup = settings::Lookup;
   static Result<Config> from_lookup(const Lookup& lookup);
 };
 
