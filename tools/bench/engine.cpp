@@ -556,23 +556,7 @@ class Engine {
  private:
   bool chat() const { return cfg_.target == Target::kChat; }
 
-  json base_report() const {
-    return json{{"tool", "chat-bench"},
-                {"target", target_name(cfg_.target)},
-                {"scenario", scenario_name(cfg_.scenario)},
-                {"scale", cfg_.scale},
-                {"label", cfg_.label},
-                {"client", client_name(cfg_.client)},
-                {"transport", transport_name(cfg_.transport)},
-                {"mqtt", cfg_.mqtt_version == 5 ? "5" : "3.1.1"},
-                {"qos", cfg_.qos},
-                {"payload", cfg_.payload},
-                {"rate_target", cfg_.rate},
-                {"window", cfg_.window},
-                {"threads", cfg_.threads},
-                {"duration_bound_s", cfg_.duration},
-                {"count_bound", cfg_.count}};
-  }
+  json base_report() const { return report_header(cfg_, cfg_.threads); }
 
   Conn* make_conn(Role role, int index, const std::string& client_id, const std::string& user,
                   const std::string& password, const std::string& topic, bool clean = true,
@@ -972,6 +956,24 @@ class Engine {
 }  // namespace
 
 void request_stop() { request_stop_flag(); }
+
+json report_header(const Config& cfg, int threads) {
+  return json{{"tool", "chat-bench"},
+              {"target", target_name(cfg.target)},
+              {"scenario", scenario_name(cfg.scenario)},
+              {"scale", cfg.scale},
+              {"label", cfg.label},
+              {"client", client_name(cfg.client)},
+              {"transport", transport_name(cfg.transport)},
+              {"mqtt", cfg.mqtt_version == 5 ? "5" : "3.1.1"},
+              {"qos", cfg.qos},
+              {"payload", cfg.payload},
+              {"rate_target", cfg.rate},
+              {"window", cfg.window},
+              {"threads", threads},
+              {"duration_bound_s", cfg.duration},
+              {"count_bound", cfg.count}};
+}
 
 json run_benchmark(const Config& config) {
   static std::once_flag once;

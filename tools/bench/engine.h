@@ -20,6 +20,9 @@ namespace chat::bench {
 // (REST failures, every connection refused, ...).
 nlohmann::json run_benchmark(const Config& config);
 
+// The fields every report starts with: what was run, with which bounds.
+nlohmann::json report_header(const Config& config, int threads);
+
 // The summary printed without --json.
 std::string format_report(const nlohmann::json& report);
 

@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bench/engine.h"
 #include "bench/payload.h"
 #include "bench/rest.h"
 #include "bench/stats.h"
@@ -322,21 +323,7 @@ class PahoRun {
   }
 
   json run() {
-    report_ = json{{"tool", "chat-bench"},
-                   {"target", target_name(cfg_.target)},
-                   {"scenario", scenario_name(cfg_.scenario)},
-                   {"scale", cfg_.scale},
-                   {"label", cfg_.label},
-                   {"client", client_name(cfg_.client)},
-                   {"transport", transport_name(cfg_.transport)},
-                   {"mqtt", cfg_.mqtt_version == 5 ? "5" : "3.1.1"},
-                   {"qos", cfg_.qos},
-                   {"payload", cfg_.payload},
-                   {"rate_target", cfg_.rate},
-                   {"window", cfg_.window},
-                   {"threads", 1},
-                   {"duration_bound_s", cfg_.duration},
-                   {"count_bound", cfg_.count}};
+    report_ = report_header(cfg_, 1);  // Paho: one receive thread
     traffic();
     report_["first_error"] = sh_.first_error.empty() ? json(nullptr) : json(sh_.first_error);
     return report_;
