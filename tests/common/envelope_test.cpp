@@ -35,7 +35,9 @@ TEST(Envelope, ValidatesClientMessages) {
     ClientMessage m;
     Refusal r{};
     EXPECT_EQ(parse_client_message(c.payload, kDefaultMaxPayload, &m, &r), c.ok) << c.payload;
-    if (!c.ok) EXPECT_EQ(r.code, c.code) << c.payload;
+    if (!c.ok) {
+      EXPECT_EQ(r.code, c.code) << c.payload;
+    }
   }
 }
 

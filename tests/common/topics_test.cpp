@@ -36,7 +36,9 @@ TEST(Topics, ParseSendTopic) {
   for (const auto& c : cases) {
     auto t = parse_send_topic(c.topic);
     EXPECT_EQ(t.kind, c.kind) << c.topic;
-    if (c.kind != SendKind::kInvalid) EXPECT_EQ(t.target, c.target) << c.topic;
+    if (c.kind != SendKind::kInvalid) {
+      EXPECT_EQ(t.target, c.target) << c.topic;
+    }
   }
 }
 
