@@ -20,12 +20,6 @@ Status read_string(const Config::Lookup& lookup, const char* name, std::string* 
   return Status::ok();
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // CHAT_WS_PUBLIC_URL: ws[s]://<something>, from a character set that cannot
 // break out of the Content-Security-Policy header or the JSON it goes into.
 bool is_valid_ws_url(std::string_view url) {
@@ -85,12 +79,7 @@ Result<Config> Config::from_lookup(const Lookup& raw_lookup) {
   if (Status s = read_string(lookup, "CHAT_DATA_DIR", &c.data_dir); !s.is_ok()) return s;
 
   if (auto v = lookup("CHAT_ADMINS")) {
-    std::string_view rest = *v;
-    while (!rest.empty()) {
-      auto comma = rest.find(',');
-      std::string_view item = trim(rest.substr(0, comma));
-      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-      if (item.empty()) continue;
+    for (std::string_view item : settings::split_list(*v)) {
       if (!is_valid_user_id(item) || item.substr(0, 4) == "svc.") {
         return bad("CHAT_ADMINS", item, "user ids matching ^[a-z0-9][a-z0-9_.-]{0,31}$, not svc.*");
       }

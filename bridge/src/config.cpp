@@ -32,12 +32,6 @@ bool is_ip_literal(const std::string& s) {
   return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // scheme "://" authority, nothing after (no path, query or fragment).
 bool looks_like_origin(std::string_view o) {
   auto sep = o.find("://");
@@ -128,12 +122,7 @@ Result<Config> Config::from_lookup(const Lookup& raw_lookup) {
   }
 
   if (auto v = lookup("CHAT_WS_ORIGINS")) {
-    std::string_view rest = *v;
-    while (!rest.empty()) {
-      auto comma = rest.find(',');
-      std::string_view item = trim(rest.substr(0, comma));
-      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-      if (item.empty()) continue;
+    for (std::string_view item : settings::split_list(*v)) {
       std::string origin = OriginPolicy::normalize(item);
       if (!looks_like_origin(origin)) {
         return bad("CHAT_WS_ORIGINS", item,

@@ -8,11 +8,7 @@ namespace chat::api {
 namespace {
 
 Result<Config> parse(const std::map<std::string, std::string>& env) {
-  return Config::from_lookup([&env](const char* name) -> std::optional<std::string> {
-    auto it = env.find(name);
-    if (it == env.end()) return std::nullopt;
-    return it->second;
-  });
+  return Config::from_lookup(settings::from_map(env));
 }
 
 TEST(ConfigTest, DefaultsMatchTheContract) {

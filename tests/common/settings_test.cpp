@@ -7,13 +7,7 @@
 namespace chat::settings {
 namespace {
 
-Lookup from(std::map<std::string, std::string> m) {
-  return [m = std::move(m)](const char* name) -> std::optional<std::string> {
-    auto it = m.find(name);
-    if (it == m.end()) return std::nullopt;
-    return it->second;
-  };
-}
+Lookup from(std::map<std::string, std::string> m) { return from_map(std::move(m)); }
 
 TEST(SettingsTest, IntegersWithinBoundsAndTheOneLineError) {
   int port = 8083;
@@ -28,6 +22,16 @@ TEST(SettingsTest, IntegersWithinBoundsAndTheOneLineError) {
                                bad_value + "'");
   }
   EXPECT_EQ(port, 9000);  // a refused value changes nothing
+}
+
+TEST(SettingsTest, Lists) {
+  auto items = split_list(" a, b,,\tc ,");
+  ASSERT_EQ(items.size(), 3u);
+  EXPECT_EQ(items[0], "a");
+  EXPECT_EQ(items[1], "b");
+  EXPECT_EQ(items[2], "c");
+  EXPECT_TRUE(split_list("").empty());
+  EXPECT_TRUE(split_list(" , ").empty());
 }
 
 TEST(SettingsTest, EmptyCountsAsUnset) {

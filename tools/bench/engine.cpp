@@ -664,26 +664,7 @@ class Engine {
   // --- traffic scenarios: pairs, fan-in, group, custom ------------------------------------
 
   void run_traffic() {
-    int P = 1, S = 1;
-    switch (cfg_.scenario) {
-      case Scenario::kPairs:
-        P = S = cfg_.scale;
-        break;
-      case Scenario::kFanIn:
-        P = cfg_.scale;
-        S = 1;
-        break;
-      case Scenario::kGroup:
-        P = 1;
-        S = cfg_.scale - 1;
-        break;
-      case Scenario::kCustom:
-        P = cfg_.publishers;
-        S = cfg_.subscribers;
-        break;
-      default:
-        break;
-    }
+    const auto [P, S] = publishers_and_subscribers(cfg_);
     const bool fanout = cfg_.scenario == Scenario::kGroup;
     shared_.publishers = static_cast<uint32_t>(P);
     std::vector<std::string> pub_users, sub_users;

@@ -49,6 +49,21 @@ const char* scenario_name(Scenario s) {
   return "?";
 }
 
+std::pair<int, int> publishers_and_subscribers(const Config& c) {
+  switch (c.scenario) {
+    case Scenario::kPairs:
+      return {c.scale, c.scale};
+    case Scenario::kFanIn:
+      return {c.scale, 1};
+    case Scenario::kGroup:
+      return {1, c.scale - 1};
+    case Scenario::kCustom:
+      return {c.publishers, c.subscribers};
+    default:
+      return {1, 1};
+  }
+}
+
 const char* target_name(Target t) { return t == Target::kBare ? "bare" : "chat"; }
 const char* client_name(Client c) { return c == Client::kMosquitto ? "mosquitto" : "paho"; }
 const char* transport_name(Transport t) { return t == Transport::kTcp ? "tcp" : "ws"; }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace chat::bench {
@@ -66,6 +67,10 @@ struct Config {
 std::string parse_args(const std::vector<std::string>& args, Config* config, bool* help);
 
 std::string usage();
+
+// How many publishers and subscribers a traffic scenario has (pairs: N and
+// N; fan-in: N and 1; group: 1 and N-1; custom: as given).
+std::pair<int, int> publishers_and_subscribers(const Config& config);
 
 const char* scenario_name(Scenario s);
 const char* target_name(Target t);

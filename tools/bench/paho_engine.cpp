@@ -451,19 +451,7 @@ class PahoRun {
   }
 
   void traffic() {
-    int P = 1, S = 1;
-    switch (cfg_.scenario) {
-      case Scenario::kPairs:
-        P = S = cfg_.scale;
-        break;
-      case Scenario::kFanIn:
-        P = cfg_.scale;
-        break;
-      default:
-        P = cfg_.publishers;
-        S = cfg_.subscribers;
-        break;
-    }
+    const auto [P, S] = publishers_and_subscribers(cfg_);
     sh_.publishers = static_cast<uint32_t>(P);
     std::vector<std::string> pub_users, sub_users;
     for (int i = 0; i < P; ++i) pub_users.push_back(cfg_.user_prefix + "s" + std::to_string(i));

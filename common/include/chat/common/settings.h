@@ -5,9 +5,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "chat/common/status.h"
 
@@ -19,8 +21,14 @@ using Lookup = std::function<std::optional<std::string>(const char* name)>;
 
 // The process environment.
 Lookup environment();
+// A fixed set of variables (tests).
+Lookup from_map(std::map<std::string, std::string> values);
 // `raw`, with an empty value counted as unset (`CHAT_X= make run` = default).
 Lookup empty_as_unset(Lookup raw);
+
+// The items of a comma-separated list, trimmed of spaces and tabs, empty
+// ones skipped ("a, b,,c" -> a, b, c). The views point into `list`.
+std::vector<std::string_view> split_list(std::string_view list);
 
 // kInvalidArgument "<name>: expected <expected>, got '<value>'".
 Status bad(const char* name, std::string_view value, std::string_view expected);
