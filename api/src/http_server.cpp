@@ -1,6 +1,10 @@
 #include "chat/api/http_server.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cctype>
 #include <charconv>
@@ -297,6 +301,44 @@ std::optional<Principal> require_principal(const Service& service, const Request
     return std::nullopt;
   }
   return std::move(principal).value();
+}
+
+// ---- the listening socket ----------------------------------------------------
+
+// Debian's cpp-httplib is a compiled library that listens with a backlog of 5
+// (its CPPHTTPLIB_LISTEN_BACKLOG default, fixed when the library was built).
+// A burst of clients overflows it: the kernel drops their SYNs and each
+// retries after its 1-s retransmission timeout, which was most of the history
+// endpoint's ~1 s p99 under wrk with 64 connections. httplib does not expose
+// the socket, so find the listening one bound to `port` among our descriptors
+// and listen() again: on a listening socket that only changes the backlog.
+void raise_listen_backlog(int port) {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return;
+  while (const dirent* entry = ::readdir(dir)) {
+    char* end = nullptr;
+    const long fd = std::strtol(entry->d_name, &end, 10);
+    if (end == entry->d_name || *end != '\0' || fd == ::dirfd(dir)) continue;
+    int accepting = 0;
+    socklen_t len = sizeof accepting;
+    if (::getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 ||
+        !accepting) {
+      continue;
+    }
+    sockaddr_storage addr{};
+    socklen_t addr_len = sizeof addr;
+    if (::getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0) {
+      continue;
+    }
+    int bound_port = -1;
+    if (addr.ss_family == AF_INET) {
+      bound_port = ntohs(reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
+    } else if (addr.ss_family == AF_INET6) {
+      bound_port = ntohs(reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port);
+    }
+    if (bound_port == port) ::listen(static_cast<int>(fd), SOMAXCONN);
+  }
+  ::closedir(dir);
 }
 
 // ---- the browser client ----------------------------------------------------
@@ -684,6 +726,7 @@ Result<int> HttpServer::bind(const std::string& host, int port) {
   if (bound <= 0) {
     return unavailable("cannot listen on " + host + ":" + std::to_string(port));
   }
+  raise_listen_backlog(bound);
   return bound;
 }
 
