@@ -249,20 +249,23 @@ Router::Stamped Router::stamp_and_archive(const DeviceSession& sender, const std
 
 MessageOutcome Router::direct_message(const DeviceSession& sender, const std::string& peer,
                                       std::string_view payload, int qos) {
-  std::string cid = extract_cid(payload);
+  // The cid is read only for a refusal: an accepted message is parsed once, later.
   if (peer == sender.user) {
-    return refuse(sender, cid, RefusalCode::kUnknownPeer,
+    return refuse(sender, extract_cid(payload), RefusalCode::kUnknownPeer,
                   "cannot send a direct message to yourself", qos);
   }
-  auto exists = archive_.user_exists(peer);
+  auto exists = archive_.has_user(peer);
   if (!exists) {
     port_.log(LogLevel::kError, "archive read failed: " + exists.status().to_string());
     return fail();
   }
-  if (!*exists) return refuse(sender, cid, RefusalCode::kUnknownPeer, "no such user: " + peer, qos);
-  if (directory_.is_blocked(peer, sender.user)) {
-    return refuse(sender, cid, RefusalCode::kNotAuthorized, peer + " does not accept your messages",
+  if (!*exists) {
+    return refuse(sender, extract_cid(payload), RefusalCode::kUnknownPeer, "no such user: " + peer,
                   qos);
+  }
+  if (directory_.is_blocked(peer, sender.user)) {
+    return refuse(sender, extract_cid(payload), RefusalCode::kNotAuthorized,
+                  peer + " does not accept your messages", qos);
   }
 
   std::string peer_topic = topics::inbox(peer, topics::kInboxMsg);
@@ -349,7 +352,7 @@ MessageOutcome Router::direct_receipt(const DeviceSession& sender, const std::st
   if (peer == sender.user) {
     return refuse(sender, "", RefusalCode::kUnknownPeer, "cannot send a receipt to yourself", qos);
   }
-  auto exists = archive_.user_exists(peer);
+  auto exists = archive_.has_user(peer);
   if (!exists) return fail();
   if (!*exists) return refuse(sender, "", RefusalCode::kUnknownPeer, "no such user: " + peer, qos);
 
@@ -535,7 +538,7 @@ Status Router::control_group(const std::string& op, const json& doc, json* resul
                                 std::to_string(options_.max_group_members) + " members");
     }
     for (const auto& m : members) {
-      auto e = archive_.user_exists(m);
+      auto e = archive_.has_user(m);
       if (!e) return e.status();
       if (!*e) return not_found("no such user: " + m);
     }
@@ -570,7 +573,7 @@ Status Router::control_group(const std::string& op, const json& doc, json* resul
       return resource_exhausted("the group is full (" + std::to_string(options_.max_group_members) +
                                 ")");
     }
-    auto e = archive_.user_exists(user);
+    auto e = archive_.has_user(user);
     if (!e) return e.status();
     if (!*e) return not_found("no such user: " + user);
     Status st = archive_.add_member(gid, user, ids_.next());

@@ -134,19 +134,79 @@ std::string extract_cid(std::string_view payload) {
   return len >= 1 && len <= 64 ? s : "";
 }
 
+namespace {
+
+// `s` as a JSON string, escaped exactly as nlohmann's dump() does (short
+// escapes where JSON has them, other control characters as \u00xx, UTF-8 as is).
+void append_json_string(std::string* out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->push_back('"');
+  size_t plain = 0;  // start of the run of bytes that need no escape
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out->append(s.data() + plain, i - plain);
+    plain = i + 1;
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\b':
+        out->append("\\b");
+        break;
+      case '\f':
+        out->append("\\f");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      default:
+        out->append("\\u00");
+        out->push_back(kHex[c >> 4]);
+        out->push_back(kHex[c & 0xf]);
+    }
+  }
+  out->append(s.data() + plain, s.size() - plain);
+  out->push_back('"');
+}
+
+}  // namespace
+
 std::string make_envelope(const EnvelopeFields& f, const nlohmann::json& body) {
-  nlohmann::ordered_json env;
-  env["v"] = 1;
-  env["id"] = f.id;
-  env["ts"] = f.ts;
-  env["conv"] = f.conv;
-  env["from"] = f.from;
-  env["dev"] = f.dev;
-  env["to"] = f.to;
-  env["cid"] = f.cid;
-  env["type"] = f.type;
-  env["body"] = body;
-  return env.dump();
+  // Written directly rather than through an ordered_json: this runs for every
+  // message on the broker's only thread, and the output is the same bytes.
+  std::string out;
+  out.reserve(160 + f.id.size() + f.conv.size() + f.from.size() + f.dev.size() + f.to.size() +
+              f.cid.size() + f.type.size());
+  out.append("{\"v\":1,\"id\":");
+  append_json_string(&out, f.id);
+  out.append(",\"ts\":");
+  out.append(std::to_string(f.ts));
+  out.append(",\"conv\":");
+  append_json_string(&out, f.conv);
+  out.append(",\"from\":");
+  append_json_string(&out, f.from);
+  out.append(",\"dev\":");
+  append_json_string(&out, f.dev);
+  out.append(",\"to\":");
+  append_json_string(&out, f.to);
+  out.append(",\"cid\":");
+  append_json_string(&out, f.cid);
+  out.append(",\"type\":");
+  append_json_string(&out, f.type);
+  out.append(",\"body\":");
+  out.append(body.dump());
+  out.push_back('}');
+  return out;
 }
 
 std::string make_error_event(std::string_view cid, RefusalCode code, std::string_view reason) {

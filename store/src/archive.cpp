@@ -29,6 +29,7 @@
 #include <set>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -84,6 +85,8 @@ constexpr uint64_t kMaxTotalWalSize = 64 << 20;
 constexpr size_t kBlockCacheSize = 32 << 20;
 // ~100 bytes each: about 20 MiB at most.
 constexpr size_t kMaxCachedUnread = 200'000;
+// User ids of Archive::has_user's cache (~60 bytes each): about 6 MiB at most.
+constexpr size_t kMaxKnownUsers = 100'000;
 // Hash buckets of the writer's convs memtable (8 bytes each, per memtable).
 constexpr size_t kConvsMemtableBuckets = 16384;
 // mark_read counts unread messages exactly up to this, then reports this.
@@ -210,6 +213,13 @@ rocksdb::ColumnFamilyOptions family_options(const std::string& name,
     // previous one: remember that spot per scope instead of searching the
     // whole skip list (memtable only; reads and files are unaffected).
     options.memtable_insert_with_hint_prefix_extractor = std::make_shared<ScopePrefix>();
+    if (name == kDedupFamily) {
+      // Every message looks up its (client id, cid) first and nearly always
+      // misses: a whole-key Bloom filter over the memtable answers most of
+      // those misses without searching its skip list (the files have their own).
+      options.memtable_prefix_bloom_size_ratio = 0.05;
+      options.memtable_whole_key_filtering = true;
+    }
   }
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = cache;
@@ -708,6 +718,9 @@ struct ArchiveView::Impl {
   // clearing: a miss only costs one Get.
   std::unordered_map<std::string, int64_t> unread_cache;
   std::vector<std::pair<std::string, int64_t>> pending_unread;  // an append's updates
+  // Users known to exist (Archive::has_user). Valid for the same reason as
+  // unread_cache: users are added and removed only through this writer.
+  std::unordered_set<std::string> known_users;
 
   // Reader state (ArchiveReader). A catch-up numbered n > begun-at-call-start
   // began after the caller did, so its result serves the caller too.
@@ -1064,7 +1077,6 @@ Result<std::unique_ptr<Archive>> Archive::open(const ArchiveOptions& options) {
   db_options.max_background_jobs = 2;
   db_options.keep_log_file_num = 4;
   db_options.max_log_file_size = 8 << 20;
-
   bool existed = false;
   std::vector<rocksdb::ColumnFamilyDescriptor> missing;
   auto descriptors =
@@ -1184,6 +1196,17 @@ Status Archive::append(const AppendRequest& request) {
   return Status::ok();
 }
 
+Result<bool> Archive::has_user(const std::string& user) {
+  Impl& d = *impl_;
+  if (d.known_users.count(user) != 0) return true;
+  auto found = d.w().get(kUsers, user, "archive user get");
+  if (!found) return found.status();
+  if (!found->has_value()) return false;
+  if (d.known_users.size() >= kMaxKnownUsers) d.known_users.clear();
+  d.known_users.insert(user);
+  return true;
+}
+
 Status Archive::add_user(const std::string& user) {
   if (user.empty()) return invalid_argument("archive: empty user id");
   rocksdb::Status s = impl_->w().db->Put(impl_->write_options, impl_->w().cf(kUsers), user, "{}");
@@ -1192,6 +1215,8 @@ Status Archive::add_user(const std::string& user) {
 }
 
 Status Archive::remove_user(const std::string& user) {
+  // Forget first: should the delete fail, the next has_user reads the truth.
+  impl_->known_users.erase(user);
   rocksdb::Status s = impl_->w().db->Delete(impl_->write_options, impl_->w().cf(kUsers), user);
   if (!s.ok()) return from_rocksdb(s, "archive user delete");
   return Status::ok();

@@ -94,6 +94,34 @@ TEST(Envelope, BuildsEnvelopeWithContractFields) {
   EXPECT_EQ(env["body"], "hi");
 }
 
+// make_envelope writes the JSON itself; its bytes must be what nlohmann would
+// print (field order, escapes), whatever the strings hold.
+TEST(Envelope, EnvelopeBytesMatchNlohmannForAnyString) {
+  const std::string tricky[] = {"",
+                                "plain",
+                                "quote\" backslash\\ slash/",
+                                "\b\f\n\r\t",
+                                std::string("nul\0ctl\x01\x1f\x7f", 10),
+                                "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+                                "\"\"\\\\"};
+  for (const auto& s : tricky) {
+    EnvelopeFields f{"0000000000000001", -5, s, s, s, s, s, s};
+    nlohmann::json body = {{"text", s}, {"n", {1, 2.5, nullptr, true}}};
+    nlohmann::ordered_json expected;
+    expected["v"] = 1;
+    expected["id"] = f.id;
+    expected["ts"] = f.ts;
+    expected["conv"] = f.conv;
+    expected["from"] = f.from;
+    expected["dev"] = f.dev;
+    expected["to"] = f.to;
+    expected["cid"] = f.cid;
+    expected["type"] = f.type;
+    expected["body"] = body;
+    EXPECT_EQ(make_envelope(f, body), expected.dump()) << nlohmann::json(s).dump();
+  }
+}
+
 TEST(Envelope, ErrorEventAndCidExtraction) {
   auto ev =
       nlohmann::json::parse(make_error_event("c9", RefusalCode::kUnknownPeer, "no such user"));

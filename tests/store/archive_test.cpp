@@ -437,6 +437,21 @@ TEST_F(ArchiveTest, Users) {
   EXPECT_TRUE(archive_->remove_user("alice").is_ok());
 }
 
+// has_user caches what it found; removal must not leave a stale "yes", and a
+// user who comes back is found again.
+TEST_F(ArchiveTest, HasUserFollowsAddAndRemove) {
+  EXPECT_FALSE(archive_->has_user("alice").value());
+  EXPECT_TRUE(archive_->add_user("alice").is_ok());
+  EXPECT_TRUE(archive_->has_user("alice").value());
+  EXPECT_TRUE(archive_->has_user("alice").value());  // now from the cache
+  EXPECT_FALSE(archive_->has_user("alic").value());
+  EXPECT_TRUE(archive_->remove_user("alice").is_ok());
+  EXPECT_FALSE(archive_->has_user("alice").value());
+  EXPECT_FALSE(archive_->user_exists("alice").value());
+  EXPECT_TRUE(archive_->add_user("alice").is_ok());
+  EXPECT_TRUE(archive_->has_user("alice").value());
+}
+
 TEST_F(ArchiveTest, OpenFailureIsUnavailableAndNamesThePath) {
   std::string path = dir_.sub("archive");  // already open: RocksDB's LOCK refuses
   ArchiveOptions options;

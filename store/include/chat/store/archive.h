@@ -160,6 +160,10 @@ class Archive final : public ArchiveView {
   // idempotency entry (one WriteBatch). Returns only once the WAL has it.
   Status append(const AppendRequest& request);
 
+  // user_exists for the writer's hot path: positive answers are cached (the
+  // writer is the only one adding and removing users), so a message to a
+  // known peer costs no read.
+  Result<bool> has_user(const std::string& user);
   Status add_user(const std::string& user);
   Status remove_user(const std::string& user);
 
