@@ -1,6 +1,7 @@
 #include "chat/api/tokens.h"
 
 #include <algorithm>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "chat/api/secrets.h"
@@ -39,7 +40,31 @@ std::string TokenIssuer::mint(std::string_view subject, const std::vector<std::s
   return signer_.sign(claims);
 }
 
+namespace {
+// Remembered verified tokens (~1 KiB each with the map's overhead).
+constexpr size_t kMaxVerifiedTokens = 20'000;
+}  // namespace
+
+bool TokenIssuer::in_time(int64_t exp, int64_t nbf, int64_t now_s) const {
+  const int64_t leeway = std::clamp<int64_t>(options_.leeway_s, 0, jwt::kMaxLeewayS);
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  if (exp <= kMax - leeway && now_s > exp + leeway) return false;
+  if (nbf != 0 && now_s <= kMax - leeway && now_s + leeway < nbf) return false;
+  return true;
+}
+
 Result<Principal> TokenIssuer::verify(std::string_view token) const {
+  const int64_t now = clock_.now_s();
+  std::string key(token);
+  {
+    std::lock_guard lock(verified_mu_);
+    auto it = verified_.find(key);
+    if (it != verified_.end()) {
+      if (in_time(it->second.principal.exp, it->second.nbf, now)) return it->second.principal;
+      // Out of time: forget it, and let the full check below say why.
+      verified_.erase(it);
+    }
+  }
   jwt::VerifyOptions vo;
   vo.issuer = options_.issuer;
   vo.audience = options_.audience;
@@ -53,6 +78,14 @@ Result<Principal> TokenIssuer::verify(std::string_view token) const {
   p.roles = claims->roles;
   p.jti = claims->jti;
   p.exp = claims->exp;
+  std::lock_guard lock(verified_mu_);
+  if (verified_.size() >= kMaxVerifiedTokens) {
+    std::erase_if(verified_, [&](const auto& e) {
+      return !in_time(e.second.principal.exp, e.second.nbf, now);
+    });
+    if (verified_.size() >= kMaxVerifiedTokens) verified_.clear();
+  }
+  verified_.insert_or_assign(std::move(key), Verified{p, claims->nbf});
   return p;
 }
 

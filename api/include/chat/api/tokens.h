@@ -6,8 +6,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "chat/common/clock.h"
@@ -43,6 +45,9 @@ class TokenIssuer {
   std::string mint(std::string_view subject, const std::vector<std::string>& roles,
                    int64_t ttl_s) const;
   // Signature and claims checked; kUnauthenticated with the reason otherwise.
+  // A token verified once is remembered (by its exact bytes) until it
+  // expires, so a client's requests after the first cost no signature check;
+  // exp and nbf are checked against the clock on every call.
   Result<Principal> verify(std::string_view token) const;
 
   const jwt::Signer& signer() const { return signer_; }
@@ -51,10 +56,19 @@ class TokenIssuer {
  private:
   TokenIssuer(jwt::Signer signer, jwt::KeySet keys, TokenOptions options, const Clock& clock);
 
+  struct Verified {
+    Principal principal;
+    int64_t nbf = 0;
+  };
+  // exp/nbf with the leeway, exactly as jwt::verify_jwt decides them.
+  bool in_time(int64_t exp, int64_t nbf, int64_t now_s) const;
+
   jwt::Signer signer_;
   jwt::KeySet keys_;
   TokenOptions options_;
   const Clock& clock_;
+  mutable std::mutex verified_mu_;
+  mutable std::unordered_map<std::string, Verified> verified_;  // guarded by verified_mu_
 };
 
 }  // namespace chat::api

@@ -81,6 +81,9 @@ struct Claims {
   bool has_role(std::string_view role) const;
 };
 
+// The largest leeway VerifyOptions::leeway_s may grant; more is clamped to it.
+inline constexpr int64_t kMaxLeewayS = 30;
+
 struct VerifyOptions {
   std::string issuer;                 // required `iss`
   std::string audience;               // required member of `aud`
