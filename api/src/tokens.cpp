@@ -1,7 +1,6 @@
 #include "chat/api/tokens.h"
 
 #include <algorithm>
-#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "chat/api/secrets.h"
@@ -46,11 +45,8 @@ constexpr size_t kMaxVerifiedTokens = 20'000;
 }  // namespace
 
 bool TokenIssuer::in_time(int64_t exp, int64_t nbf, int64_t now_s) const {
-  const int64_t leeway = std::clamp<int64_t>(options_.leeway_s, 0, jwt::kMaxLeewayS);
-  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
-  if (exp <= kMax - leeway && now_s > exp + leeway) return false;
-  if (nbf != 0 && now_s <= kMax - leeway && now_s + leeway < nbf) return false;
-  return true;
+  return !jwt::is_expired(exp, options_.leeway_s, now_s) &&
+         !jwt::is_not_yet_valid(nbf, options_.leeway_s, now_s);
 }
 
 Result<Principal> TokenIssuer::verify(std::string_view token) const {

@@ -510,18 +510,13 @@ Result<Claims> check_claims(std::string_view payload, const VerifyOptions& optio
   auto exp = numeric_date(*exp_it, Rounding::kDown);
   if (!exp) return unauthenticated("invalid exp");
   claims.exp = *exp;
-  // now > exp + leeway, written so that it cannot overflow.
-  if (claims.exp <= std::numeric_limits<int64_t>::max() - leeway && now_s > claims.exp + leeway) {
-    return unauthenticated("token expired");
-  }
+  if (is_expired(claims.exp, leeway, now_s)) return unauthenticated("token expired");
 
   if (auto nbf_it = body.find("nbf"); nbf_it != body.end()) {
     auto nbf = numeric_date(*nbf_it, Rounding::kUp);
     if (!nbf) return unauthenticated("invalid nbf");
     claims.nbf = *nbf;
-    if (now_s <= std::numeric_limits<int64_t>::max() - leeway && now_s + leeway < claims.nbf) {
-      return unauthenticated("token not yet valid");
-    }
+    if (is_not_yet_valid(claims.nbf, leeway, now_s)) return unauthenticated("token not yet valid");
   }
   if (auto iat_it = body.find("iat"); iat_it != body.end()) {
     auto iat = numeric_date(*iat_it, Rounding::kDown);
@@ -885,6 +880,17 @@ Result<std::string> verify_jws(std::string_view compact, const KeySet& keys) {
 
 bool Claims::has_role(std::string_view role) const {
   return std::find(roles.begin(), roles.end(), role) != roles.end();
+}
+
+bool is_expired(int64_t exp, int64_t leeway_s, int64_t now_s) {
+  const int64_t leeway = std::clamp<int64_t>(leeway_s, 0, kMaxLeewayS);
+  // now > exp + leeway, written so that it cannot overflow.
+  return exp <= std::numeric_limits<int64_t>::max() - leeway && now_s > exp + leeway;
+}
+
+bool is_not_yet_valid(int64_t nbf, int64_t leeway_s, int64_t now_s) {
+  const int64_t leeway = std::clamp<int64_t>(leeway_s, 0, kMaxLeewayS);
+  return now_s <= std::numeric_limits<int64_t>::max() - leeway && now_s + leeway < nbf;
 }
 
 Result<Claims> verify_jwt(std::string_view token, const KeySet& keys, const VerifyOptions& options,

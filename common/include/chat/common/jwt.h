@@ -84,6 +84,13 @@ struct Claims {
 // The largest leeway VerifyOptions::leeway_s may grant; more is clamped to it.
 inline constexpr int64_t kMaxLeewayS = 30;
 
+// verify_jwt's time rules, for callers that re-check a token they verified
+// earlier. The leeway is clamped to [0, kMaxLeewayS]; no overflow for any input.
+// Expired: now > exp + leeway.
+bool is_expired(int64_t exp, int64_t leeway_s, int64_t now_s);
+// Not yet valid: now + leeway < nbf.
+bool is_not_yet_valid(int64_t nbf, int64_t leeway_s, int64_t now_s);
+
 struct VerifyOptions {
   std::string issuer;                 // required `iss`
   std::string audience;               // required member of `aud`
