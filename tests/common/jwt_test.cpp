@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
@@ -192,6 +193,26 @@ void expect_refused(const Result<std::string>& result, std::string_view reason) 
 
 // ---------------------------------------------------------------------------
 // base64url
+
+// The time rules verify_jwt and TokenIssuer share: boundaries, the leeway
+// clamp, and no overflow at the ends of the range.
+TEST(JwtTime, ExpiryAndNotBeforeBoundaries) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  EXPECT_FALSE(is_expired(1000, 5, 1005));  // exp + leeway is still valid
+  EXPECT_TRUE(is_expired(1000, 5, 1006));
+  EXPECT_TRUE(is_expired(1000, -7, 1001));                      // a negative leeway counts as 0
+  EXPECT_FALSE(is_expired(1000, 3600, 1030));                   // clamped to kMaxLeewayS...
+  EXPECT_TRUE(is_expired(1000, 3600, 1000 + kMaxLeewayS + 1));  // ...not more
+  EXPECT_FALSE(is_expired(kMax, kMaxLeewayS, kMax));
+  EXPECT_TRUE(is_expired(kMin, 5, 0));
+
+  EXPECT_FALSE(is_not_yet_valid(1005, 5, 1000));  // nbf - leeway is already valid
+  EXPECT_TRUE(is_not_yet_valid(1006, 5, 1000));
+  EXPECT_FALSE(is_not_yet_valid(0, 5, 1000));  // 0: no nbf
+  EXPECT_FALSE(is_not_yet_valid(kMax, kMaxLeewayS, kMax));
+  EXPECT_TRUE(is_not_yet_valid(kMax, kMaxLeewayS, kMin));
+}
 
 TEST(Base64Url, RoundTripsEveryLength) {
   std::string bytes;
