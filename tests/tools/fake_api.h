@@ -222,11 +222,14 @@ class FakeApi {
 
   void routes() {
     group_routes();
-    server_.set_logger([this](const httplib::Request& req, const httplib::Response&) {
+    // Logged before routing: cpp-httplib calls its logger only after the
+    // response is written, when the client may already be looking at the log.
+    server_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response&) {
       std::lock_guard<std::mutex> lock(mu_);
       std::string query;
       for (const auto& [k, v] : req.params) query += (query.empty() ? "?" : "&") + k + "=" + v;
       requests.push_back(req.method + " " + req.path + (req.method == "GET" ? query : ""));
+      return httplib::Server::HandlerResponse::Unhandled;
     });
     server_.Post("/v1/users", [this](const httplib::Request& req, httplib::Response& res) {
       std::lock_guard<std::mutex> lock(mu_);
