@@ -143,6 +143,28 @@ int run(int argc, char** argv) {
     return 2;
   }
   const Config config = std::move(config_or).value();
+  // TLS files: a bad one is a settings error like any other (one line, exit 2).
+  if (config.tls()) {
+    for (auto [name, path] :
+         {std::pair{"CHAT_TLS_CERT", &config.tls_cert}, std::pair{"CHAT_TLS_KEY", &config.tls_key},
+          std::pair{"CHAT_TLS_CA", &config.tls_ca}}) {
+      if (path->empty() || ::access(path->c_str(), R_OK) == 0) continue;
+      std::fprintf(stderr, "chat-api: %s: cannot read '%s': %s%s\n", name, path->c_str(),
+                   std::strerror(errno),
+                   fs::path(config.tls_cert) == fs::path(config.data_dir) / "tls" / "server.pem"
+                       ? " (CHAT_TLS=dev: scripts/tls-dev creates it)"
+                       : "");
+      return 2;
+    }
+    HttpOptions tls_files;
+    tls_files.tls_cert = config.tls_cert;
+    tls_files.tls_key = config.tls_key;
+    tls_files.tls_ca = config.tls_ca;
+    if (Status s = check_tls(tls_files); !s.is_ok()) {
+      std::fprintf(stderr, "chat-api: %s\n", s.message().c_str());
+      return 2;
+    }
+  }
   const Clock& clock = SystemClock::instance();
 
   // When serving, SIGINT/SIGTERM are taken by one thread with sigtimedwait.
@@ -192,6 +214,9 @@ int run(int argc, char** argv) {
   http_options.threads = config.http_threads;
   http_options.max_body_bytes = config.max_body_bytes;
   http_options.web = WebOptions::from_config(config);
+  http_options.tls_cert = config.tls_cert;
+  http_options.tls_key = config.tls_key;
+  http_options.tls_ca = config.tls_ca;
   if (std::error_code ec; fs::is_regular_file(fs::path(http_options.web.dir) / "index.html", ec)) {
     logger().info("web client served at / from {}", http_options.web.dir);
   } else {
@@ -201,11 +226,15 @@ int run(int argc, char** argv) {
   }
   HttpServer http(service, http_options);
   auto port = http.bind(config.bind, config.http_port);
+  if (!port && port.status().code() == StatusCode::kInvalidArgument) {
+    fail(port.status().message());  // the TLS files
+    return 2;
+  }
   if (!port) return fail(port.status().message() + " (CHAT_BIND / CHAT_HTTP_PORT)");
 
   control.start();
-  logger().info("chat-api listening on http://{}:{} (broker control at 127.0.0.1:{})", config.bind,
-                *port, config.mqtt_port);
+  logger().info("chat-api listening on {}://{}:{} (broker control at 127.0.0.1:{})",
+                config.tls() ? "https" : "http", config.bind, *port, config.mqtt_port);
 
   std::atomic<bool> done{false};
   std::thread signal_thread([&] {

@@ -116,6 +116,16 @@ Result<Config> Config::from_lookup(const Lookup& raw_lookup) {
   if (Status s = read_int(lookup, "CHAT_HTTP_THREADS", 1, 4096, &n); !s.is_ok()) return s;
   c.http_threads = static_cast<int>(n);
 
+  if (auto v = lookup("CHAT_METRICS_TOKEN")) {
+    bool printable =
+        std::all_of(v->begin(), v->end(), [](char ch) { return ch > ' ' && ch < 127; });
+    if (v->size() < 16 || v->size() > 4096 || !printable) {
+      return invalid_argument(
+          "CHAT_METRICS_TOKEN: expected 16 to 4096 printable ASCII characters without spaces");
+    }
+    c.metrics_token = *v;
+  }
+
   if (Status s = read_string(lookup, "CHAT_WEB_DIR", &c.web_dir); !s.is_ok()) return s;
 
   n = c.ws_port;
@@ -131,14 +141,29 @@ Result<Config> Config::from_lookup(const Lookup& raw_lookup) {
     c.ws_public_url = *v;
   }
 
-  // The TLS settings themselves belong to the bridge and the listeners; here
-  // they only decide ws:// or wss:// for the browser client: the bridge serves
-  // wss exactly when CHAT_TLS_CERT is set. (CHAT_TLS=dev, which generates a
-  // certificate, is not built yet: scripts/run refuses it.)
+  // TLS: https here, and wss:// for the browser client (the bridge serves wss
+  // with the same variables). CHAT_TLS=dev uses the certificate scripts/tls-dev
+  // made under the data dir (scripts/run exports its paths as CHAT_TLS_CERT/KEY).
+  bool dev_tls = false;
   if (auto v = lookup("CHAT_TLS")) {
     if (*v != "dev") return bad("CHAT_TLS", *v, "'dev' or unset");
+    dev_tls = true;
   }
-  if (lookup("CHAT_TLS_CERT")) c.ws_tls = true;
+  if (auto v = lookup("CHAT_TLS_CERT")) c.tls_cert = *v;
+  if (auto v = lookup("CHAT_TLS_KEY")) c.tls_key = *v;
+  if (c.tls_cert.empty() != c.tls_key.empty()) {
+    return invalid_argument(
+        c.tls_cert.empty() ? "CHAT_TLS_CERT: must be set when CHAT_TLS_KEY is (both or neither)"
+                           : "CHAT_TLS_KEY: must be set when CHAT_TLS_CERT is (both or neither)");
+  }
+  if (dev_tls && c.tls_cert.empty()) {
+    c.tls_cert = join(join(c.data_dir, "tls"), "server.pem");
+    c.tls_key = join(join(c.data_dir, "tls"), "server.key");
+  }
+  if (c.tls()) {
+    if (auto v = lookup("CHAT_TLS_CA")) c.tls_ca = *v;
+  }
+  c.ws_tls = c.tls();
 
   return c;
 }

@@ -59,6 +59,7 @@ struct ControlClient::Impl {
   bool is_connected = false;  // guarded by mu
   bool lost = false;          // the current connection dropped; guarded by mu
   std::map<std::string, std::shared_ptr<Promise>> pending;  // guarded by mu
+  std::optional<BrokerStatsSnapshot> stats;                 // guarded by mu
   std::thread thread;
 
   void fail_all_pending(const std::string& why) {
@@ -81,7 +82,31 @@ struct ControlClient::Impl {
     fail_all_pending("broker connection lost");
   }
 
+  void on_stats(const std::string& payload) {
+    json snapshot = json::parse(payload, nullptr, /*allow_exceptions=*/false);
+    if (!snapshot.is_object()) {
+      logger().warn("control: ignoring malformed broker stats");
+      return;
+    }
+    std::lock_guard lock(mu);
+    stats = BrokerStatsSnapshot{std::move(snapshot), std::chrono::steady_clock::now()};
+  }
+
+  // The broker's stats snapshots arrive through a subscription (a clean
+  // session: once per connection). Failing it costs /metrics only.
+  void subscribe_stats() {
+    try {
+      auto tok = client->subscribe(std::string(topics::kControlStats), 0);
+      if (!tok->wait_for(kConnectTimeout)) {
+        logger().warn("control: subscribing to broker stats timed out");
+      }
+    } catch (const mqtt::exception& e) {
+      logger().warn("control: cannot subscribe to broker stats: {}", e.what());
+    }
+  }
+
   void on_message(mqtt::const_message_ptr msg) {
+    if (msg && msg->get_topic() == topics::kControlStats) return on_stats(msg->get_payload_str());
     if (!msg || msg->get_topic() != topics::kControlResponse) return;
     json answer = json::parse(msg->get_payload_str(), nullptr, /*allow_exceptions=*/false);
     if (!answer.is_object() || !answer.contains("req") || !answer["req"].is_string()) {
@@ -171,6 +196,7 @@ struct ControlClient::Impl {
       }
       cv.notify_all();
       logger().info("control: connected to broker as {}", opts.client_id);
+      subscribe_stats();
       if (opts.on_connected) opts.on_connected();
 
       bool renew = false;
@@ -241,6 +267,11 @@ bool ControlClient::wait_connected(std::chrono::milliseconds timeout) const {
 bool ControlClient::connected() const {
   std::lock_guard lock(impl_->mu);
   return impl_->is_connected;
+}
+
+std::optional<BrokerStatsSnapshot> ControlClient::broker_stats() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->stats;
 }
 
 Result<json> ControlClient::call(const json& request, std::chrono::milliseconds timeout) {

@@ -4,6 +4,8 @@
 #include <dirent.h>
 #include <httplib.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 
 #include <cctype>
@@ -21,6 +23,11 @@ namespace chat::api {
 using httplib::Request;
 using httplib::Response;
 using nlohmann::json;
+
+const char* const kTlsCiphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
 int http_status(StatusCode code) {
   switch (code) {
@@ -359,14 +366,73 @@ std::optional<std::string> read_file(const std::string& path) {
   return data;
 }
 
+// ---- TLS -------------------------------------------------------------------
+
+// `what`, plus OpenSSL's reason for the last failure.
+bool tls_failed(std::string* error, std::string what) {
+  unsigned long code = ERR_peek_last_error();
+  if (code != 0) {
+    char reason[256];
+    ERR_error_string_n(code, reason, sizeof reason);
+    what += std::string(": ") + reason;
+  }
+  ERR_clear_error();
+  *error = std::move(what);
+  return false;
+}
+
+// TLS 1.2 minimum, kTlsCiphers for TLS 1.2, no compression or renegotiation,
+// and the certificate, key and chain of `o`. On failure *error says why.
+bool setup_tls(SSL_CTX& ctx, const HttpOptions& o, std::string* error) {
+  if (SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION) != 1 ||
+      SSL_CTX_set_cipher_list(&ctx, kTlsCiphers) != 1) {
+    return tls_failed(error, "cannot set up TLS");
+  }
+  SSL_CTX_set_options(
+      &ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  if (SSL_CTX_use_certificate_chain_file(&ctx, o.tls_cert.c_str()) != 1) {
+    return tls_failed(error, "CHAT_TLS_CERT: cannot use '" + o.tls_cert + "'");
+  }
+  if (SSL_CTX_use_PrivateKey_file(&ctx, o.tls_key.c_str(), SSL_FILETYPE_PEM) != 1) {
+    return tls_failed(error, "CHAT_TLS_KEY: cannot use '" + o.tls_key + "'");
+  }
+  if (SSL_CTX_check_private_key(&ctx) != 1) {
+    return tls_failed(error, "CHAT_TLS_KEY: '" + o.tls_key + "' does not match CHAT_TLS_CERT");
+  }
+  // The chain sent to clients is completed from this store; no client
+  // certificates are requested (SSL_VERIFY_NONE stays).
+  if (!o.tls_ca.empty() && SSL_CTX_load_verify_locations(&ctx, o.tls_ca.c_str(), nullptr) != 1) {
+    return tls_failed(error, "CHAT_TLS_CA: cannot use '" + o.tls_ca + "'");
+  }
+  return true;
+}
+
+// A plain server, or (with a certificate) an SSLServer set up by setup_tls.
+// On failure the SSLServer is not valid and *error says why.
+std::unique_ptr<httplib::Server> make_server(const HttpOptions& o, std::string* error) {
+  if (o.tls_cert.empty()) return std::make_unique<httplib::Server>();
+  return std::make_unique<httplib::SSLServer>(
+      [&o, error](SSL_CTX& ctx) { return setup_tls(ctx, o, error); });
+}
+
 // ---- access log ------------------------------------------------------------
 
 thread_local std::chrono::steady_clock::time_point t_request_start{};
 
 }  // namespace
 
+Status check_tls(const HttpOptions& options) {
+  if (options.tls_cert.empty()) return Status::ok();
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  if (ctx == nullptr) return internal_error("cannot create an SSL context");
+  std::string error;
+  const bool ok = setup_tls(*ctx, options, &error);
+  SSL_CTX_free(ctx);
+  return ok ? Status::ok() : invalid_argument(error);
+}
+
 HttpServer::HttpServer(Service& service, HttpOptions options)
-    : service_(service), options_(options), server_(std::make_unique<httplib::Server>()) {
+    : service_(service), options_(options), server_(make_server(options_, &tls_error_)) {
   const int threads = options_.threads > 0 ? options_.threads : 1;
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server_->set_tcp_nodelay(true);
@@ -398,9 +464,14 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
     res.headers.clear();
     write_error(res, 500, "internal", "internal error");
   });
-  server_->set_logger([](const Request& req, const Response& res) {
+  server_->set_logger([metrics = http_metrics_.get()](const Request& req, const Response& res) {
     auto start = t_request_start;
     t_request_start = {};
+    const bool timed = start != std::chrono::steady_clock::time_point{};
+    const auto elapsed = timed ? std::chrono::steady_clock::now() - start
+                               : std::chrono::steady_clock::duration::zero();
+    metrics->record(req.method, req.path, res.status,
+                    std::chrono::duration<double>(elapsed).count());
     if (start == std::chrono::steady_clock::time_point{}) {
       logger().info("{} {} {} {} {}B", req.remote_addr, req.method, req.path, res.status,
                     res.body.size());
@@ -681,7 +752,43 @@ void HttpServer::register_routes() {
     write_json(res, 200, render_page(*page));
   });
 
+  register_metrics_route();
   register_web_routes();  // last: see there
+}
+
+void HttpServer::register_metrics_route() {
+  const Config& config = service_.config();
+  auto poller = std::make_shared<BridgeStatsPoller>(bridge_local_host(config.bind), config.ws_port,
+                                                    config.ws_tls);
+  bridge_stats_ = [poller]() -> std::optional<BridgeSample> { return poller->sample(); };
+
+  Service& service = service_;
+  server_->Get("/metrics", [this, &service](const Request& req, Response& res) {
+    // CHAT_METRICS_TOKEN first (compared in constant time), else an access
+    // token with the admin role.
+    const std::string& metrics_token = service.config().metrics_token;
+    Bearer b = bearer_of(req);
+    bool allowed =
+        !metrics_token.empty() && !b.token.empty() && constant_time_equal(b.token, metrics_token);
+    if (!allowed) {
+      auto caller = require_principal(service, req, res);
+      if (!caller) return;
+      if (!caller->has_role("admin")) {
+        return write_status(
+            res, permission_denied("/metrics needs an admin access token or CHAT_METRICS_TOKEN"));
+      }
+    }
+    MetricsInput in;
+    in.http = http_metrics_.get();
+    in.process_start_s = process_start_time_s();
+    in.broker_connected = service.broker_connected();
+    in.broker = service.broker_stats();
+    if (bridge_stats_) in.bridge = bridge_stats_();
+    in.now = std::chrono::steady_clock::now();
+    res.status = 200;
+    res.set_header("Cache-Control", "no-store");
+    res.set_content(render_metrics(in), std::string(kMetricsContentType));
+  });
 }
 
 void HttpServer::register_web_routes() {
@@ -718,6 +825,10 @@ void HttpServer::register_web_routes() {
 }
 
 Result<int> HttpServer::bind(const std::string& host, int port) {
+  if (!server_->is_valid()) {
+    return invalid_argument(tls_error_.empty() ? "CHAT_TLS_CERT / CHAT_TLS_KEY: cannot set up TLS"
+                                               : tls_error_);
+  }
   int bound = -1;
   if (port == 0)
     bound = server_->bind_to_any_port(host);

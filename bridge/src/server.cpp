@@ -853,6 +853,12 @@ Result<std::unique_ptr<Server>> Server::start(const Config& config,
     if (!config.tls_ca.empty()) listen.ssl_ca_filepath = config.tls_ca.c_str();
     listen.ssl_options_set =
         SSL_OP_NO_SSLv2 | SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1;
+    // TLS 1.2: ECDHE key exchange with AEAD ciphers only, as chat-api and the
+    // broker's MQTT-over-TLS listener (TLS 1.3 keeps OpenSSL's suites).
+    listen.ssl_cipher_list =
+        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+        "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
   }
   self->listener = lws_create_vhost(self->context, &listen);
   if (self->listener == nullptr) {

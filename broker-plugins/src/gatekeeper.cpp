@@ -82,7 +82,9 @@ bool Gatekeeper::allowed(const void* handle, std::string_view client_id, Access 
       } else if (!split_client_id(client_id, &user, &device)) {
         return false;
       }
-      if (s != nullptr && s->service) return topic == topics::kControlResponse;
+      if (s != nullptr && s->service) {
+        return topic == topics::kControlResponse || topic == topics::kControlStats;
+      }
       std::string_view t = topic;
       if (t.substr(0, 2) == "u/" && t.substr(2, user.size()) == user &&
           t.substr(2 + user.size(), 1) == "/") {
@@ -99,7 +101,7 @@ bool Gatekeeper::allowed(const void* handle, std::string_view client_id, Access 
 }
 
 bool Gatekeeper::allowed_subscribe(const DeviceSession& s, std::string_view filter) const {
-  if (s.service) return filter == topics::kControlResponse;
+  if (s.service) return filter == topics::kControlResponse || filter == topics::kControlStats;
   if (topics::is_own_inbox_filter(filter, s.user)) return true;
   std::string peer;
   if (topics::parse_presence(filter, &peer)) {
@@ -120,6 +122,12 @@ bool Gatekeeper::allowed_write(const DeviceSession& s, std::string_view topic, i
     default:
       return qos == 1 || qos == 2;
   }
+}
+
+size_t Gatekeeper::connected_devices() const {
+  size_t n = 0;
+  for (const auto& [handle, s] : sessions_) n += s.service ? 0 : 1;
+  return n;
 }
 
 std::vector<std::string> Gatekeeper::take_expired() {

@@ -18,6 +18,7 @@ extern "C" {
 #include "chat/broker/gatekeeper.h"
 #include "chat/broker/presence.h"
 #include "chat/broker/router.h"
+#include "chat/broker/stats.h"
 #include "chat/common/topics.h"
 #include "chat/store/archive.h"
 
@@ -76,6 +77,9 @@ struct Plugin {
   std::unique_ptr<Gatekeeper> gatekeeper;
   std::unique_ptr<Router> router;
   time_t last_expiry_scan = 0;
+  BrokerStats stats;
+  int64_t started_ms = 0;
+  int64_t last_stats_s = 0;
 };
 
 Result<std::string> read_file(const std::string& path) {
@@ -144,6 +148,8 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
   ro.group_fanout_bytes = p.config.group_fanout_bytes;
   p.router =
       std::make_unique<Router>(SystemClock::instance(), *p.archive, *p.directory, p.port, ro);
+  p.router->set_stats(&p.stats);
+  p.started_ms = SystemClock::instance().now_ms();
   return p.router->init();
 }
 
@@ -154,7 +160,11 @@ int on_basic_auth(int, void* event_data, void* userdata) noexcept {
     const char* client_id = mosquitto_client_id(ev->client);
     Status st = p->gatekeeper->authenticate(ev->client, client_id ? client_id : "", ev->username,
                                             ev->password);
-    if (st.is_ok()) return MOSQ_ERR_SUCCESS;
+    if (st.is_ok()) {
+      p->stats.connection_accepted();
+      return MOSQ_ERR_SUCCESS;
+    }
+    p->stats.connection_refused(st.code());
     mosquitto_log_printf(MOSQ_LOG_NOTICE, "chat: refused connection %s (user %s): %s",
                          client_id ? client_id : "?", ev->username ? ev->username : "-",
                          st.message().c_str());
@@ -273,6 +283,13 @@ int on_tick(int, void*, void* userdata) noexcept {
     if (now == p->last_expiry_scan) return MOSQ_ERR_SUCCESS;  // once a second is enough
     p->last_expiry_scan = now;
     p->router->on_tick();
+    if (now - p->last_stats_s >= kStatsIntervalS) {
+      p->last_stats_s = now;
+      p->port.publish("", std::string(topics::kControlStats),
+                      p->stats.to_json(chat::SystemClock::instance().now_ms(), p->started_ms,
+                                       p->gatekeeper->connected_devices()),
+                      0, false);
+    }
     for (const auto& client_id : p->gatekeeper->take_expired()) {
       mosquitto_log_printf(MOSQ_LOG_NOTICE, "chat: token of %s expired, disconnecting",
                            client_id.c_str());

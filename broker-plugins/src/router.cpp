@@ -1,6 +1,7 @@
 #include "chat/broker/router.h"
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <random>
 #include <set>
@@ -71,6 +72,7 @@ Status Router::init() {
 
 MessageOutcome Router::refuse(const DeviceSession& sender, std::string_view cid, RefusalCode code,
                               std::string reason, int qos) {
+  if (stats_ != nullptr) stats_->message_refused(code);
   // The contract promises an event for every refused QoS 1/2 publish; QoS 0
   // (typing) refusals are silent, as QoS 0 has no acknowledgement to explain.
   if (qos > 0) {
@@ -195,6 +197,7 @@ Router::Stamped Router::stamp_and_archive(const DeviceSession& sender, const std
     return out;
   }
   if (dup->has_value()) {
+    if (stats_ != nullptr) ++stats_->duplicates;
     port_.publish("", topics::inbox(sender.user, topics::kInboxMsg), **dup, 1, false);
     if (qos == 2 && !duplicate_topic.empty()) {
       // A QoS 2 resend (DUP before PUBREL, or after a reconnect) must look
@@ -238,7 +241,13 @@ Router::Stamped Router::stamp_and_archive(const DeviceSession& sender, const std
   req.cid = msg.cid;
   req.envelope = out.envelope;
   req.participants = participants;
+  const auto append_start = std::chrono::steady_clock::now();
   Status st = archive_.append(req);
+  if (stats_ != nullptr) {
+    stats_->append_seconds.observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - append_start).count());
+    if (!st.is_ok()) ++stats_->archive_failures;
+  }
   if (!st.is_ok()) {
     port_.log(LogLevel::kError, "archive append failed, dropping " + sender.client_id +
                                     " without PUBACK: " + st.to_string());
@@ -275,6 +284,7 @@ MessageOutcome Router::direct_message(const DeviceSession& sender, const std::st
   // The peer's copy rides on the original publish (rewritten); the sender's
   // devices get their own copy (multi-device sync, and the id for the cid).
   port_.publish("", topics::inbox(sender.user, topics::kInboxMsg), stamped.envelope, 1, false);
+  if (stats_ != nullptr) stats_->message_routed(RoutedKind::kDirect);
   return accept(std::move(peer_topic), std::move(stamped.envelope));
 }
 
@@ -304,6 +314,10 @@ MessageOutcome Router::group_message(const DeviceSession& sender, const std::str
   // Every member's devices (the sender's included) get their own copy.
   for (const auto& m : recipients) {
     port_.publish("", topics::inbox(m, topics::kInboxMsg), stamped.envelope, 1, false);
+  }
+  if (stats_ != nullptr) {
+    stats_->message_routed(RoutedKind::kGroup);
+    stats_->group_fanout.observe(static_cast<double>(recipients.size()));
   }
   return consumed(payload);
 }
@@ -369,6 +383,7 @@ MessageOutcome Router::direct_receipt(const DeviceSession& sender, const std::st
   std::string out = receipt_json(conv, sender.user, receipt->ids, receipt->status);
   // The sender's other devices learn it too (read state syncs across devices).
   port_.publish("", topics::inbox(sender.user, topics::kInboxReceipt), out, 1, false);
+  if (stats_ != nullptr) stats_->message_routed(RoutedKind::kReceipt);
   // A receipt to someone who blocked me goes nowhere (and says nothing).
   if (directory_.is_blocked(peer, sender.user)) return consumed(payload);
   return accept(topics::inbox(peer, topics::kInboxReceipt), std::move(out));
@@ -411,6 +426,7 @@ MessageOutcome Router::group_receipt(const DeviceSession& sender, const std::str
   }
   port_.publish("", topics::inbox(sender.user, topics::kInboxReceipt),
                 receipt_json(conv, sender.user, known, receipt->status), 1, false);
+  if (stats_ != nullptr) stats_->message_routed(RoutedKind::kReceipt);
   return consumed(payload);
 }
 
@@ -447,6 +463,7 @@ MessageOutcome Router::direct_typing(const DeviceSession& sender, const std::str
       directory_.is_blocked(peer, sender.user)) {
     return consumed(payload);
   }
+  if (stats_ != nullptr) stats_->message_routed(RoutedKind::kTyping);
   return accept(topics::inbox(peer, topics::kInboxTyping),
                 typing_json(topics::dm_conversation(sender.user, peer), sender.user, *state));
 }
@@ -466,6 +483,7 @@ MessageOutcome Router::group_typing(const DeviceSession& sender, const std::stri
     if (m == sender.user || directory_.is_blocked(m, sender.user)) continue;
     port_.publish("", topics::inbox(m, topics::kInboxTyping), out, 0, false);
   }
+  if (stats_ != nullptr) stats_->message_routed(RoutedKind::kTyping);
   return consumed(payload);
 }
 

@@ -90,5 +90,39 @@ TEST(ConfigTest, BadValuesNameTheVariable) {
   }
 }
 
+TEST(ConfigTest, TlsCertificateAndKeyBothOrNeither) {
+  auto off = parse({{"CHAT_TLS_CA", "/ca.pem"}});  // ignored without TLS
+  ASSERT_TRUE(off.is_ok());
+  EXPECT_FALSE(off->tls());
+  EXPECT_FALSE(off->ws_tls);
+  EXPECT_TRUE(off->tls_ca.empty());
+
+  auto on =
+      parse({{"CHAT_TLS_CERT", "/c.pem"}, {"CHAT_TLS_KEY", "/k.pem"}, {"CHAT_TLS_CA", "/ca"}});
+  ASSERT_TRUE(on.is_ok()) << on.status().to_string();
+  EXPECT_TRUE(on->tls());
+  EXPECT_TRUE(on->ws_tls);
+  EXPECT_EQ(on->tls_cert, "/c.pem");
+  EXPECT_EQ(on->tls_key, "/k.pem");
+  EXPECT_EQ(on->tls_ca, "/ca");
+
+  auto cert_only = parse({{"CHAT_TLS_CERT", "/c.pem"}});
+  ASSERT_FALSE(cert_only.is_ok());
+  EXPECT_EQ(cert_only.status().message().rfind("CHAT_TLS_KEY: ", 0), 0u);
+  auto key_only = parse({{"CHAT_TLS_KEY", "/k.pem"}});
+  ASSERT_FALSE(key_only.is_ok());
+  EXPECT_EQ(key_only.status().message().rfind("CHAT_TLS_CERT: ", 0), 0u);
+
+  // CHAT_TLS=dev: the certificate scripts/tls-dev makes under the data dir.
+  auto dev = parse({{"CHAT_TLS", "dev"}, {"CHAT_DATA_DIR", "/srv/chat"}});
+  ASSERT_TRUE(dev.is_ok());
+  EXPECT_EQ(dev->tls_cert, "/srv/chat/tls/server.pem");
+  EXPECT_EQ(dev->tls_key, "/srv/chat/tls/server.key");
+  EXPECT_TRUE(dev->ws_tls);
+  auto bad = parse({{"CHAT_TLS", "on"}});
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_EQ(bad.status().message().rfind("CHAT_TLS: ", 0), 0u);
+}
+
 }  // namespace
 }  // namespace chat::api

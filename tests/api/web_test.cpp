@@ -239,7 +239,10 @@ TEST_F(WebTest, StaticRoutesNeverHideTheApi) {
   r = get("/v1/conversations");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 401);
-  r = get("/metrics");
+  r = get("/metrics");  // an API route, not a file
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  r = get("/v1/no-such-route");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 404);
   EXPECT_EQ(body_of(r)["message"], "no such route");
@@ -294,7 +297,9 @@ TEST_F(WebTest, ConfigFallsBackToTheBindAddressForABadHost) {
 }
 
 TEST_F(WebTest, ConfigUsesThePortAndTlsSettings) {
-  start_web({{"CHAT_WS_PORT", "9443"}, {"CHAT_TLS_CERT", "/etc/chat/cert.pem"}});
+  start_web({{"CHAT_WS_PORT", "9443"},
+             {"CHAT_TLS_CERT", "/etc/chat/cert.pem"},
+             {"CHAT_TLS_KEY", "/etc/chat/key.pem"}});
   EXPECT_EQ(config_url("chat.example.org:8443"), "wss://chat.example.org:9443/mqtt");
 }
 
@@ -366,7 +371,7 @@ TEST(WebConfig, DefaultsAndValidation) {
   EXPECT_FALSE(c->ws_tls);
   EXPECT_EQ(WebOptions::from_config(*c).dir, default_web_dir());
 
-  EXPECT_FALSE(config_with({{"CHAT_TLS", "dev"}})->ws_tls);  // not built yet: no wss claimed
+  EXPECT_TRUE(config_with({{"CHAT_TLS", "dev"}})->ws_tls);  // the dev certificate: wss
   EXPECT_EQ(config_with({{"CHAT_WEB_DIR", "/srv/web"}})->web_dir, "/srv/web");
   EXPECT_EQ(config_with({{"CHAT_WS_PUBLIC_URL", "ws://h:1/mqtt?x=1"}})->ws_public_url,
             "ws://h:1/mqtt?x=1");

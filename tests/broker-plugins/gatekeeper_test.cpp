@@ -104,6 +104,8 @@ TEST_F(GatekeeperTest, AclTable) {
       {Access::kSubscribe, "presence/+", 0, false},
       {Access::kSubscribe, "presence/alice", 0, true},
       {Access::kSubscribe, "$CONTROL/chat/v1/response", 1, false},
+      {Access::kSubscribe, "$CONTROL/chat/v1/stats", 0, false},
+      {Access::kSubscribe, "$CONTROL/#", 0, false},
       {Access::kWrite, "dm/bob", 1, true},
       {Access::kWrite, "dm/bob", 2, true},
       {Access::kWrite, "dm/bob", 0, false},
@@ -119,6 +121,7 @@ TEST_F(GatekeeperTest, AclTable) {
       {Access::kRead, "u/bob/msg", 1, false},
       {Access::kRead, "u/alicex/msg", 1, false},
       {Access::kRead, "presence/bob", 0, true},
+      {Access::kRead, "$CONTROL/chat/v1/stats", 0, false},
       {Access::kUnsubscribe, "anything", 0, true},
   };
   for (const auto& c : cases) {
@@ -142,6 +145,12 @@ TEST_F(GatekeeperTest, ServiceRoleMayOnlyUseTheControlTopic) {
   EXPECT_TRUE(gk_->allowed(&h1_, "svc.api:1", Access::kRead, "$CONTROL/chat/v1/response", 1));
   EXPECT_FALSE(gk_->allowed(&h1_, "svc.api:1", Access::kWrite, "dm/bob", 1));
   EXPECT_FALSE(gk_->allowed(&h1_, "svc.api:1", Access::kSubscribe, "u/bob/#", 1));
+  // The broker's stats feed: service clients subscribe and read, never publish.
+  EXPECT_TRUE(gk_->allowed(&h1_, "svc.api:1", Access::kSubscribe, "$CONTROL/chat/v1/stats", 0));
+  EXPECT_TRUE(gk_->allowed(&h1_, "svc.api:1", Access::kRead, "$CONTROL/chat/v1/stats", 0));
+  EXPECT_FALSE(gk_->allowed(&h1_, "svc.api:1", Access::kWrite, "$CONTROL/chat/v1/stats", 0));
+  EXPECT_FALSE(gk_->allowed(&h1_, "svc.api:1", Access::kSubscribe, "$CONTROL/#", 0));
+  EXPECT_EQ(gk_->connected_devices(), 0u);
 }
 
 TEST_F(GatekeeperTest, ExpiredSessionsAreReportedOnceAfterTheLeeway) {

@@ -296,3 +296,34 @@ TEST_F(RouterTest, ReadReceiptsMoveTheReadMarker) {
 
 }  // namespace
 }  // namespace chat::broker
+
+namespace chat::broker {
+namespace {
+
+TEST_F(RouterTest, StatsCountRoutedRefusedAndAppendLatency) {
+  BrokerStats stats;
+  router_->set_stats(&stats);
+  ASSERT_EQ(router_->on_message(alice_, "dm/bob", msg("s1"), 1).action,
+            MessageOutcome::Action::kAccept);
+  ASSERT_EQ(router_->on_message(alice_, "dm/nobody", msg("s2"), 1).action,
+            MessageOutcome::Action::kRefuse);
+  ASSERT_EQ(router_->on_message(alice_, "dm/bob", "not json", 1).action,
+            MessageOutcome::Action::kRefuse);
+  // A retry of s1: acknowledged, not routed again.
+  router_->on_message(alice_, "dm/bob", msg("s1"), 1);
+  ASSERT_EQ(router_->on_message(alice_, "dm/bob/typing", R"({"state":"composing"})", 0).action,
+            MessageOutcome::Action::kAccept);
+
+  EXPECT_EQ(stats.routed[static_cast<size_t>(RoutedKind::kDirect)], 1u);
+  EXPECT_EQ(stats.routed[static_cast<size_t>(RoutedKind::kTyping)], 1u);
+  EXPECT_EQ(stats.routed[static_cast<size_t>(RoutedKind::kGroup)], 0u);
+  EXPECT_EQ(stats.refused[static_cast<size_t>(RefusalCode::kUnknownPeer)], 1u);
+  EXPECT_EQ(stats.refused[static_cast<size_t>(RefusalCode::kInvalidPayload)], 1u);
+  EXPECT_EQ(stats.refused[static_cast<size_t>(RefusalCode::kNotAuthorized)], 0u);
+  EXPECT_EQ(stats.duplicates, 1u);
+  EXPECT_EQ(stats.append_seconds.count, 1u);
+  EXPECT_GT(stats.append_seconds.sum, 0.0);
+}
+
+}  // namespace
+}  // namespace chat::broker

@@ -125,6 +125,17 @@ Stack::Stack(StackOptions options) : options_(std::move(options)) {
   while (http_port_ == mqtt_port_) http_port_ = free_port();
   ws_port_ = free_port();
   while (ws_port_ == mqtt_port_ || ws_port_ == http_port_) ws_port_ = free_port();
+  if (options_.tls) {
+    mqtts_port_ = free_port();
+    while (mqtts_port_ == mqtt_port_ || mqtts_port_ == http_port_ || mqtts_port_ == ws_port_) {
+      mqtts_port_ = free_port();
+    }
+    // What scripts/run does for CHAT_TLS=dev.
+    Process tls_dev;
+    tls_dev.start({CHAT_SOURCE_DIR "/scripts/tls-dev", data_dir_}, env(),
+                  data_dir_ + "/logs/tls-dev.log");
+    if (tls_dev.wait(30s) != 0) throw std::runtime_error("tls-dev failed: " + log_tail("tls-dev"));
+  }
 
   Process init;
   init.start({CHAT_BIN_DIR "/chat-api", "--init"}, env(), data_dir_ + "/logs/init.log");
@@ -166,8 +177,26 @@ std::map<std::string, std::string> Stack::env() const {
       {"CHAT_RATE_LIMIT_MSGS", "0"},
       {"CHAT_HTTP_THREADS", "8"},
   };
+  if (options_.tls) {
+    e["CHAT_TLS_CERT"] = data_dir_ + "/tls/server.pem";
+    e["CHAT_TLS_KEY"] = data_dir_ + "/tls/server.key";
+    e["CHAT_MQTTS_PORT"] = std::to_string(mqtts_port_);
+  }
   for (const auto& [k, v] : options_.env) e[k] = v;
   return e;
+}
+
+std::string Stack::base_url() const {
+  return (options_.tls ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(http_port_);
+}
+
+httplib::Client Stack::http_client() const {
+  httplib::Client c(base_url());
+  if (options_.tls) {
+    c.set_ca_cert_path(ca_path());
+    c.enable_server_certificate_verification(true);
+  }
+  return c;
 }
 
 void Stack::wait_port(int port) {
@@ -195,6 +224,7 @@ void Stack::start_broker() {
 #endif
   broker_.start({MOSQUITTO_EXECUTABLE, "-c", conf}, broker_env, data_dir_ + "/logs/mosquitto.log");
   wait_port(mqtt_port_);
+  if (options_.tls) wait_port(mqtts_port_);
 }
 
 void Stack::kill_broker(int sig) {
@@ -241,32 +271,32 @@ static std::pair<int, json> to_pair(const httplib::Result& r) {
 
 std::pair<int, json> Stack::post_json(const std::string& path, const json& body,
                                       const std::string& token) {
-  httplib::Client c("127.0.0.1", http_port_);
+  httplib::Client c = http_client();
   httplib::Headers h;
   if (!token.empty()) h.emplace("Authorization", "Bearer " + token);
   return to_pair(c.Post(path.c_str(), h, body.dump(), "application/json"));
 }
 
 std::pair<int, json> Stack::post_form(const std::string& path, const std::string& form) {
-  httplib::Client c("127.0.0.1", http_port_);
+  httplib::Client c = http_client();
   return to_pair(c.Post(path.c_str(), form, "application/x-www-form-urlencoded"));
 }
 
 std::pair<int, json> Stack::get(const std::string& path, const std::string& token) {
-  httplib::Client c("127.0.0.1", http_port_);
+  httplib::Client c = http_client();
   httplib::Headers h;
   if (!token.empty()) h.emplace("Authorization", "Bearer " + token);
   return to_pair(c.Get(path.c_str(), h));
 }
 
 std::pair<int, json> Stack::put(const std::string& path, const std::string& token) {
-  httplib::Client c("127.0.0.1", http_port_);
+  httplib::Client c = http_client();
   httplib::Headers h{{"Authorization", "Bearer " + token}};
   return to_pair(c.Put(path.c_str(), h, "", "application/json"));
 }
 
 std::pair<int, json> Stack::del(const std::string& path, const std::string& token) {
-  httplib::Client c("127.0.0.1", http_port_);
+  httplib::Client c = http_client();
   httplib::Headers h{{"Authorization", "Bearer " + token}};
   return to_pair(c.Delete(path.c_str(), h));
 }
@@ -313,6 +343,9 @@ MqttClient::MqttClient(int port, Options options) : port_(port), options_(std::m
   mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION,
                        options_.v5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
   mosquitto_threaded_set(mosq_, true);
+  if (!options_.cafile.empty()) {
+    mosquitto_tls_set(mosq_, options_.cafile.c_str(), nullptr, nullptr, nullptr, nullptr);
+  }
   mosquitto_username_pw_set(mosq_, options_.username.c_str(), options_.password.c_str());
   mosquitto_connect_v5_callback_set(mosq_, on_connect);
   mosquitto_disconnect_v5_callback_set(mosq_, on_disconnect);

@@ -2,6 +2,7 @@
 // on free ports in a temp data dir, plus small MQTT and HTTP clients.
 #pragma once
 
+#include <httplib.h>
 #include <mosquitto.h>
 #include <signal.h>
 #include <sys/types.h>
@@ -51,6 +52,11 @@ class Process {
 
 struct StackOptions {
   std::map<std::string, std::string> env;  // extra CHAT_* settings
+  // TLS on, as `CHAT_TLS=dev make run` runs it: scripts/tls-dev makes a CA and
+  // a server certificate in the data dir, and every process gets
+  // CHAT_TLS_CERT/CHAT_TLS_KEY; MQTT over TLS on mqtts_port(), https on
+  // http_port() (the REST helpers then verify it against ca_path()).
+  bool tls = false;
 };
 
 class Stack {
@@ -69,6 +75,14 @@ class Stack {
   int mqtt_port() const { return mqtt_port_; }
   int http_port() const { return http_port_; }
   int ws_port() const { return ws_port_; }
+  int mqtts_port() const { return mqtts_port_; }  // 0 without TLS
+  bool tls() const { return options_.tls; }
+  // $data_dir/tls/ca.pem (the dev CA) with TLS.
+  std::string ca_path() const { return data_dir_ + "/tls/ca.pem"; }
+  // "http://127.0.0.1:<port>" or "https://..." with TLS.
+  std::string base_url() const;
+  // A client for chat-api; with TLS it trusts ca_path() only.
+  httplib::Client http_client() const;
   const std::string& data_dir() const { return data_dir_; }
   std::string log_tail(const std::string& name, size_t bytes = 4000) const;
 
@@ -96,6 +110,7 @@ class Stack {
   int mqtt_port_ = 0;
   int http_port_ = 0;
   int ws_port_ = 0;
+  int mqtts_port_ = 0;
   Process broker_;
   Process bridge_;
   Process api_;
@@ -119,6 +134,7 @@ class MqttClient {
     bool clean = true;
     int session_expiry = 0;  // MQTT 5 only
     int keepalive = 30;
+    std::string cafile;  // set: MQTT over TLS, the server verified against it
   };
   MqttClient(int port, Options options);
   ~MqttClient();

@@ -55,6 +55,10 @@ struct Config {
   // cpp-httplib holds one pool thread per keep-alive connection, so this is
   // also the number of clients served at the same time.
   int http_threads = 64;
+  // CHAT_METRICS_TOKEN. Default: none (only admin access tokens read
+  // /metrics). A static bearer token that may read GET /metrics: 16 to 4096
+  // printable ASCII characters, no spaces. Compared in constant time.
+  std::string metrics_token;
 
   // CHAT_WEB_DIR. Default: empty = `<build>/web`, the `web` folder next to the
   // chat-api binary's `bin/` (where the chat-web target puts the built client).
@@ -70,8 +74,19 @@ struct Config {
   // or spaces: it is also written into the Content-Security-Policy header).
   std::string ws_public_url;
   // wss:// instead of ws:// in the derived URL. Default: false; true when
-  // CHAT_TLS_CERT is set (the bridge then serves wss).
+  // TLS is on (tls_cert set: the bridge then serves wss).
   bool ws_tls = false;
+
+  // CHAT_TLS_CERT, CHAT_TLS_KEY. Default: none. PEM certificate (chain) and
+  // private key: with both, chat-api serves https (TLS 1.2+, kTlsCiphers for
+  // TLS 1.2); both or neither. CHAT_TLS=dev without them means
+  // <data_dir>/tls/server.pem and server.key (scripts/tls-dev creates them).
+  std::string tls_cert;
+  std::string tls_key;
+  // CHAT_TLS_CA. Default: none. Certificates that complete the chain sent to
+  // clients (ignored without TLS). No client certificates are asked for.
+  std::string tls_ca;
+  bool tls() const { return !tls_cert.empty(); }
 
   // Largest request body accepted (not configurable yet). Default: 64 KiB.
   size_t max_body_bytes = 64 * 1024;

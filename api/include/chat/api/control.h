@@ -8,6 +8,11 @@
 //
 // A successful reply may carry "result" (docs/protocol.md, "Service control topic").
 //
+// The broker also publishes a stats snapshot every few seconds on
+// $CONTROL/chat/v1/stats, which only service-role clients may subscribe to
+// (docs/protocol.md, "Broker stats"); the client subscribes on each connect
+// and keeps the latest one for GET /metrics.
+//
 // Ops used: user.add, user.remove {"user"}; group.create {"name","members","by"};
 // group.add, group.remove, group.admin {"gid","user","by"}; block.set
 // {"user","peer","blocked"}.
@@ -18,11 +23,18 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "chat/common/status.h"
 
 namespace chat::api {
+
+// The broker plugin's latest stats snapshot, and when it arrived.
+struct BrokerStatsSnapshot {
+  nlohmann::json stats;
+  std::chrono::steady_clock::time_point received;
+};
 
 // What the service needs from the broker. Tests substitute a fake.
 class ControlChannel {
@@ -41,6 +53,8 @@ class ControlChannel {
                                       std::chrono::milliseconds timeout) = 0;
   // True while a broker connection is up.
   virtual bool connected() const = 0;
+  // The latest stats snapshot the broker published, if any arrived.
+  virtual std::optional<BrokerStatsSnapshot> broker_stats() const { return std::nullopt; }
 };
 
 // The "result" member of a successful reply, or null when it has none.
@@ -90,6 +104,7 @@ class ControlClient final : public ControlChannel {
   Result<nlohmann::json> call(const nlohmann::json& request,
                               std::chrono::milliseconds timeout) override;
   bool connected() const override;
+  std::optional<BrokerStatsSnapshot> broker_stats() const override;
 
  private:
   struct Impl;

@@ -10,12 +10,18 @@
 // It also serves the built browser client (GET/HEAD of `/`, `/index.html`
 // and its assets, from HttpOptions::web.dir) with security headers, and
 // GET /config.json telling that client where the MQTT-over-WebSocket bridge is.
+//
+// GET /metrics (Prometheus text, metrics.h) answers an admin access token or
+// the static CHAT_METRICS_TOKEN; every request is counted there by route pattern.
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "chat/api/metrics.h"
 #include "chat/api/service.h"
 #include "chat/api/web.h"
 #include "chat/common/status.h"
@@ -33,7 +39,22 @@ struct HttpOptions {
   int threads = 64;                   // Default: 64 (CHAT_HTTP_THREADS).
   size_t max_body_bytes = 64 * 1024;  // Default: 64 KiB; larger bodies get 413.
   WebOptions web;                     // the browser client at / and GET /config.json
+  // https when tls_cert is set (CHAT_TLS_CERT / CHAT_TLS_KEY / CHAT_TLS_CA):
+  // TLS 1.2 or newer, TLS 1.2 limited to kTlsCiphers. tls_ca only completes
+  // the chain sent to clients; no client certificates are asked for.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;
 };
+
+// The TLS 1.2 cipher suites https allows (OpenSSL names): ECDHE key exchange
+// with AEAD ciphers only. TLS 1.3 keeps OpenSSL's suites (all AEAD). The
+// broker's MQTT-over-TLS listener uses the same list (scripts/broker-conf).
+extern const char* const kTlsCiphers;
+
+// Whether options' TLS files make a usable server context (the same set-up as
+// the server's): kInvalidArgument naming the variable otherwise. OK without TLS.
+Status check_tls(const HttpOptions& options);
 
 class HttpServer {
  public:
@@ -44,7 +65,8 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Binds the listen socket. Port 0 picks a free port. Returns the bound port.
+  // Binds the listen socket. Port 0 picks a free port. Returns the bound port,
+  // or kInvalidArgument naming the variable when the TLS files cannot be used.
   Result<int> bind(const std::string& host, int port);
   // Serves on the bound socket until stop(). Blocks the calling thread.
   Status listen();
@@ -52,13 +74,23 @@ class HttpServer {
   void stop();
   bool is_running() const;
 
+  // Where /metrics gets chat-bridge's counters. Default: a BridgeStatsPoller
+  // on the bridge's local address (CHAT_BIND, loopback for a wildcard bind)
+  // and CHAT_WS_PORT, https when TLS is on. Set before listen() (tests).
+  using BridgeStatsSource = std::function<std::optional<BridgeSample>()>;
+  void set_bridge_stats_source(BridgeStatsSource source) { bridge_stats_ = std::move(source); }
+
  private:
   void register_routes();
   void register_web_routes();
+  void register_metrics_route();
 
   Service& service_;
   HttpOptions options_;
+  std::string tls_error_;  // why the TLS context could not be set up
   std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<HttpMetrics> http_metrics_ = std::make_unique<HttpMetrics>();
+  BridgeStatsSource bridge_stats_;
 };
 
 }  // namespace chat::api

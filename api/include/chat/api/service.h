@@ -163,6 +163,13 @@ class Service {
   // covers it). Unset: not checked. Set once, before the HTTP server starts.
   void set_bridge_probe(std::function<bool()> probe) { bridge_probe_ = std::move(probe); }
 
+  // GET /metrics: whether the broker control connection is up, and the
+  // broker plugin's latest stats snapshot (nullopt until one arrived).
+  bool broker_connected() const { return control_.connected(); }
+  std::optional<BrokerStatsSnapshot> broker_stats() const { return control_.broker_stats(); }
+
+  const Config& config() const { return config_; }
+
   // Tells the broker every admin exists (user.add); run after each connect.
   Status announce_admins();
 

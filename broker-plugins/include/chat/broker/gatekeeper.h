@@ -69,6 +69,8 @@ class Gatekeeper {
   using SessionObserver = std::function<void(const DeviceSession&, bool started)>;
   void set_session_observer(SessionObserver observer) { observer_ = std::move(observer); }
   size_t connected() const { return sessions_.size(); }
+  // Connected sessions that are not service clients (devices).
+  size_t connected_devices() const;
 
  private:
   bool allowed_write(const DeviceSession& s, std::string_view topic, int qos) const;

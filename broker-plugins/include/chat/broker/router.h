@@ -18,6 +18,7 @@
 #include "chat/broker/broker_port.h"
 #include "chat/broker/directory.h"
 #include "chat/broker/gatekeeper.h"
+#include "chat/broker/stats.h"
 #include "chat/common/clock.h"
 #include "chat/common/envelope.h"
 #include "chat/common/ids.h"
@@ -67,6 +68,9 @@ class Router {
   void on_control(const DeviceSession& sender, std::string_view payload);
   // Periodic chores (the broker's TICK): prunes idle rate-limit buckets.
   void on_tick();
+  // Where routed/refused messages, append latency and group fan-out are
+  // counted (borrowed; must outlive the router). Default: not counted.
+  void set_stats(BrokerStats* stats) { stats_ = stats; }
 
  private:
   struct Bucket {
@@ -128,6 +132,7 @@ class Router {
   IdGenerator ids_;
   std::unordered_map<std::string, Bucket> buckets_;
   int64_t last_prune_ms_ = 0;
+  BrokerStats* stats_ = nullptr;
 };
 
 }  // namespace chat::broker

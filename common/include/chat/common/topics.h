@@ -9,6 +9,9 @@ namespace chat::topics {
 
 inline constexpr std::string_view kControl = "$CONTROL/chat/v1";
 inline constexpr std::string_view kControlResponse = "$CONTROL/chat/v1/response";
+// The broker plugin's periodic stats snapshot (docs/protocol.md): published
+// to subscribers every few seconds; only the service role may subscribe.
+inline constexpr std::string_view kControlStats = "$CONTROL/chat/v1/stats";
 // Where the router parks publishes it has fully handled (duplicates): a `$`
 // topic no client may subscribe to, so Mosquitto acknowledges and drops it.
 inline constexpr std::string_view kDiscard = "$chat/discard";
