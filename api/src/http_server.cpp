@@ -753,7 +753,106 @@ void HttpServer::register_routes() {
   });
 
   register_metrics_route();
+  register_admin_routes();
   register_web_routes();  // last: see there
+}
+
+// GET/POST/DELETE /v1/admin/... (issue 5): admin role only. Every request that
+// carries a valid token leaves one audit line, refusals (403) included:
+//   audit: admin=<who> action=<what> target=<whom> result=<HTTP status>
+void HttpServer::register_admin_routes() {
+  Service& service = service_;
+  using Handler = std::function<void(const Principal&, const Request&, Response&)>;
+  // `target_group`: the path parameter the action is about (0: none, "-").
+  auto admin = [&service](std::string action, int target_group, Handler handler) {
+    return [&service, action = std::move(action), target_group, handler = std::move(handler)](
+               const Request& req, Response& res) {
+      auto caller = require_principal(service, req, res);
+      if (!caller) return;
+      if (!caller->has_role("admin")) {
+        write_status(res, permission_denied("the admin API needs the admin role"));
+      } else {
+        handler(*caller, req, res);
+      }
+      std::string target = target_group > 0 ? req.matches[target_group].str() : "-";
+      // Client-chosen text in a log line: no spaces or control characters.
+      for (char& c : target) {
+        if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) c = '?';
+      }
+      if (target.size() > 80) target.resize(80);
+      logger().info("audit: admin={} action={} target={} result={}", caller->user, action, target,
+                    res.status);
+    };
+  };
+
+  server_->Get("/v1/admin/users",
+               admin("users.list", 0,
+                     [&service](const Principal& caller, const Request& req, Response& res) {
+                       auto limit = parse_limit(req, kDefaultPageLimit, kMaxPageLimit);
+                       if (!limit) return write_status(res, limit.status());
+                       auto page =
+                           service.admin_users(caller, req.get_param_value("after"), *limit);
+                       if (!page) return write_status(res, page.status());
+                       json users = json::array();
+                       for (const auto& u : page->users) {
+                         users.push_back(json{{"user", u.user},
+                                              {"created_ms", u.created_ms},
+                                              {"admin", u.admin},
+                                              {"banned", u.banned},
+                                              {"deleted", u.deleted}});
+                       }
+                       json out{{"users", std::move(users)}, {"next", nullptr}};
+                       if (page->next) out["next"] = *page->next;
+                       write_json(res, 200, out.dump());
+                     }));
+
+  auto ban = [&](bool banned) {
+    return admin(banned ? "user.ban" : "user.unban", 1,
+                 [&service, banned](const Principal& caller, const Request& req, Response& res) {
+                   Status s = service.admin_set_ban(caller, req.matches[1].str(), banned);
+                   if (!s.is_ok()) return write_status(res, s);
+                   res.status = 204;
+                 });
+  };
+  server_->Post(R"(/v1/admin/users/([^/]+)/ban)", ban(true));
+  server_->Delete(R"(/v1/admin/users/([^/]+)/ban)", ban(false));
+
+  server_->Post(R"(/v1/admin/clients/([^/]+)/kick)",
+                admin("client.kick", 1,
+                      [&service](const Principal& caller, const Request& req, Response& res) {
+                        Status s = service.admin_kick(caller, req.matches[1].str());
+                        if (!s.is_ok()) return write_status(res, s);
+                        res.status = 204;
+                      }));
+
+  server_->Get(
+      "/v1/admin/clients",
+      admin("clients.list", 0, [&service](const Principal& caller, const Request&, Response& res) {
+        auto clients = service.admin_clients(caller);
+        if (!clients) return write_status(res, clients.status());
+        json list = json::array();
+        for (const auto& c : *clients) {
+          list.push_back(json{{"clientid", c.client_id},
+                              {"user", c.user},
+                              {"device", c.device},
+                              {"connected_ms", c.connected_ms}});
+        }
+        write_json(res, 200, json{{"clients", std::move(list)}}.dump());
+      }));
+
+  server_->Get(
+      "/v1/admin/stats",
+      admin("stats", 0, [&service](const Principal& caller, const Request&, Response& res) {
+        auto stats = service.admin_stats(caller);
+        if (!stats) return write_status(res, stats.status());
+        json out{{"users", stats->users},
+                 {"banned", stats->banned},
+                 {"deleted", stats->deleted},
+                 {"connected_clients", stats->connected_clients},
+                 {"broker", nullptr}};
+        if (stats->broker) out["broker"] = stats->broker->stats;
+        write_json(res, 200, out.dump());
+      }));
 }
 
 void HttpServer::register_metrics_route() {

@@ -113,6 +113,10 @@ bool is_deleted_account(const store::Account& account) {
   return contains(account.roles, std::string(kDeletedRole));
 }
 
+bool is_banned_account(const store::Account& account) {
+  return contains(account.roles, std::string(kBannedRole));
+}
+
 const char* grant_error_name(const Status& status) {
   switch (status.code()) {
     case StatusCode::kInvalidArgument:
@@ -151,6 +155,7 @@ Result<Principal> Service::authenticate(std::string_view access_token) const {
   auto account = accounts_.get_account(principal->user);
   if (account) {
     if (is_deleted_account(*account)) return unauthenticated("the account was deleted");
+    if (is_banned_account(*account)) return unauthenticated("the account is banned");
   } else if (account.status().code() != StatusCode::kNotFound) {
     return account.status();
   }
@@ -244,6 +249,7 @@ Result<TokenGrant> Service::password_grant(std::string_view user, std::string_vi
     return refused();
   }
   if (!hasher_.verify(account->password_hash, password)) return refused();
+  if (is_banned_account(*account)) return unauthenticated("the account is banned");
   return issue(account->user, std::string(device));
 }
 
@@ -266,6 +272,14 @@ Result<TokenGrant> Service::refresh_grant(std::string_view refresh_token) {
     return account.status();
   }
   if (is_deleted_account(*account)) return refused();
+  if (is_banned_account(*account)) {
+    // Refused, not spent: the token works again once the user is unbanned.
+    if (Status s = accounts_.put_refresh(sha256_hex(refresh_token), *stored); !s.is_ok()) {
+      logger().warn("could not keep the refresh token of banned {}: {}", stored->user,
+                    s.to_string());
+    }
+    return unauthenticated("the account is banned");
+  }
   return issue(stored->user, stored->device);
 }
 

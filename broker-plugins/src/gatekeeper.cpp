@@ -1,5 +1,7 @@
 #include "chat/broker/gatekeeper.h"
 
+#include <algorithm>
+
 #include "chat/common/ids.h"
 #include "chat/common/topics.h"
 
@@ -30,7 +32,9 @@ Status Gatekeeper::authenticate(const void* handle, std::string_view client_id,
   if (s.service != service_name) {
     return permission_denied("service role and svc. account names go together");
   }
+  if (banned_ && banned_(s.user)) return permission_denied("user " + s.user + " is banned");
   s.client_id.assign(client_id);
+  s.connected_ms = clock_.now_ms();
   s.roles = claims->roles;
   s.expires_s = claims->exp;
   // Session takeover: Mosquitto publishes the old connection's will before it
@@ -128,6 +132,17 @@ size_t Gatekeeper::connected_devices() const {
   size_t n = 0;
   for (const auto& [handle, s] : sessions_) n += s.service ? 0 : 1;
   return n;
+}
+
+std::vector<DeviceSession> Gatekeeper::devices() const {
+  std::vector<DeviceSession> out;
+  for (const auto& [handle, s] : sessions_) {
+    if (!s.service) out.push_back(s);
+  }
+  std::sort(out.begin(), out.end(), [](const DeviceSession& a, const DeviceSession& b) {
+    return a.client_id < b.client_id;
+  });
+  return out;
 }
 
 std::vector<std::string> Gatekeeper::take_expired() {

@@ -13,6 +13,7 @@ extern "C" {
 #include <mosquitto_plugin.h>
 }
 
+#include "chat/broker/bans.h"
 #include "chat/broker/config.h"
 #include "chat/broker/directory.h"
 #include "chat/broker/gatekeeper.h"
@@ -73,6 +74,7 @@ struct Plugin {
   MosquittoPort port;
   std::unique_ptr<store::Archive> archive;
   std::unique_ptr<Directory> directory;
+  std::unique_ptr<BanList> bans;
   std::unique_ptr<PresenceTracker> presence;
   std::unique_ptr<Gatekeeper> gatekeeper;
   std::unique_ptr<Router> router;
@@ -114,6 +116,9 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
   p.directory = std::make_unique<Directory>(*p.archive);
   Status loaded = p.directory->load();
   if (!loaded.is_ok()) return loaded;
+  p.bans = std::make_unique<BanList>(*p.archive);
+  loaded = p.bans->load();
+  if (!loaded.is_ok()) return loaded;
 
   store::Archive* a = p.archive.get();
   Directory* d = p.directory.get();
@@ -130,6 +135,8 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
 
   p.presence = std::make_unique<PresenceTracker>(SystemClock::instance(), *p.archive, p.port);
   p.presence->recover();
+  BanList* bans = p.bans.get();
+  p.gatekeeper->set_banned_check([bans](const std::string& user) { return bans->is_banned(user); });
   PresenceTracker* presence = p.presence.get();
   p.gatekeeper->set_session_observer([presence](const DeviceSession& s, bool started) {
     if (s.service) return;
@@ -149,6 +156,7 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
   p.router =
       std::make_unique<Router>(SystemClock::instance(), *p.archive, *p.directory, p.port, ro);
   p.router->set_stats(&p.stats);
+  p.router->set_admin(p.bans.get(), p.gatekeeper.get());
   p.started_ms = SystemClock::instance().now_ms();
   return p.router->init();
 }

@@ -629,6 +629,58 @@ Status Router::control_group(const std::string& op, const json& doc, json* resul
   return Status::ok();
 }
 
+// Admin ops (issue 5). A ban is written to the archive before any connection
+// is closed, so a device that reconnects at once is already refused.
+Status Router::control_admin(const std::string& op, const json& doc, json* result) {
+  if (bans_ == nullptr || gatekeeper_ == nullptr) return unavailable("admin ops are not set up");
+  auto str = [&](const char* key) -> std::string {
+    return doc.contains(key) && doc[key].is_string() ? doc[key].get<std::string>() : "";
+  };
+  if (op == "user.ban" || op == "user.unban") {
+    std::string user = str("user");
+    if (!is_valid_user_id(user)) return invalid_argument("user must be a user id");
+    auto exists = archive_.has_user(user);
+    if (!exists) return exists.status();
+    if (!*exists) return not_found("no such user: " + user);
+    const bool ban = op == "user.ban";
+    Status st = bans_->set(user, ban);
+    if (!st.is_ok()) return st;
+    if (ban) {
+      port_.kick_user(user);
+      port_.log(LogLevel::kNotice, "user " + user + " banned; connections closed");
+    } else {
+      port_.log(LogLevel::kNotice, "user " + user + " unbanned");
+    }
+    *result = json{{"user", user}, {"banned", ban}};
+    return Status::ok();
+  }
+  if (op == "client.kick") {
+    std::string client_id = str("clientid");
+    std::string user, device;
+    if (!split_client_id(client_id, &user, &device)) {
+      return invalid_argument("clientid must be <user>:<device>");
+    }
+    if (!gatekeeper_->is_connected(client_id)) return not_found(client_id + " is not connected");
+    port_.kick_client(client_id);
+    *result = json{{"clientid", client_id}};
+    return Status::ok();
+  }
+  if (op == "client.list") {
+    json clients = json::array();
+    for (const auto& s : gatekeeper_->devices()) {
+      clients.push_back(json{{"clientid", s.client_id},
+                             {"user", s.user},
+                             {"device", s.device},
+                             {"connected_ms", s.connected_ms}});
+    }
+    *result =
+        json{{"clients", std::move(clients)},
+             {"banned", std::vector<std::string>(bans_->users().begin(), bans_->users().end())}};
+    return Status::ok();
+  }
+  return invalid_argument("unknown op: " + op);
+}
+
 void Router::on_control(const DeviceSession& sender, std::string_view payload) {
   auto doc = parse_limited(payload, 1024 * 1024);
   std::string req;
@@ -676,6 +728,11 @@ void Router::on_control(const DeviceSession& sender, std::string_view payload) {
   if (op.rfind("group.", 0) == 0) {
     json result;
     Status st = control_group(op, doc, &result);
+    return reply(sender, req, st, result);
+  }
+  if (op == "user.ban" || op == "user.unban" || op.rfind("client.", 0) == 0) {
+    json result;
+    Status st = control_admin(op, doc, &result);
     return reply(sender, req, st, result);
   }
   if (op == "ping") return reply(sender, req, Status::ok());

@@ -19,6 +19,7 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -373,6 +374,44 @@ Status AccountStore::put_report(const Report& report) {
       impl_->db->Put(impl_->write_options, impl_->cf(kReports), report.id, encode_report(report));
   if (!s.ok()) return from_rocksdb(s, "accounts report put");
   return Status::ok();
+}
+
+Result<std::vector<Account>> AccountStore::list_accounts(const std::string& after,
+                                                         size_t limit) const {
+  std::vector<Account> out;
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->cf(kAccounts)));
+  if (after.empty()) {
+    it->SeekToFirst();
+  } else {
+    it->Seek(after);
+    if (it->Valid() && it->key() == rocksdb::Slice(after)) it->Next();
+  }
+  for (; it->Valid() && out.size() < limit; it->Next()) {
+    Account account;
+    if (!decode_account(std::string_view(it->value().data(), it->value().size()), &account)) {
+      return internal_error("accounts: malformed account " + it->key().ToString());
+    }
+    out.push_back(std::move(account));
+  }
+  if (!it->status().ok()) return from_rocksdb(it->status(), "accounts scan");
+  return out;
+}
+
+Result<AccountStore::AccountCounts> AccountStore::count_accounts(const std::string& role) const {
+  AccountCounts counts;
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->cf(kAccounts)));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    ++counts.total;
+    Account account;
+    if (decode_account(std::string_view(it->value().data(), it->value().size()), &account) &&
+        std::find(account.roles.begin(), account.roles.end(), role) != account.roles.end()) {
+      ++counts.with_role;
+    }
+  }
+  if (!it->status().ok()) return from_rocksdb(it->status(), "accounts scan");
+  return counts;
 }
 
 Result<std::vector<Report>> AccountStore::reports(size_t limit) const {

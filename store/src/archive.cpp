@@ -74,6 +74,8 @@ constexpr const char* kFamilyNames[kFamilyCount] = {
 
 constexpr char kMetaSchemaVersion[] = "schema_version";
 constexpr char kMetaMaxId[] = "max_id";
+// Banned users live in meta under this scope: ban\0<user> -> "".
+constexpr char kMetaBanScope[] = "ban";
 constexpr char kSchemaVersion[] = "1";
 
 // Small-machine sizing: the families share one memtable budget and one block
@@ -1056,6 +1058,22 @@ Result<std::vector<std::pair<std::string, std::string>>> ArchiveView::presence_a
   return all;
 }
 
+Result<std::vector<std::string>> ArchiveView::banned_users() const {
+  std::vector<std::string> users;
+  Status st = impl_->pin()->scan(
+      kMeta, kMetaBanScope, "archive bans scan",
+      [&](std::string_view user, std::string_view) { users.emplace_back(user); });
+  if (!st.is_ok()) return st;
+  return users;
+}
+
+Result<bool> ArchiveView::is_banned(const std::string& user) const {
+  if (!valid_key_part(user)) return false;
+  auto found = impl_->pin()->get(kMeta, make_key(kMetaBanScope, user), "archive bans get");
+  if (!found) return found.status();
+  return found->has_value();
+}
+
 // ---------------------------------------------------------------------------
 // Archive: the single writer.
 
@@ -1430,6 +1448,16 @@ Status Archive::put_presence(const std::string& user, const std::string& presenc
   rocksdb::Status s =
       impl_->w().db->Put(impl_->write_options, impl_->w().cf(kPresence), user, presence_json);
   if (!s.ok()) return from_rocksdb(s, "archive presence put");
+  return Status::ok();
+}
+
+Status Archive::set_ban(const std::string& user, bool banned) {
+  if (!valid_key_part(user) || user.empty()) return invalid_argument("archive: malformed user id");
+  const std::string key = make_key(kMetaBanScope, user);
+  rocksdb::Status s = banned
+                          ? impl_->w().db->Put(impl_->write_options, impl_->w().cf(kMeta), key, "")
+                          : impl_->w().db->Delete(impl_->write_options, impl_->w().cf(kMeta), key);
+  if (!s.ok()) return from_rocksdb(s, "archive set_ban");
   return Status::ok();
 }
 

@@ -336,6 +336,10 @@ class HttpServerTest : public ::testing::Test {
       if (Status s = archive_->remove_user(str("user")); !s.is_ok()) return s;
       return ok_reply();
     }
+    if (op == "user.ban" || op == "user.unban") {
+      if (!exists(str("user"))) return not_found("no such user");
+      return ok_reply({{"user", str("user")}, {"banned", op == "user.ban"}});
+    }
     if (op == "block.set") {  // like the broker, records any valid id
       if (!is_valid_user_id(str("peer")) || str("peer") == str("user")) {
         return invalid_argument("bad peer");

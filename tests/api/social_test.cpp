@@ -553,5 +553,93 @@ TEST_F(SocialTest, DeleteMeRetriesAndRefusesConfiguredAdmins) {
   EXPECT_EQ(status_of(del("/v1/users/me")), 401);
 }
 
+// ---- admin API (issue 5) ----
+
+TEST_F(SocialTest, BanAsksTheBrokerFirstThenRefusesGrantsAndTokens) {
+  start_with({"alice", "bob"});
+  std::string root = login("root", "root-password")["access_token"].get<std::string>();
+  json bob_login = login("bob");
+  const std::string bob_token = bob_login["access_token"].get<std::string>();
+  const std::string bob_refresh = bob_login["refresh_token"].get<std::string>();
+
+  // The broker did not confirm: nothing changes here.
+  control_.script(unavailable("no answer"));
+  EXPECT_EQ(status_of(post_json("/v1/admin/users/bob/ban", json::object(), root)), 503);
+  EXPECT_EQ(status_of(get("/v1/conversations", bob_token)), 200);
+
+  control_.clear_requests();
+  EXPECT_EQ(status_of(post_json("/v1/admin/users/bob/ban", json::object(), root)), 204);
+  ASSERT_EQ(control_.requests().size(), 1u);
+  EXPECT_EQ(control_.last_request()["op"], "user.ban");
+  EXPECT_EQ(control_.last_request()["user"], "bob");
+  EXPECT_EQ(status_of(get("/v1/conversations", bob_token)), 401);
+  auto refused =
+      post_form("/v1/oauth/token", "grant_type=password&username=bob&password=password1");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 400);
+  EXPECT_EQ(body_of(refused)["error"], "invalid_grant");
+  auto refresh =
+      post_form("/v1/oauth/token", "grant_type=refresh_token&refresh_token=" + bob_refresh);
+  ASSERT_TRUE(refresh);
+  EXPECT_EQ(body_of(refresh)["error"], "invalid_grant");
+  auto users = get("/v1/admin/users", root);
+  ASSERT_TRUE(users);
+  EXPECT_EQ(body_of(users)["users"][1]["user"], "bob");
+  EXPECT_EQ(body_of(users)["users"][1]["banned"], true);
+
+  // Non-admins never reach the broker; admins are never banned.
+  control_.clear_requests();
+  EXPECT_EQ(status_of(del("/v1/admin/users/bob/ban", tokens["alice"])), 403);
+  EXPECT_EQ(status_of(post_json("/v1/admin/users/root/ban", json::object(), root)), 403);
+  EXPECT_EQ(status_of(post_json("/v1/admin/users/nobody/ban", json::object(), root)), 404);
+  EXPECT_EQ(status_of(post_json("/v1/admin/clients/x/kick", json::object(), root)), 400);
+  EXPECT_TRUE(control_.requests().empty());
+
+  EXPECT_EQ(status_of(del("/v1/admin/users/bob/ban", root)), 204);
+  EXPECT_EQ(control_.last_request()["op"], "user.unban");
+  EXPECT_EQ(status_of(get("/v1/conversations", bob_token)), 200);
+  // The refresh token refused during the ban was not spent.
+  auto again =
+      post_form("/v1/oauth/token", "grant_type=refresh_token&refresh_token=" + bob_refresh);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200) << again->body;
+}
+
+TEST_F(SocialTest, AdminClientsKickAndStatsUseTheBroker) {
+  start_with({"alice"});
+  std::string root = login("root", "root-password")["access_token"].get<std::string>();
+  control_.script(ok_reply({{"clients",
+                             {{{"clientid", "alice:phone"},
+                               {"user", "alice"},
+                               {"device", "phone"},
+                               {"connected_ms", 5}}}},
+                            {"banned", json::array()}}));
+  auto clients = get("/v1/admin/clients", root);
+  ASSERT_TRUE(clients);
+  EXPECT_EQ(clients->status, 200);
+  EXPECT_EQ(body_of(clients), json({{"clients",
+                                     {{{"clientid", "alice:phone"},
+                                       {"user", "alice"},
+                                       {"device", "phone"},
+                                       {"connected_ms", 5}}}}}));
+  EXPECT_EQ(control_.last_request()["op"], "client.list");
+
+  control_.script(not_found("alice:tablet is not connected"));
+  EXPECT_EQ(status_of(post_json("/v1/admin/clients/alice:tablet/kick", json::object(), root)), 404);
+  EXPECT_EQ(control_.last_request()["clientid"], "alice:tablet");
+  control_.script(ok_reply({{"clientid", "alice:phone"}}));
+  EXPECT_EQ(status_of(post_json("/v1/admin/clients/alice:phone/kick", json::object(), root)), 204);
+
+  control_.script(ok_reply({{"clients", json::array()}, {"banned", json::array()}}));
+  auto stats = get("/v1/admin/stats", root);
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->status, 200);
+  EXPECT_EQ(body_of(stats)["users"], 2);  // alice and root
+  EXPECT_EQ(body_of(stats)["banned"], 0);
+  EXPECT_EQ(body_of(stats)["connected_clients"], 0);
+  EXPECT_EQ(status_of(get("/v1/admin/stats", tokens["alice"])), 403);
+  EXPECT_EQ(status_of(get("/v1/admin/stats")), 401);
+}
+
 }  // namespace
 }  // namespace chat::api

@@ -452,6 +452,29 @@ TEST_F(ArchiveTest, HasUserFollowsAddAndRemove) {
   EXPECT_TRUE(archive_->has_user("alice").value());
 }
 
+// Bans (issue 5) live in meta: they survive a reopen, and max_id next to
+// them is untouched by the ban scan.
+TEST_F(ArchiveTest, BansSurviveReopen) {
+  EXPECT_TRUE(archive_->banned_users().value().empty());
+  EXPECT_FALSE(archive_->is_banned("bob").value());
+  std::string id = send("dm:alice:bob", "alice", {"alice", "bob"});
+  ASSERT_TRUE(archive_->set_ban("bob", true).is_ok());
+  ASSERT_TRUE(archive_->set_ban("carol", true).is_ok());
+  ASSERT_TRUE(archive_->set_ban("carol", true).is_ok());  // idempotent
+  ASSERT_TRUE(archive_->set_ban("dave", true).is_ok());
+  ASSERT_TRUE(archive_->set_ban("dave", false).is_ok());
+  EXPECT_FALSE(archive_->set_ban("", true).is_ok());
+
+  open();
+  EXPECT_EQ(archive_->banned_users().value(), (std::vector<std::string>{"bob", "carol"}));
+  EXPECT_TRUE(archive_->is_banned("bob").value());
+  EXPECT_FALSE(archive_->is_banned("dave").value());
+  EXPECT_EQ(archive_->max_id().value(), id);
+  ASSERT_TRUE(archive_->set_ban("bob", false).is_ok());
+  open();
+  EXPECT_EQ(archive_->banned_users().value(), (std::vector<std::string>{"carol"}));
+}
+
 TEST_F(ArchiveTest, OpenFailureIsUnavailableAndNamesThePath) {
   std::string path = dir_.sub("archive");  // already open: RocksDB's LOCK refuses
   ArchiveOptions options;

@@ -329,6 +329,50 @@ TEST_F(CommandsTest, Blocks) {
   EXPECT_NE(unknown.err.find("no such user: zed"), std::string::npos) << unknown.err;
 }
 
+TEST_F(CommandsTest, Admin) {
+  register_and_login("bob");
+  register_and_login("root");
+  {
+    std::lock_guard<std::mutex> lock(fake_.mu());
+    fake_.admins.insert("root");
+  }
+  Outcome ban = run({"admin", "ban", "bob"});
+  ASSERT_EQ(ban.status, 0) << ban.err;
+  EXPECT_EQ(ban.out, "banned bob\n");
+  EXPECT_EQ(run({"admin", "users"}).out, "bob  banned\nroot  admin\n");
+  Outcome users_json = run({"--json", "admin", "users"});
+  EXPECT_EQ(nlohmann::json::parse(users_json.out.substr(0, users_json.out.find('\n')))["banned"],
+            true);
+  EXPECT_EQ(run({"admin", "unban", "bob"}).out, "unbanned bob\n");
+  EXPECT_EQ(run({"admin", "stats"}).out, "users 2\nbanned 0\nconnected_clients 2\n");
+  EXPECT_EQ(run({"admin", "clients"}).out,
+            "bob:laptop  since 1700000000000\nbob:phone  since 1700000000000\n");
+  Outcome kick = run({"--json", "admin", "kick", "bob:phone"});
+  ASSERT_EQ(kick.status, 0) << kick.err;
+  EXPECT_EQ(nlohmann::json::parse(kick.out),
+            nlohmann::json({{"action", "kick"}, {"target", "bob:phone"}}));
+  {
+    std::lock_guard<std::mutex> lock(fake_.mu());
+    EXPECT_EQ(fake_.connected, std::set<std::string>{"bob:laptop"});
+  }
+
+  // Failures: not connected, unknown user, not an admin, usage.
+  Outcome gone = run({"admin", "kick", "bob:phone"});
+  EXPECT_EQ(gone.status, 1);
+  EXPECT_NE(gone.err.find("not connected"), std::string::npos) << gone.err;
+  EXPECT_EQ(run({"admin", "ban", "zed"}).status, 1);
+  Outcome forbidden = run({"--as", "bob", "admin", "stats"});
+  EXPECT_EQ(forbidden.status, 1);
+  EXPECT_NE(forbidden.err.find("admin role"), std::string::npos) << forbidden.err;
+  EXPECT_EQ(run({"admin"}).status, 2);
+  EXPECT_EQ(run({"admin", "nope"}).status, 2);
+  EXPECT_EQ(run({"admin", "ban"}).status, 2);
+  EXPECT_EQ(run({"admin", "ban", "NOT VALID"}).status, 2);
+  EXPECT_EQ(run({"admin", "kick", "nocolon"}).status, 2);
+  EXPECT_EQ(run({"admin", "stats", "--limit", "3"}).status, 2);
+  EXPECT_EQ(run({"admin", "users", "--limit", "3"}).status, 0);
+}
+
 TEST_F(CommandsTest, ReadWithNothingFromOthersNeedsNoBroker) {
   register_and_login("alice");
   fake_.add_message("0000000000000001", "alice", "bob", "hi bob");

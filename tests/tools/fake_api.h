@@ -51,6 +51,9 @@ class FakeApi {
   std::map<std::string, nlohmann::json> groups;         // gid -> {"id","name","members","admins"}
   std::map<std::string, std::set<std::string>> blocks;  // user -> blocked users
   bool groups_route_missing = false;  // answer 404 to GET /v1/groups (an older server)
+  std::set<std::string> admins;       // users whose tokens carry the admin role
+  std::set<std::string> banned;       // users banned through the admin API
+  std::set<std::string> connected = {"bob:phone", "bob:laptop"};  // GET /v1/admin/clients
 
   void add_message(const std::string& id, const std::string& from, const std::string& to,
                    const std::string& body) {
@@ -220,8 +223,86 @@ class FakeApi {
     });
   }
 
+  // The admin API (docs/api.md "Admin"): 403 for non-admins.
+  void admin_routes() {
+    // The admin's user, or "" after answering 401/403. Needs mu_.
+    auto admin = [this](const httplib::Request& req, httplib::Response& res) -> std::string {
+      std::string user = authenticate(req, res);
+      if (user.empty()) return "";
+      if (!admins.count(user)) {
+        error(res, 403, "permission_denied", "the admin API needs the admin role");
+        return "";
+      }
+      return user;
+    };
+    server_.Get("/v1/admin/users",
+                [this, admin](const httplib::Request& req, httplib::Response& res) {
+                  std::lock_guard<std::mutex> lock(mu_);
+                  if (admin(req, res).empty()) return;
+                  nlohmann::json users = nlohmann::json::array();
+                  for (const auto& [user, password] : passwords) {
+                    users.push_back({{"user", user},
+                                     {"created_ms", 1'700'000'000'000},
+                                     {"admin", admins.count(user) > 0},
+                                     {"banned", banned.count(user) > 0},
+                                     {"deleted", false}});
+                  }
+                  reply(res, 200, {{"users", users}, {"next", nullptr}});
+                });
+    server_.Get("/v1/admin/clients",
+                [this, admin](const httplib::Request& req, httplib::Response& res) {
+                  std::lock_guard<std::mutex> lock(mu_);
+                  if (admin(req, res).empty()) return;
+                  nlohmann::json clients = nlohmann::json::array();
+                  for (const auto& c : connected) {
+                    clients.push_back({{"clientid", c},
+                                       {"user", c.substr(0, c.find(':'))},
+                                       {"device", c.substr(c.find(':') + 1)},
+                                       {"connected_ms", 1'700'000'000'000}});
+                  }
+                  reply(res, 200, {{"clients", clients}});
+                });
+    server_.Get("/v1/admin/stats",
+                [this, admin](const httplib::Request& req, httplib::Response& res) {
+                  std::lock_guard<std::mutex> lock(mu_);
+                  if (admin(req, res).empty()) return;
+                  reply(res, 200,
+                        {{"users", passwords.size()},
+                         {"banned", banned.size()},
+                         {"deleted", 0},
+                         {"connected_clients", connected.size()},
+                         {"broker", nullptr}});
+                });
+    auto ban = [this, admin](bool on) {
+      return [this, admin, on](const httplib::Request& req, httplib::Response& res) {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (admin(req, res).empty()) return;
+        std::string user = req.matches[1].str();
+        if (!passwords.count(user)) return error(res, 404, "not_found", "no such user");
+        if (on) {
+          banned.insert(user);
+        } else {
+          banned.erase(user);
+        }
+        res.status = 204;
+      };
+    };
+    server_.Post(R"(/v1/admin/users/([^/]+)/ban)", ban(true));
+    server_.Delete(R"(/v1/admin/users/([^/]+)/ban)", ban(false));
+    server_.Post(R"(/v1/admin/clients/([^/]+)/kick)", [this, admin](const httplib::Request& req,
+                                                                    httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (admin(req, res).empty()) return;
+      if (connected.erase(req.matches[1].str()) == 0) {
+        return error(res, 404, "not_found", req.matches[1].str() + " is not connected");
+      }
+      res.status = 204;
+    });
+  }
+
   void routes() {
     group_routes();
+    admin_routes();
     // Logged before routing: cpp-httplib calls its logger only after the
     // response is written, when the client may already be looking at the log.
     server_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response&) {

@@ -41,6 +41,24 @@ constexpr CommandSpec kCommands[] = {
     {"block", Command::kBlock, 1, 1, "block USER"},
     {"unblock", Command::kUnblock, 1, 1, "unblock USER"},
     {"blocks", Command::kBlocks, 0, 0, "blocks"},
+    {"admin", Command::kAdmin, 1, 2,
+     "admin users [--limit N] | clients | stats | ban USER | unban USER | kick CLIENTID"},
+};
+
+struct AdminSpec {
+  std::string_view name;
+  AdminAction action;
+  size_t args;
+  std::string_view synopsis;
+};
+
+constexpr AdminSpec kAdminActions[] = {
+    {"users", AdminAction::kUsers, 0, "admin users [--limit N]"},
+    {"clients", AdminAction::kClients, 0, "admin clients"},
+    {"stats", AdminAction::kStats, 0, "admin stats"},
+    {"ban", AdminAction::kBan, 1, "admin ban USER"},
+    {"unban", AdminAction::kUnban, 1, "admin unban USER"},
+    {"kick", AdminAction::kKick, 1, "admin kick CLIENTID"},
 };
 
 struct GroupSpec {
@@ -276,9 +294,37 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
     }
   }
 
+  if (out.command == Command::kAdmin) {
+    if (out.args.empty()) return usage_error("usage: chatctl " + std::string(spec->synopsis));
+    const AdminSpec* action = nullptr;
+    for (const auto& a : kAdminActions) {
+      if (a.name == out.args.front()) action = &a;
+    }
+    if (action == nullptr) {
+      return usage_error("unknown admin command '" + out.args.front() + "'; usage: chatctl " +
+                         std::string(spec->synopsis));
+    }
+    out.admin_action = action->action;
+    out.args.erase(out.args.begin());
+    if (out.args.size() != action->args) {
+      return usage_error("usage: chatctl " + std::string(action->synopsis));
+    }
+    if ((out.admin_action == AdminAction::kBan || out.admin_action == AdminAction::kUnban) &&
+        !is_valid_user_id(out.args.front())) {
+      return usage_error("'" + out.args.front() + "' is not a valid user id");
+    }
+    if (out.admin_action == AdminAction::kKick) {
+      std::string user, device;
+      if (!split_client_id(out.args.front(), &user, &device)) {
+        return usage_error("'" + out.args.front() + "' is not a client id (USER:DEVICE)");
+      }
+    }
+  }
+
   for (const auto& [name, owner] : command_options) {
     bool fits = owner == out.command || (name == "password" && out.command == Command::kRegister) ||
-                (name == "limit" && out.command == Command::kRead);
+                (name == "limit" && out.command == Command::kRead) ||
+                (name == "limit" && out.admin_action == AdminAction::kUsers);
     if (name == "members") fits = fits && out.group_action == GroupAction::kCreate;
     if (!fits && out.command != Command::kHelp) {
       std::string where(command_word);
@@ -292,7 +338,7 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
     if (out.args.empty()) return usage_error("usage: chatctl send --group GID TEXT...");
     out.args.insert(out.args.begin(), "g:" + *out.group);
   }
-  if (out.command != Command::kGroup &&
+  if (out.command != Command::kGroup && out.command != Command::kAdmin &&
       (out.args.size() < spec->min_args || out.args.size() > spec->max_args)) {
     return usage_error("usage: chatctl " + std::string(spec->synopsis));
   }
@@ -370,6 +416,14 @@ Commands:
   block USER | unblock USER      stop (or resume) receiving USER's messages, receipts, typing
                                  and presence
   blocks                         the users you block
+  admin users [--limit N]        accounts with their admin/banned/deleted flags (admins only,
+                                 like every admin command)
+  admin clients                  connected devices: client id, user, device, since when
+  admin stats                    users, banned users and connected devices
+  admin ban USER | admin unban USER
+                                 ban USER (all their connections close; logins, refreshes and
+                                 tokens are refused) or lift the ban
+  admin kick USER:DEVICE         close one device's connection
   token                          print a valid access token (refreshed when needed)
   help                           this text
 

@@ -37,6 +37,7 @@ enum class Command {
   kBlock,          // block USER
   kUnblock,        // unblock USER
   kBlocks,         // blocks
+  kAdmin,          // admin ACTION ... (admin role)
 };
 
 // `group` subcommands.
@@ -51,6 +52,17 @@ enum class GroupAction {
   kShow,    // group show GID
 };
 
+// `admin` subcommands (the admin REST API; the profile must be an admin).
+enum class AdminAction {
+  kNone,
+  kUsers,    // admin users [--limit N]
+  kClients,  // admin clients
+  kStats,    // admin stats
+  kBan,      // admin ban USER
+  kUnban,    // admin unban USER
+  kKick,     // admin kick CLIENTID
+};
+
 const char* command_name(Command command);
 
 // Everything given on the command line, before defaults are applied.
@@ -61,6 +73,7 @@ struct CommandLine {
   // given to `group` as g:GID is stored without the prefix.
   std::vector<std::string> args;
   GroupAction group_action = GroupAction::kNone;
+  AdminAction admin_action = AdminAction::kNone;
 
   // Global options (any command).
   std::optional<std::string> api;      // --api URL

@@ -295,6 +295,8 @@ int run_chatctl(const std::vector<std::string>& args, const EnvLookup& env, std:
       return run_block(ctx, false);
     case Command::kBlocks:
       return run_blocks(ctx);
+    case Command::kAdmin:
+      return run_admin(ctx);
     case Command::kHelp:
       break;
   }

@@ -32,5 +32,6 @@ int run_block(Context& ctx, bool block);
 int run_blocks(Context& ctx);
 int run_read(Context& ctx);  // read_command.cpp
 int run_typing(Context& ctx);
+int run_admin(Context& ctx);  // admin_commands.cpp
 
 }  // namespace chat::tools

@@ -15,7 +15,8 @@
 //
 // Ops used: user.add, user.remove {"user"}; group.create {"name","members","by"};
 // group.add, group.remove, group.admin {"gid","user","by"}; block.set
-// {"user","peer","blocked"}.
+// {"user","peer","blocked"}; user.ban, user.unban {"user"}; client.kick
+// {"clientid"}; client.list {}.
 #pragma once
 
 #include <chrono>

@@ -84,6 +84,7 @@ class HttpServer {
   void register_routes();
   void register_web_routes();
   void register_metrics_route();
+  void register_admin_routes();
 
   Service& service_;
   HttpOptions options_;

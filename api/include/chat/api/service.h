@@ -72,6 +72,38 @@ struct ReportInput {
   std::string reason;
 };
 
+// ---- admin API (issue 5; api/src/admin.cpp)
+
+// One account as GET /v1/admin/users lists it.
+struct AdminUser {
+  std::string user;
+  int64_t created_ms = 0;
+  bool admin = false;
+  bool banned = false;
+  bool deleted = false;
+};
+
+struct AdminUserPage {
+  std::vector<AdminUser> users;
+  std::optional<std::string> next;  // pass as `after` for the next page; nullopt at the end
+};
+
+// A connected device, as the broker's gatekeeper knows it.
+struct ConnectedClient {
+  std::string client_id;
+  std::string user;
+  std::string device;
+  int64_t connected_ms = 0;
+};
+
+struct AdminStats {
+  size_t users = 0;    // accounts, deleted ones excluded
+  size_t banned = 0;   // accounts banned now
+  size_t deleted = 0;  // account tombstones
+  size_t connected_clients = 0;
+  std::optional<BrokerStatsSnapshot> broker;  // the latest broker stats snapshot, if any
+};
+
 struct Health {
   bool archive_ok = false;
   std::string archive_error;
@@ -158,6 +190,26 @@ class Service {
   // revoked. kPermissionDenied for a CHAT_ADMINS account.
   Status delete_account(const Principal& caller);
 
+  // ---- admin (admin role only: kPermissionDenied otherwise)
+
+  // GET /v1/admin/users: accounts with ids greater than `after`, in id order.
+  // kInvalidArgument for a malformed `after`.
+  Result<AdminUserPage> admin_users(const Principal& caller, std::string_view after, size_t limit);
+  // POST/DELETE /v1/admin/users/{u}/ban: the broker applies the ban first
+  // (control user.ban / user.unban: CONNECT refused, connections closed);
+  // only once it confirmed does the account get (or lose) kBannedRole, which
+  // refuses its grants and bearer tokens here. kInvalidArgument for a bad id,
+  // kNotFound for an unknown or deleted account, kPermissionDenied for a
+  // CHAT_ADMINS account (they are never banned).
+  Status admin_set_ban(const Principal& caller, std::string_view user, bool banned);
+  // POST /v1/admin/clients/{clientid}/kick (control client.kick): kNotFound
+  // when that client id is not connected.
+  Status admin_kick(const Principal& caller, std::string_view client_id);
+  // GET /v1/admin/clients (control client.list).
+  Result<std::vector<ConnectedClient>> admin_clients(const Principal& caller);
+  // GET /v1/admin/stats.
+  Result<AdminStats> admin_stats(const Principal& caller);
+
   Health health();
   // How health() tells whether chat-bridge is usable (the contract's /healthz
   // covers it). Unset: not checked. Set once, before the HTTP server starts.
@@ -208,6 +260,10 @@ Status ensure_admin_accounts(const Config& config, store::AccountStore& accounts
 // again (the archive still holds the old inbox under that id).
 inline constexpr std::string_view kDeletedRole = "deleted";
 bool is_deleted_account(const store::Account& account);
+// A banned account (admin API) carries this among its stored roles (never in
+// a token): grants and bearer tokens are refused until it is unbanned.
+inline constexpr std::string_view kBannedRole = "banned";
+bool is_banned_account(const store::Account& account);
 
 // The RFC 6749 §5.2 name for a failed grant's Status, or nullptr when the
 // failure is the server's (then the ordinary error mapping applies).

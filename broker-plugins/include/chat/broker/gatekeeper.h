@@ -29,6 +29,7 @@ struct DeviceSession {
   std::string client_id;
   std::vector<std::string> roles;
   int64_t expires_s = 0;
+  int64_t connected_ms = 0;  // when this connection authenticated
   bool service = false;
   bool kicked = false;  // expiry kick already requested
 };
@@ -69,6 +70,15 @@ class Gatekeeper {
   using SessionObserver = std::function<void(const DeviceSession&, bool started)>;
   void set_session_observer(SessionObserver observer) { observer_ = std::move(observer); }
   size_t connected() const { return sessions_.size(); }
+  // Refuses CONNECT of users it names (admin bans): permission denied. Default: none.
+  using BannedCheck = std::function<bool(const std::string& user)>;
+  void set_banned_check(BannedCheck check) { banned_ = std::move(check); }
+  // The live device (non-service) sessions, by client id.
+  std::vector<DeviceSession> devices() const;
+  // Whether a connection with this client id is live.
+  bool is_connected(const std::string& client_id) const {
+    return by_client_id_.count(client_id) > 0;
+  }
   // Connected sessions that are not service clients (devices).
   size_t connected_devices() const;
 
@@ -84,6 +94,7 @@ class Gatekeeper {
   std::unordered_map<std::string, const void*>
       by_client_id_;  // the live connection of each client id
   SessionObserver observer_;
+  BannedCheck banned_;
 };
 
 }  // namespace chat::broker

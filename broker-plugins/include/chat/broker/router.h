@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "chat/broker/bans.h"
 #include "chat/broker/broker_port.h"
 #include "chat/broker/directory.h"
 #include "chat/broker/gatekeeper.h"
@@ -71,6 +72,13 @@ class Router {
   // Where routed/refused messages, append latency and group fan-out are
   // counted (borrowed; must outlive the router). Default: not counted.
   void set_stats(BrokerStats* stats) { stats_ = stats; }
+  // Where the admin ops (user.ban, user.unban, client.kick, client.list) find
+  // bans and live sessions (borrowed; must outlive the router). Unset: those
+  // ops answer "unavailable".
+  void set_admin(BanList* bans, const Gatekeeper* gatekeeper) {
+    bans_ = bans;
+    gatekeeper_ = gatekeeper;
+  }
 
  private:
   struct Bucket {
@@ -123,6 +131,7 @@ class Router {
                    const std::string& by, const std::string* also_to = nullptr);
   Status control_group(const std::string& op, const nlohmann::json& doc, nlohmann::json* result);
   nlohmann::json group_json(const Group& group) const;
+  Status control_admin(const std::string& op, const nlohmann::json& doc, nlohmann::json* result);
 
   const Clock& clock_;
   store::Archive& archive_;
@@ -133,6 +142,8 @@ class Router {
   std::unordered_map<std::string, Bucket> buckets_;
   int64_t last_prune_ms_ = 0;
   BrokerStats* stats_ = nullptr;
+  BanList* bans_ = nullptr;
+  const Gatekeeper* gatekeeper_ = nullptr;
 };
 
 }  // namespace chat::broker

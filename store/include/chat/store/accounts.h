@@ -49,6 +49,15 @@ class AccountStore {
   Result<Account> get_account(const std::string& user) const;
   Status put_account(const Account& account);  // create or replace
   Status delete_account(const std::string& user);
+  // Up to `limit` accounts with ids greater than `after` ("" = from the
+  // first), in id order (admin listing). Deleted accounts' tombstones included.
+  Result<std::vector<Account>> list_accounts(const std::string& after, size_t limit) const;
+  // How many accounts have `role` among their roles, and how many exist.
+  struct AccountCounts {
+    size_t total = 0;
+    size_t with_role = 0;
+  };
+  Result<AccountCounts> count_accounts(const std::string& role) const;
 
   Status put_refresh(const std::string& token_hash, const RefreshToken& token);
   // Removes and returns the token (rotation: a refresh token works once).

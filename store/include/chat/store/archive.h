@@ -19,7 +19,8 @@
 //   markers      <user>\0<conv>        <id> (read markers)
 //   blocks       <blocker>\0<blocked>  ""
 //   presence     <user>                last published presence JSON
-//   meta         schema_version, max_id
+//   meta         schema_version, max_id; ban\0<user> -> "" (banned users, issue 5:
+//                a key range, so archives made before bans open unchanged)
 // clang-format on
 // Server ids are fixed-width strings that sort in archive order, so "after id X"
 // is a byte-order seek.
@@ -140,6 +141,10 @@ class ArchiveView {
   // Presence as last published: user -> {"v":1,"status":...,"ts":...} JSON.
   Result<std::vector<std::pair<std::string, std::string>>> presence_all() const;
 
+  // Bans (admin API): every banned user id, sorted; whether one user is banned.
+  Result<std::vector<std::string>> banned_users() const;
+  Result<bool> is_banned(const std::string& user) const;
+
  protected:
   struct Impl;
   explicit ArchiveView(std::unique_ptr<Impl> impl);
@@ -189,6 +194,9 @@ class Archive final : public ArchiveView {
   Status set_block(const std::string& blocker, const std::string& blocked, bool blocked_flag);
 
   Status put_presence(const std::string& user, const std::string& presence_json);
+
+  // Bans or unbans a user (idempotent). kInvalidArgument for a malformed id.
+  Status set_ban(const std::string& user, bool banned);
 
   // Greatest message id ever appended ("" when empty): the id generator's floor
   // after a restart.

@@ -1,0 +1,163 @@
+// `chatctl admin ...`: the admin REST API (docs/api.md, "Admin"). REST only;
+// the profile's account must have the admin role (403 otherwise).
+#include <cstdio>
+#include <string>
+
+#include "chatctl/commands.h"
+#include "chatctl/json_access.h"
+#include "chatctl/output.h"
+
+namespace chat::tools {
+namespace {
+
+// A 2xx answer, or the failure reported and its exit status.
+struct Call {
+  Result<ApiResponse> response;
+  int exit_status = kExitOk;
+  bool ok() const { return exit_status == kExitOk; }
+};
+
+Call call(Context& ctx, Credentials& credentials, std::string_view method,
+          const std::string& path) {
+  Call c{authed_request(ctx, credentials, method, path)};
+  if (!c.response) {
+    c.exit_status = fail(ctx, c.response.status());
+  } else if (!c.response->ok()) {
+    c.exit_status = fail(ctx, status_from_response(*c.response));
+  }
+  return c;
+}
+
+int64_t int_field(const nlohmann::json& j, const char* name) {
+  const auto& v = json_field(j, name);
+  return v.is_number_integer() ? v.get<int64_t>() : 0;
+}
+
+bool bool_field(const nlohmann::json& j, const char* name) {
+  const auto& v = json_field(j, name);
+  return v.is_boolean() && v.get<bool>();
+}
+
+const nlohmann::json* list_of(Context& ctx, const ApiResponse& response, const char* name,
+                              const char* route) {
+  const auto& list = json_field(response.json, name);
+  if (list.is_array()) return &list;
+  fail(ctx, internal_error(std::string("unexpected answer to GET ") + route + ": no \"" + name +
+                           "\" list"));
+  return nullptr;
+}
+
+int admin_users(Context& ctx, Credentials& credentials) {
+  std::string path = "/v1/admin/users";
+  if (ctx.command_line.limit) path += "?limit=" + std::to_string(*ctx.command_line.limit);
+  Call c = call(ctx, credentials, "GET", path);
+  if (!c.ok()) return c.exit_status;
+  const auto* users = list_of(ctx, *c.response, "users", "/v1/admin/users");
+  if (users == nullptr) return kExitFailure;
+  for (const auto& u : *users) {
+    if (ctx.out.json()) {
+      ctx.out.json_line(u);
+      continue;
+    }
+    std::string line = sanitize_for_terminal(json_string(u, "user"));
+    if (bool_field(u, "admin")) line += "  admin";
+    if (bool_field(u, "banned")) line += "  banned";
+    if (bool_field(u, "deleted")) line += "  deleted";
+    ctx.out.line(line);
+  }
+  const auto& next = json_field(c.response->json, "next");
+  if (next.is_string()) {
+    ctx.out.note("more: GET /v1/admin/users?after=" + next.get<std::string>());
+  }
+  return kExitOk;
+}
+
+int admin_clients(Context& ctx, Credentials& credentials) {
+  Call c = call(ctx, credentials, "GET", "/v1/admin/clients");
+  if (!c.ok()) return c.exit_status;
+  const auto* clients = list_of(ctx, *c.response, "clients", "/v1/admin/clients");
+  if (clients == nullptr) return kExitFailure;
+  for (const auto& client : *clients) {
+    if (ctx.out.json()) {
+      ctx.out.json_line(client);
+    } else {
+      ctx.out.line(sanitize_for_terminal(json_string(client, "clientid")) + "  since " +
+                   std::to_string(int_field(client, "connected_ms")));
+    }
+  }
+  if (clients->empty()) ctx.out.note("no devices connected");
+  return kExitOk;
+}
+
+int admin_stats(Context& ctx, Credentials& credentials) {
+  Call c = call(ctx, credentials, "GET", "/v1/admin/stats");
+  if (!c.ok()) return c.exit_status;
+  const auto& s = c.response->json;
+  if (ctx.out.json()) {
+    ctx.out.json_line(s);
+  } else {
+    ctx.out.line("users " + std::to_string(int_field(s, "users")));
+    ctx.out.line("banned " + std::to_string(int_field(s, "banned")));
+    ctx.out.line("connected_clients " + std::to_string(int_field(s, "connected_clients")));
+  }
+  return kExitOk;
+}
+
+int admin_change(Context& ctx, Credentials& credentials) {
+  const std::string& target = ctx.command_line.args.at(0);
+  std::string method = "POST", path, done, action;
+  switch (ctx.command_line.admin_action) {
+    case AdminAction::kBan:
+      path = "/v1/admin/users/" + url_encode(target) + "/ban";
+      done = "banned " + target;
+      action = "ban";
+      break;
+    case AdminAction::kUnban:
+      method = "DELETE";
+      path = "/v1/admin/users/" + url_encode(target) + "/ban";
+      done = "unbanned " + target;
+      action = "unban";
+      break;
+    case AdminAction::kKick:
+      path = "/v1/admin/clients/" + url_encode(target) + "/kick";
+      done = "kicked " + target;
+      action = "kick";
+      break;
+    default:
+      return kExitUsage;
+  }
+  Call c = call(ctx, credentials, method, path);
+  if (!c.ok()) return c.exit_status;
+  if (ctx.out.json()) {
+    ctx.out.json_line({{"action", action}, {"target", target}});
+  } else {
+    ctx.out.line(done);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int run_admin(Context& ctx) {
+  auto user = active_user(ctx);
+  if (!user) return fail(ctx, user.status());
+  Credentials credentials(ctx.store, ctx.api, ctx.clock, *user);
+  switch (ctx.command_line.admin_action) {
+    case AdminAction::kUsers:
+      return admin_users(ctx, credentials);
+    case AdminAction::kClients:
+      return admin_clients(ctx, credentials);
+    case AdminAction::kStats:
+      return admin_stats(ctx, credentials);
+    case AdminAction::kBan:
+    case AdminAction::kUnban:
+    case AdminAction::kKick:
+      return admin_change(ctx, credentials);
+    case AdminAction::kNone:
+      break;
+  }
+  ctx.out.error("usage", "usage: chatctl admin users|clients|stats|ban USER|unban USER|kick ID");
+  return kExitUsage;
+}
+
+}  // namespace chat::tools
