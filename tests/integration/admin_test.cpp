@@ -23,9 +23,7 @@ class Admin : public ::testing::Test {
   }
   void TearDown() override {
     if (HasFailure()) {
-      std::cerr << "--- mosquitto log ---\n"
-                << stack.log_tail("mosquitto") << "\n--- chat-api log ---\n"
-                << stack.log_tail("chat-api") << "\n";
+      std::cerr << stack.logs();
     }
   }
   // {status, body} of a password grant for bob (body has refresh_token on 200).

@@ -18,9 +18,7 @@ class OneToOne : public ::testing::Test {
   }
   void TearDown() override {
     if (HasFailure()) {
-      std::cerr << "--- mosquitto log ---\n"
-                << stack.log_tail("mosquitto") << "\n--- chat-api log ---\n"
-                << stack.log_tail("chat-api") << "\n";
+      std::cerr << stack.logs();
     }
   }
   Stack stack;

@@ -15,9 +15,7 @@ class Groups : public ::testing::Test {
   }
   void TearDown() override {
     if (HasFailure()) {
-      std::cerr << "--- mosquitto log ---\n"
-                << stack.log_tail("mosquitto") << "\n--- chat-api log ---\n"
-                << stack.log_tail("chat-api") << "\n";
+      std::cerr << stack.logs();
     }
   }
   std::string create_group(const std::string& by, const std::vector<std::string>& members) {

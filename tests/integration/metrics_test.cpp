@@ -33,10 +33,7 @@ class Metrics : public ::testing::Test {
  protected:
   void TearDown() override {
     if (HasFailure()) {
-      std::cerr << "--- last /metrics ---\n"
-                << last_ << "\n--- mosquitto log ---\n"
-                << stack.log_tail("mosquitto") << "\n--- chat-api log ---\n"
-                << stack.log_tail("chat-api") << "\n";
+      std::cerr << "--- last /metrics ---\n" << last_ << "\n" << stack.logs();
     }
   }
 

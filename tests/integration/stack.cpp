@@ -201,9 +201,13 @@ httplib::Client Stack::http_client() const {
 
 void Stack::wait_port(int port) {
   if (!eventually([&] { return port_open(port); }, 20s)) {
-    throw std::runtime_error("port " + std::to_string(port) + " never opened\nbroker:\n" +
-                             log_tail("mosquitto") + "\napi:\n" + log_tail("chat-api"));
+    throw std::runtime_error("port " + std::to_string(port) + " never opened\n" + logs());
   }
+}
+
+std::string Stack::logs() const {
+  return "--- mosquitto log ---\n" + log_tail("mosquitto") + "\n--- chat-api log ---\n" +
+         log_tail("chat-api") + "\n";
 }
 
 void Stack::start_broker() {

@@ -85,6 +85,8 @@ class Stack {
   httplib::Client http_client() const;
   const std::string& data_dir() const { return data_dir_; }
   std::string log_tail(const std::string& name, size_t bytes = 4000) const;
+  // The broker's and chat-api's log tails, labelled: what a failing test prints.
+  std::string logs() const;
 
   // REST helpers. Return {status, body json (null when not JSON)}.
   std::pair<int, json> post_json(const std::string& path, const json& body,
