@@ -275,6 +275,75 @@ TEST(ResolveSettings, BadValuesNameTheirSource) {
   EXPECT_NE(s.status().message().find("--home"), std::string::npos);
 }
 
+TEST(ResolveSettings, RememberedServersComeAfterOptionsAndEnvironment) {
+  RememberedServers remembered{"https://chat.example:8443/base", "ssl://chat.example:8883",
+                               "/etc/chat/ca.pem", "/h/alice.json"};
+  auto cl = parse({"token"});
+  auto s = resolve_settings(*cl, fake_env({{"HOME", "/h"}}), remembered);
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  EXPECT_EQ(api_url_text(s->api), "https://chat.example:8443/base");
+  EXPECT_TRUE(s->api.tls);
+  EXPECT_EQ(s->mqtt_uri, "ssl://chat.example:8883");
+  EXPECT_EQ(s->ca_file, "/etc/chat/ca.pem");
+  EXPECT_TRUE(s->ca_remembered);
+
+  // Each environment variable wins over its remembered value only.
+  s = resolve_settings(*cl, fake_env({{"HOME", "/h"}, {"CHAT_HTTP_PORT", "9000"}}), remembered);
+  ASSERT_TRUE(s.is_ok());
+  EXPECT_EQ(api_url_text(s->api), "http://127.0.0.1:9000");
+  EXPECT_EQ(s->mqtt_uri, "ssl://chat.example:8883");
+  s = resolve_settings(*cl, fake_env({{"HOME", "/h"}, {"CHAT_MQTT_PORT", "1884"}}), remembered);
+  ASSERT_TRUE(s.is_ok());
+  EXPECT_EQ(api_url_text(s->api), "https://chat.example:8443/base");
+  EXPECT_EQ(s->mqtt_uri, "tcp://127.0.0.1:1884");
+  s = resolve_settings(*cl, fake_env({{"HOME", "/h"}, {"CHATCTL_CA", "/env-ca.pem"}}), remembered);
+  ASSERT_TRUE(s.is_ok());
+  EXPECT_EQ(s->ca_file, "/env-ca.pem");
+  EXPECT_FALSE(s->ca_remembered);
+
+  // Options win over both; an explicit empty --ca means no extra CA.
+  cl = parse({"--api", "http://10.0.0.1:81", "--mqtt", "10.0.0.1", "--ca=", "token"});
+  ASSERT_TRUE(cl.is_ok());
+  s = resolve_settings(*cl, fake_env({{"HOME", "/h"}, {"CHATCTL_CA", "/env-ca.pem"}}), remembered);
+  ASSERT_TRUE(s.is_ok());
+  EXPECT_EQ(api_url_text(s->api), "http://10.0.0.1:81");
+  EXPECT_EQ(s->mqtt_uri, "tcp://10.0.0.1:1883");
+  EXPECT_EQ(s->ca_file, "");
+  EXPECT_FALSE(s->ca_remembered);
+
+  // Nothing remembered: today's defaults.
+  s = resolve_settings(*parse({"token"}), fake_env({{"HOME", "/h"}}), RememberedServers{});
+  ASSERT_TRUE(s.is_ok());
+  EXPECT_EQ(api_url_text(s->api), "http://127.0.0.1:8080");
+  EXPECT_EQ(s->mqtt_uri, "tcp://127.0.0.1:1883");
+  EXPECT_EQ(s->ca_file, "");
+}
+
+TEST(ResolveSettings, BadRememberedValuesNameTheProfile) {
+  auto cl = parse({"token"});
+  auto env = fake_env({{"HOME", "/h"}});
+  auto check = [&](RememberedServers r, const std::string& field) {
+    r.source = "/h/alice.json";
+    auto s = resolve_settings(*cl, env, r);
+    ASSERT_FALSE(s.is_ok()) << field;
+    EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument);
+    std::string m = s.status().message();
+    EXPECT_EQ(m.rfind("/h/alice.json: ", 0), 0u) << field << ": " << m;
+    EXPECT_NE(m.find("remembered \"" + field + "\""), std::string::npos) << m;
+  };
+  check({"ftp://chat.example", "", "", ""}, "api");
+  check({"", "ws://chat.example", "", ""}, "mqtt");
+  check({"", "[::1", "", ""}, "mqtt");
+  check({"", "", "relative/ca.pem", ""}, "ca");
+
+  // A bad remembered value that an option or variable replaces is not used, so
+  // not an error (logging in again with --api repairs the profile).
+  RememberedServers bad{"ftp://chat.example", "ws://x", "relative.pem", "/h/alice.json"};
+  auto fixed = parse({"--api", "http://127.0.0.1:1", "--ca", "/ca.pem", "token"});
+  auto s = resolve_settings(*fixed, fake_env({{"HOME", "/h"}, {"CHAT_MQTT_PORT", "1884"}}), bad);
+  EXPECT_TRUE(s.is_ok()) << s.status().to_string();
+}
+
 TEST(ParseApiUrl, Forms) {
   auto u = parse_api_url("127.0.0.1:9000");
   ASSERT_TRUE(u.is_ok());
@@ -315,6 +384,7 @@ TEST(UsageText, MentionsEveryCommandAndExample) {
         "block",        "unblock",       "blocks",       "--no-receipts"}) {
     EXPECT_NE(text.find(word), std::string::npos) << word;
   }
+  EXPECT_NE(text.find("remembers the --api, --mqtt and --ca used"), std::string::npos);
 }
 
 }  // namespace

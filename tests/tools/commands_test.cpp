@@ -43,6 +43,12 @@ class CommandsTest : public ::testing::Test {
   }
 
   Outcome run(std::vector<std::string> args, std::map<std::string, std::string> extra_env = {}) {
+    args.insert(args.begin(), {"--api", fake_.url()});
+    return run_plain(std::move(args), std::move(extra_env));
+  }
+  // Without the --api that run() adds.
+  Outcome run_plain(std::vector<std::string> args,
+                    std::map<std::string, std::string> extra_env = {}) {
     std::map<std::string, std::string> env = {{"CHATCTL_HOME", dir_.path() + "/home"}};
     for (auto& [k, v] : extra_env) env[k] = v;
     EnvLookup lookup = [env](std::string_view name) -> std::optional<std::string> {
@@ -50,7 +56,6 @@ class CommandsTest : public ::testing::Test {
       if (it == env.end()) return std::nullopt;
       return it->second;
     };
-    args.insert(args.begin(), {"--api", fake_.url()});
     std::FILE* out = std::tmpfile();
     std::FILE* err = std::tmpfile();
     int status = run_chatctl(args, lookup, out, err, clock_);
@@ -356,6 +361,16 @@ TEST_F(CommandsTest, Admin) {
     EXPECT_EQ(fake_.connected, std::set<std::string>{"bob:laptop"});
   }
 
+  Outcome revoke = run({"admin", "revoke", "jti-bob-laptop"});
+  ASSERT_EQ(revoke.status, 0) << revoke.err;
+  EXPECT_EQ(revoke.out, "revoked token jti-bob-laptop; connections closed: 1\n");
+  {
+    std::lock_guard<std::mutex> lock(fake_.mu());
+    EXPECT_TRUE(fake_.connected.empty());
+    EXPECT_EQ(fake_.revoked_jtis, std::set<std::string>{"jti-bob-laptop"});
+  }
+  EXPECT_EQ(run({"admin", "revoke"}).status, 2);
+
   // Failures: not connected, unknown user, not an admin, usage.
   Outcome gone = run({"admin", "kick", "bob:phone"});
   EXPECT_EQ(gone.status, 1);
@@ -404,6 +419,169 @@ TEST_F(CommandsTest, UnreachableApiIsAClearFailure) {
       run({"--api", "http://127.0.0.1:1", "register", "alice", "--password", "correct horse"});
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("cannot reach the API at http://127.0.0.1:1"), std::string::npos) << r.err;
+}
+
+// Logging in with --api/--mqtt/--ca remembers them in the profile.
+class RememberedServersTest : public CommandsTest {
+ protected:
+  void SetUp() override {
+    CommandsTest::SetUp();
+    ca_ = dir_.path() + "/ca.pem";
+    std::FILE* f = std::fopen(ca_.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fclose(f);
+    // Nothing listens on port 1: a command that ignored the profile and used
+    // a default would not reach the fake API.
+    ASSERT_EQ(run({"register", "alice", "--password", "correct horse"}).status, 0);
+    Outcome login = run_plain({"--api", fake_.url(), "--mqtt", "mqtts://127.0.0.1:1", "--ca", ca_,
+                               "login", "alice", "--password", "correct horse"});
+    ASSERT_EQ(login.status, 0) << login.err;
+    EXPECT_NE(login.out.find("logged in as alice at " + fake_.url()), std::string::npos)
+        << login.out;
+  }
+
+  size_t requests_for(const std::string& request) {
+    std::lock_guard<std::mutex> lock(fake_.mu());
+    return std::count(fake_.requests.begin(), fake_.requests.end(), request);
+  }
+
+  void write_profile(const std::string& user, const nlohmann::json& j) {
+    std::FILE* f = std::fopen(store().path_for(user).c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::string text = j.dump();
+    std::fwrite(text.data(), 1, text.size(), f);
+    std::fclose(f);
+  }
+
+  std::string ca_;
+};
+
+TEST_F(RememberedServersTest, LoginSavesTheServersAndLaterCommandsUseThem) {
+  auto profile = store().load("alice");
+  ASSERT_TRUE(profile.is_ok());
+  EXPECT_EQ(profile->api, fake_.url());
+  EXPECT_EQ(profile->mqtt, "ssl://127.0.0.1:1");
+  EXPECT_EQ(profile->ca_file, ca_);
+
+  Outcome plain = run_plain({"conversations"});
+  EXPECT_EQ(plain.status, 0) << plain.err;
+  EXPECT_EQ(requests_for("GET /v1/conversations"), 1u);
+  Outcome as = run_plain({"--as", "alice", "conversations"});
+  EXPECT_EQ(as.status, 0) << as.err;
+  EXPECT_EQ(requests_for("GET /v1/conversations"), 2u);
+
+  // The remembered MQTT address is used too: a message from bob to mark as
+  // read needs the broker, and port 1 has none.
+  fake_.add_message("0000000000000001", "bob", "alice", "hi alice");
+  Outcome read = run_plain({"read", "bob"});
+  EXPECT_EQ(read.status, 1);
+  EXPECT_NE(read.err.find("read receipt for dm:alice:bob not sent"), std::string::npos) << read.err;
+
+  // Logging out keeps them; the next login (here without options) uses and
+  // keeps them.
+  Outcome logout = run_plain({"logout"});
+  ASSERT_EQ(logout.status, 0) << logout.err;
+  EXPECT_EQ(store().load("alice")->api, fake_.url());
+  Outcome again = run_plain({"--json", "login", "alice", "--password", "correct horse"});
+  ASSERT_EQ(again.status, 0) << again.err;
+  auto j = nlohmann::json::parse(again.out);
+  EXPECT_EQ(j["api"], fake_.url());
+  EXPECT_EQ(j["mqtt"], "ssl://127.0.0.1:1");
+  EXPECT_EQ(j["ca"], ca_);
+}
+
+TEST_F(RememberedServersTest, ANewUserOnTheSameServerNeedsNoOptions) {
+  // register and login of another user fall back to the current profile's servers.
+  Outcome reg = run_plain({"register", "bob", "--password", "correct horse"});
+  ASSERT_EQ(reg.status, 0) << reg.err;
+  Outcome login = run_plain({"login", "bob", "--password", "correct horse"});
+  ASSERT_EQ(login.status, 0) << login.err;
+  EXPECT_EQ(store().load("bob")->api, fake_.url());
+  EXPECT_EQ(store().load("bob")->ca_file, ca_);
+}
+
+TEST_F(RememberedServersTest, OptionsAndEnvironmentWinOverTheProfile) {
+  Outcome flag = run_plain({"--api", "http://127.0.0.1:1", "conversations"});
+  EXPECT_EQ(flag.status, 1);
+  EXPECT_NE(flag.err.find("cannot reach the API at http://127.0.0.1:1"), std::string::npos)
+      << flag.err;
+  Outcome env = run_plain({"conversations"}, {{"CHAT_HTTP_PORT", "1"}});
+  EXPECT_EQ(env.status, 1);
+  EXPECT_NE(env.err.find("cannot reach the API at http://127.0.0.1:1"), std::string::npos)
+      << env.err;
+  EXPECT_EQ(requests_for("GET /v1/conversations"), 0u);
+
+  // A remembered CA file that is gone is an error, unless an option or
+  // variable names another one.
+  ASSERT_EQ(std::remove(ca_.c_str()), 0);
+  Outcome gone = run_plain({"conversations"});
+  EXPECT_EQ(gone.status, 1);
+  EXPECT_NE(gone.err.find(store().path_for("alice") + ": the remembered CA file " + ca_),
+            std::string::npos)
+      << gone.err;
+  EXPECT_EQ(run_plain({"conversations"}, {{"CHATCTL_CA", "/etc/hostname"}}).status, 0);
+  EXPECT_EQ(run_plain({"--ca", "", "conversations"}).status, 0);
+
+  // Logging in with other options replaces what they name; the rest stays.
+  ASSERT_EQ(run({"--ca", "", "login", "alice", "--password", "correct horse"}).status, 0);
+  auto profile = store().load("alice");
+  EXPECT_EQ(profile->api, fake_.url());
+  EXPECT_EQ(profile->mqtt, "ssl://127.0.0.1:1");
+  EXPECT_EQ(profile->ca_file, "");
+}
+
+TEST_F(RememberedServersTest, AProfileWithoutServersKeepsWorking) {
+  auto profile = store().load("alice");
+  ASSERT_TRUE(profile.is_ok());
+  nlohmann::json old = profile_to_json(*profile);
+  old.erase("api");
+  old.erase("mqtt");
+  old.erase("ca");
+  write_profile("alice", old);
+
+  EXPECT_EQ(run({"conversations"}).status, 0);  // with --api, as before
+  Outcome by_env = run_plain({"conversations"}, {{"CHAT_HTTP_PORT", std::to_string(fake_.port())}});
+  EXPECT_EQ(by_env.status, 0) << by_env.err;
+  EXPECT_EQ(requests_for("GET /v1/conversations"), 2u);
+  EXPECT_TRUE(store().load("alice")->logged_in());
+}
+
+TEST_F(RememberedServersTest, ACorruptRememberedValueIsAClearError) {
+  auto profile = store().load("alice");
+  ASSERT_TRUE(profile.is_ok());
+  const std::string path = store().path_for("alice");
+  nlohmann::json j = profile_to_json(*profile);
+
+  j["api"] = "ftp://127.0.0.1:1";
+  write_profile("alice", j);
+  Outcome bad_api = run_plain({"conversations"});
+  EXPECT_EQ(bad_api.status, 1);
+  EXPECT_NE(bad_api.err.find(path + ": the remembered \"api\" value 'ftp://127.0.0.1:1'"),
+            std::string::npos)
+      << bad_api.err;
+  // --api bypasses it, and logging in with it repairs the profile.
+  EXPECT_EQ(run({"conversations"}).status, 0);
+  ASSERT_EQ(run({"login", "alice", "--password", "correct horse"}).status, 0);
+  EXPECT_EQ(run_plain({"conversations"}).status, 0);
+
+  j = profile_to_json(*store().load("alice"));
+  j["mqtt"] = "tcp://[::1";
+  write_profile("alice", j);
+  Outcome bad_mqtt = run_plain({"--json", "conversations"});
+  EXPECT_EQ(bad_mqtt.status, 1);
+  auto error = nlohmann::json::parse(bad_mqtt.err);
+  EXPECT_EQ(error["error"], "invalid_argument");
+  EXPECT_NE(error["message"].get<std::string>().find(path + ": the remembered \"mqtt\""),
+            std::string::npos)
+      << bad_mqtt.err;
+
+  j["mqtt"] = nlohmann::json::array();
+  write_profile("alice", j);
+  Outcome wrong_type = run_plain({"conversations"});
+  EXPECT_EQ(wrong_type.status, 1);
+  EXPECT_NE(wrong_type.err.find(path), std::string::npos) << wrong_type.err;
+  EXPECT_NE(wrong_type.err.find("\"mqtt\" is not a string"), std::string::npos) << wrong_type.err;
+  EXPECT_EQ(requests_for("GET /v1/conversations"), 2u);
 }
 
 }  // namespace

@@ -50,9 +50,10 @@ class FakeApi {
   std::vector<std::string> requests;                    // "METHOD path?query" log
   std::map<std::string, nlohmann::json> groups;         // gid -> {"id","name","members","admins"}
   std::map<std::string, std::set<std::string>> blocks;  // user -> blocked users
-  bool groups_route_missing = false;  // answer 404 to GET /v1/groups (an older server)
-  std::set<std::string> admins;       // users whose tokens carry the admin role
-  std::set<std::string> banned;       // users banned through the admin API
+  bool groups_route_missing = false;   // answer 404 to GET /v1/groups (an older server)
+  std::set<std::string> admins;        // users whose tokens carry the admin role
+  std::set<std::string> banned;        // users banned through the admin API
+  std::set<std::string> revoked_jtis;  // jtis revoked through the admin API
   std::set<std::string> connected = {"bob:phone", "bob:laptop"};  // GET /v1/admin/clients
 
   void add_message(const std::string& id, const std::string& from, const std::string& to,
@@ -289,6 +290,25 @@ class FakeApi {
     };
     server_.Post(R"(/v1/admin/users/([^/]+)/ban)", ban(true));
     server_.Delete(R"(/v1/admin/users/([^/]+)/ban)", ban(false));
+    // Revoking "jti-<user>-<device>" closes <user>:<device> when connected.
+    server_.Post(R"(/v1/admin/tokens/([^/]+)/revoke)", [this, admin](const httplib::Request& req,
+                                                                     httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (admin(req, res).empty()) return;
+      std::string jti = req.matches[1].str();
+      revoked_jtis.insert(jti);
+      nlohmann::json closed = nlohmann::json::array();
+      for (auto it = connected.begin(); it != connected.end();) {
+        std::string c = *it;
+        if ("jti-" + c.replace(c.find(':'), 1, "-") == jti) {
+          closed.push_back(*it);
+          it = connected.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      reply(res, 200, {{"jti", jti}, {"closed", closed}, {"refresh_tokens_revoked", 1}});
+    });
     server_.Post(R"(/v1/admin/clients/([^/]+)/kick)", [this, admin](const httplib::Request& req,
                                                                     httplib::Response& res) {
       std::lock_guard<std::mutex> lock(mu_);

@@ -74,6 +74,39 @@ TEST(ProfileStore, MissingAndCorruptProfiles) {
   EXPECT_TRUE(store.load("bob").is_ok());
 }
 
+TEST(ProfileStore, RememberedServersAreOptional) {
+  TestDir dir;
+  ProfileStore store(dir.path());
+  // A profile from before logins remembered servers.
+  std::ofstream(store.path_for("bob"))
+      << R"({"user":"bob","device":"cli-0123abcd","refresh_token":"r","sync_cursor":""})";
+  auto old = store.load("bob");
+  ASSERT_TRUE(old.is_ok()) << old.status().to_string();
+  EXPECT_EQ(old->api, "");
+  EXPECT_EQ(old->mqtt, "");
+  EXPECT_EQ(old->ca_file, "");
+  EXPECT_FALSE(profile_to_json(*old).contains("api"));  // not written when empty
+
+  Profile p = sample();
+  p.api = "https://chat.example:8443";
+  p.mqtt = "ssl://chat.example:8883";
+  p.ca_file = "/etc/chat/ca.pem";
+  ASSERT_TRUE(store.save(p).is_ok());
+  auto loaded = store.load("alice");
+  ASSERT_TRUE(loaded.is_ok());
+  EXPECT_EQ(loaded->api, p.api);
+  EXPECT_EQ(loaded->mqtt, p.mqtt);
+  EXPECT_EQ(loaded->ca_file, p.ca_file);
+  EXPECT_EQ(profile_to_json(*loaded)["ca"], "/etc/chat/ca.pem");
+
+  std::ofstream(store.path_for("bob")) << R"({"user":"bob","mqtt":1883})";
+  auto bad = store.load("bob");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find(store.path_for("bob")), std::string::npos);
+  EXPECT_NE(bad.status().message().find("\"mqtt\""), std::string::npos) << bad.status().message();
+}
+
 TEST(ProfileStore, CurrentUser) {
   TestDir dir;
   ProfileStore store(dir.path());

@@ -81,8 +81,12 @@ int admin_clients(Context& ctx, Credentials& credentials) {
     if (ctx.out.json()) {
       ctx.out.json_line(client);
     } else {
-      ctx.out.line(sanitize_for_terminal(json_string(client, "clientid")) + "  since " +
-                   std::to_string(int_field(client, "connected_ms")));
+      std::string line = sanitize_for_terminal(json_string(client, "clientid")) + "  since " +
+                         std::to_string(int_field(client, "connected_ms"));
+      if (!json_string(client, "jti").empty()) {
+        line += "  jti " + sanitize_for_terminal(json_string(client, "jti"));
+      }
+      ctx.out.line(line);
     }
   }
   if (clients->empty()) ctx.out.note("no devices connected");
@@ -123,11 +127,20 @@ int admin_change(Context& ctx, Credentials& credentials) {
       done = "kicked " + target;
       action = "kick";
       break;
+    case AdminAction::kRevoke:
+      path = "/v1/admin/tokens/" + url_encode(target) + "/revoke";
+      done = "revoked token " + target;
+      action = "revoke";
+      break;
     default:
       return kExitUsage;
   }
   Call c = call(ctx, credentials, method, path);
   if (!c.ok()) return c.exit_status;
+  if (action == "revoke") {
+    const auto& closed = json_field(c.response->json, "closed");
+    if (closed.is_array()) done += "; connections closed: " + std::to_string(closed.size());
+  }
   if (ctx.out.json()) {
     ctx.out.json_line({{"action", action}, {"target", target}});
   } else {
@@ -152,11 +165,13 @@ int run_admin(Context& ctx) {
     case AdminAction::kBan:
     case AdminAction::kUnban:
     case AdminAction::kKick:
+    case AdminAction::kRevoke:
       return admin_change(ctx, credentials);
     case AdminAction::kNone:
       break;
   }
-  ctx.out.error("usage", "usage: chatctl admin users|clients|stats|ban USER|unban USER|kick ID");
+  ctx.out.error("usage",
+                "usage: chatctl admin users|clients|stats|ban USER|unban USER|kick ID|revoke JTI");
   return kExitUsage;
 }
 

@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "chat/common/ids.h"
+#include "chatctl/output.h"
 
 namespace chat::tools {
 namespace {
@@ -59,6 +60,7 @@ constexpr AdminSpec kAdminActions[] = {
     {"ban", AdminAction::kBan, 1, "admin ban USER"},
     {"unban", AdminAction::kUnban, 1, "admin unban USER"},
     {"kick", AdminAction::kKick, 1, "admin kick CLIENTID"},
+    {"revoke", AdminAction::kRevoke, 1, "admin revoke JTI"},
 };
 
 struct GroupSpec {
@@ -390,8 +392,10 @@ Usage: chatctl [global options] COMMAND [arguments]
 Commands:
   register USER [--password P]   create an account (password: --password, $CHATCTL_PASSWORD,
                                  or asked twice on the terminal)
-  login USER [--password P]      get tokens for USER on this device; USER becomes the default profile
-  logout                         revoke this device's refresh token and forget the tokens
+  login USER [--password P]      get tokens for USER on this device; USER becomes the default
+                                 profile, which remembers the --api, --mqtt and --ca used
+  logout                         revoke this device's refresh token and forget the tokens (the
+                                 remembered servers stay)
   send PEER TEXT...              send a direct message and wait until the server has it
   send PEER -                    send each line of standard input as a message
   send --group GID TEXT...       send to a group (the same as send g:GID TEXT...)
@@ -424,10 +428,15 @@ Commands:
                                  ban USER (all their connections close; logins, refreshes and
                                  tokens are refused) or lift the ban
   admin kick USER:DEVICE         close one device's connection
+  admin revoke JTI               revoke one access token (its connections close; it and the
+                                 refresh token issued with it are refused); `admin clients
+                                 --json` shows each connection's jti
   token                          print a valid access token (refreshed when needed)
   help                           this text
 
-Global options:
+Global options (--api, --mqtt, --ca: the option, else its environment variable, else what the
+profile remembers from its last login, else the default; register and login of a USER without
+a profile use the current profile's):
   --api URL        REST API (default http://127.0.0.1:$CHAT_HTTP_PORT, port default 8080)
   --mqtt HOST:PORT MQTT broker (default 127.0.0.1:$CHAT_MQTT_PORT, port default 1883);
                    ssl://HOST:PORT or mqtts://HOST:PORT for TLS
@@ -435,12 +444,14 @@ Global options:
   --device ID      device id (default: cli-<8 hex>, created once per profile)
   --home DIR       where profiles live (default $CHATCTL_HOME, else $XDG_CONFIG_HOME/chatctl,
                    else ~/.config/chatctl)
-  --ca FILE        extra CA certificate for https/TLS (default $CHATCTL_CA)
+  --ca FILE        extra CA certificate for https/TLS (default $CHATCTL_CA); --ca '' for none
   --json           machine-readable output: one JSON object per line
 
 Examples:
   chatctl register alice
   chatctl login alice
+  chatctl --api https://chat.example:8080 --mqtt mqtts://chat.example:8883 --ca ca.pem login alice
+                   (TLS: once; later commands for alice need no options)
   chatctl --as alice listen
   chatctl --as bob send alice hello there
   seq 3 | chatctl --as bob send alice -
@@ -536,27 +547,55 @@ Result<std::string> parse_mqtt_address(std::string_view address) {
   return std::string(tls ? "ssl://" : "tcp://") + std::string(host) + ":" + std::to_string(port);
 }
 
-Result<Settings> resolve_settings(const CommandLine& command_line, const EnvLookup& env) {
+std::string api_url_text(const ApiUrl& url) { return url.scheme_host_port + url.base_path; }
+
+namespace {
+
+Status bad_remembered(const RememberedServers& remembered, std::string_view field,
+                      std::string_view value, std::string_view problem, std::string_view option) {
+  return invalid_argument(remembered.source + ": the remembered \"" + std::string(field) +
+                          "\" value '" + sanitize_for_terminal(value) + "' is not valid (" +
+                          std::string(problem) + "); log in again with " + std::string(option) +
+                          " or fix the file");
+}
+
+}  // namespace
+
+Result<Settings> resolve_settings(const CommandLine& command_line, const EnvLookup& env,
+                                  const RememberedServers& remembered) {
   Settings s;
 
+  // Each of api, mqtt and ca: the option, else the environment variable, else
+  // the profile's remembered value, else the default.
   std::string api = command_line.api.value_or("");
+  const bool api_remembered = api.empty() && !env("CHAT_HTTP_PORT") && !remembered.api.empty();
+  if (api_remembered) api = remembered.api;
   if (api.empty()) {
     auto port = port_from_env(env, "CHAT_HTTP_PORT", 8080);
     if (!port) return port.status();
     api = "http://127.0.0.1:" + std::to_string(*port);
   }
   auto api_url = parse_api_url(api);
-  if (!api_url) return api_url.status();
+  if (!api_url) {
+    if (!api_remembered) return api_url.status();
+    return bad_remembered(remembered, "api", api, api_url.status().message(), "--api URL");
+  }
   s.api = *api_url;
 
   std::string mqtt = command_line.mqtt.value_or("");
+  const bool mqtt_remembered = mqtt.empty() && !env("CHAT_MQTT_PORT") && !remembered.mqtt.empty();
+  if (mqtt_remembered) mqtt = remembered.mqtt;
   if (mqtt.empty()) {
     auto port = port_from_env(env, "CHAT_MQTT_PORT", 1883);
     if (!port) return port.status();
     mqtt = "127.0.0.1:" + std::to_string(*port);
   }
   auto mqtt_uri = parse_mqtt_address(mqtt);
-  if (!mqtt_uri) return mqtt_uri.status();
+  if (!mqtt_uri) {
+    if (!mqtt_remembered) return mqtt_uri.status();
+    return bad_remembered(remembered, "mqtt", mqtt, mqtt_uri.status().message(),
+                          "--mqtt HOST:PORT");
+  }
   s.mqtt_uri = *mqtt_uri;
 
   if (command_line.home) {
@@ -571,7 +610,19 @@ Result<Settings> resolve_settings(const CommandLine& command_line, const EnvLook
     return invalid_argument("cannot find a home for profiles: set --home, CHATCTL_HOME or HOME");
   }
 
-  s.ca_file = command_line.ca_file.value_or(env("CHATCTL_CA").value_or(""));
+  // An explicit --ca "" means no extra CA, whatever the profile remembers.
+  if (command_line.ca_file) {
+    s.ca_file = *command_line.ca_file;
+  } else if (auto ca = env("CHATCTL_CA")) {
+    s.ca_file = *ca;
+  } else if (!remembered.ca_file.empty()) {
+    if (remembered.ca_file.front() != '/') {
+      return bad_remembered(remembered, "ca", remembered.ca_file, "not an absolute path",
+                            "--ca FILE");
+    }
+    s.ca_file = remembered.ca_file;
+    s.ca_remembered = true;
+  }
   return s;
 }
 

@@ -61,6 +61,7 @@ enum class AdminAction {
   kBan,      // admin ban USER
   kUnban,    // admin unban USER
   kKick,     // admin kick CLIENTID
+  kRevoke,   // admin revoke JTI
 };
 
 const char* command_name(Command command);
@@ -130,17 +131,35 @@ Result<ApiUrl> parse_api_url(std::string_view url);
 // schemes tcp, mqtt, ssl, tls, mqtts. IPv6 hosts are written [addr]:port.
 Result<std::string> parse_mqtt_address(std::string_view address);
 
-// What the commands run with, after defaults.
-struct Settings {
-  ApiUrl api;            // Default: http://127.0.0.1:$CHAT_HTTP_PORT (port default 8080).
-  std::string mqtt_uri;  // Default: tcp://127.0.0.1:$CHAT_MQTT_PORT (port default 1883).
-  std::string home;      // Default: $CHATCTL_HOME, else $XDG_CONFIG_HOME/chatctl,
-                         // else $HOME/.config/chatctl.
-  std::string ca_file;   // Default: $CHATCTL_CA, else none (system trust store).
+// The REST base URL as text again ("https://host:8443/prefix"); parse_api_url
+// accepts it.
+std::string api_url_text(const ApiUrl& url);
+
+// The servers a profile remembers from its last login ("" = nothing
+// remembered), and the profile file they come from (for error messages).
+struct RememberedServers {
+  std::string api;      // as api_url_text
+  std::string mqtt;     // as parse_mqtt_address returns it
+  std::string ca_file;  // an absolute path
+  std::string source;   // the profile file
 };
 
-// Applies defaults and environment variables; a bad value is kInvalidArgument
-// naming the option or variable.
-Result<Settings> resolve_settings(const CommandLine& command_line, const EnvLookup& env);
+// What the commands run with, after defaults.
+struct Settings {
+  ApiUrl api;                  // Default: http://127.0.0.1:$CHAT_HTTP_PORT (port default 8080).
+  std::string mqtt_uri;        // Default: tcp://127.0.0.1:$CHAT_MQTT_PORT (port default 1883).
+  std::string home;            // Default: $CHATCTL_HOME, else $XDG_CONFIG_HOME/chatctl,
+                               // else $HOME/.config/chatctl.
+  std::string ca_file;         // Default: $CHATCTL_CA, else none (system trust store).
+  bool ca_remembered = false;  // ca_file came from RememberedServers
+};
+
+// For each of api, mqtt and ca: the option, else its environment variable
+// (CHAT_HTTP_PORT, CHAT_MQTT_PORT, CHATCTL_CA), else the value remembered in
+// the profile, else the default. A bad option or variable is kInvalidArgument
+// naming it; a bad remembered value is kInvalidArgument naming
+// `remembered.source`. (Only the values actually used are checked.)
+Result<Settings> resolve_settings(const CommandLine& command_line, const EnvLookup& env,
+                                  const RememberedServers& remembered = {});
 
 }  // namespace chat::tools

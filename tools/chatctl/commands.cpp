@@ -1,6 +1,11 @@
 #include "chatctl/commands.h"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 
 #include "chat/common/ids.h"
 #include "chatctl/json_access.h"
@@ -33,6 +38,15 @@ Result<std::string> password_for(Context& ctx, std::string_view user, bool confi
   return first;
 }
 
+// `path` made absolute against the working directory ("" stays "").
+std::string absolute_path(const std::string& path) {
+  if (path.empty()) return path;
+  std::error_code ec;
+  auto absolute = std::filesystem::absolute(path, ec);
+  if (ec) return path;
+  return absolute.lexically_normal().string();
+}
+
 // The body of a list answer: `key` must be an array.
 Result<nlohmann::json> list_field(const ApiResponse& response, const char* key,
                                   std::string_view what) {
@@ -62,7 +76,12 @@ int run_register(Context& ctx) {
     if (ctx.out.json()) {
       ctx.out.json_line({{"user", user}, {"registered", true}});
     } else {
-      ctx.out.line("registered " + user + " (next: chatctl login " + user + ")");
+      // The same servers for the login (it remembers them for the profile).
+      std::string servers;
+      if (ctx.command_line.api) servers += " --api " + *ctx.command_line.api;
+      if (ctx.command_line.mqtt) servers += " --mqtt " + *ctx.command_line.mqtt;
+      if (ctx.command_line.ca_file) servers += " --ca " + *ctx.command_line.ca_file;
+      ctx.out.line("registered " + user + " (next: chatctl" + servers + " login " + user + ")");
     }
     return kExitOk;
   }
@@ -98,6 +117,10 @@ int run_login(Context& ctx) {
     auto grant = parse_token_grant(*response);
     if (!grant) return grant.status();
     apply_token_grant(*grant, ctx.clock.now_s(), &p);
+    // Remember where: later commands for this profile need no --api/--mqtt/--ca.
+    p.api = api_url_text(ctx.settings.api);
+    p.mqtt = ctx.settings.mqtt_uri;
+    p.ca_file = absolute_path(ctx.settings.ca_file);
     return Status::ok();
   });
   if (!saved) return fail(ctx, saved.status());
@@ -105,10 +128,16 @@ int run_login(Context& ctx) {
   if (!s.is_ok()) return fail(ctx, s);
 
   if (ctx.out.json()) {
-    ctx.out.json_line(
-        {{"user", user}, {"device", saved->device}, {"expires_at", saved->access_expires_at}});
+    ctx.out.json_line({{"user", user},
+                       {"device", saved->device},
+                       {"expires_at", saved->access_expires_at},
+                       {"api", saved->api},
+                       {"mqtt", saved->mqtt},
+                       {"ca", saved->ca_file}});
   } else {
-    ctx.out.line("logged in as " + user + " (device " + saved->device + ", token valid until " +
+    ctx.out.line("logged in as " + user + " at " + saved->api + " (MQTT " + saved->mqtt +
+                 (saved->ca_file.empty() ? "" : ", CA " + saved->ca_file) + "; device " +
+                 saved->device + ", token valid until " +
                  format_clock(saved->access_expires_at * 1000, true) + ")");
   }
   return kExitOk;
@@ -260,10 +289,30 @@ int run_chatctl(const std::vector<std::string>& args, const EnvLookup& env, std:
     std::fflush(out);
     return kExitOk;
   }
+  // Options and environment first (a mistake there is a usage error); they
+  // also say where the profiles are. Then again with the servers the
+  // profile remembers, used where neither an option nor a variable says.
   auto settings = resolve_settings(*command_line, env);
   if (!settings) {
     output.error("usage", settings.status().message());
     return kExitUsage;
+  }
+  auto remembered = remembered_servers(ProfileStore(settings->home), *command_line);
+  if (!remembered) {
+    output.error(remembered.status());
+    return kExitFailure;
+  }
+  settings = resolve_settings(*command_line, env, *remembered);
+  if (!settings) {
+    output.error(settings.status());
+    return kExitFailure;
+  }
+  if (settings->ca_remembered && ::access(settings->ca_file.c_str(), R_OK) != 0) {
+    output.error("invalid_argument", remembered->source + ": the remembered CA file " +
+                                         settings->ca_file + " cannot be read (" +
+                                         std::strerror(errno) +
+                                         "); log in again with --ca FILE or fix the file");
+    return kExitFailure;
   }
   Context ctx(std::move(*command_line), std::move(*settings), clock, output, env);
   switch (ctx.command_line.command) {

@@ -83,6 +83,34 @@ bool StopSignal::requested() { return g_stop.load(); }
 
 void StopSignal::request() { g_stop.store(true); }
 
+Result<RememberedServers> remembered_servers(const ProfileStore& store,
+                                             const CommandLine& command_line) {
+  auto remembered_by = [&](std::string_view user) -> Result<RememberedServers> {
+    auto profile = store.load(user);
+    if (!profile) return profile.status();
+    return RememberedServers{profile->api, profile->mqtt, profile->ca_file, store.path_for(user)};
+  };
+  if ((command_line.command == Command::kLogin || command_line.command == Command::kRegister) &&
+      !command_line.args.empty() && is_valid_user_id(command_line.args.front())) {
+    auto own = remembered_by(command_line.args.front());
+    if (own || own.status().code() != StatusCode::kNotFound) return own;
+  }
+  std::string user;
+  if (command_line.as_user) {
+    user = *command_line.as_user;
+  } else {
+    auto current = store.current_user();
+    if (!current && current.status().code() == StatusCode::kNotFound) return RememberedServers{};
+    if (!current) return current.status();
+    user = *current;
+  }
+  auto remembered = remembered_by(user);
+  if (!remembered && remembered.status().code() == StatusCode::kNotFound) {
+    return RememberedServers{};
+  }
+  return remembered;
+}
+
 Result<std::string> active_user(const Context& ctx) {
   if (ctx.command_line.as_user) return *ctx.command_line.as_user;
   auto current = ctx.store.current_user();

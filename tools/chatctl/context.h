@@ -80,6 +80,14 @@ struct Context {
         env(std::move(e)) {}
 };
 
+// The servers remembered by the profile whose settings a command runs with:
+// for `login USER` and `register USER`, USER's profile when there is one;
+// otherwise (and for every other command) --as USER, else <home>/current.
+// Nothing remembered when there is no such profile; a profile that cannot be
+// read is an error naming its file.
+Result<RememberedServers> remembered_servers(const ProfileStore& store,
+                                             const CommandLine& command_line);
+
 // The user whose profile a command uses: --as, else <home>/current.
 // kUnauthenticated with a hint to log in when neither names one.
 Result<std::string> active_user(const Context& ctx);

@@ -151,7 +151,7 @@ bool read_int(const nlohmann::json& j, const char* key, int64_t* out) {
 }  // namespace
 
 nlohmann::json profile_to_json(const Profile& p) {
-  return nlohmann::json{
+  nlohmann::json j{
       {"user", p.user},
       {"device", p.device},
       {"access_token", p.access_token},
@@ -160,6 +160,11 @@ nlohmann::json profile_to_json(const Profile& p) {
       {"refresh_token", p.refresh_token},
       {"sync_cursor", p.sync_cursor},
   };
+  // Optional: absent in profiles written before logins remembered servers.
+  if (!p.api.empty()) j["api"] = p.api;
+  if (!p.mqtt.empty()) j["mqtt"] = p.mqtt;
+  if (!p.ca_file.empty()) j["ca"] = p.ca_file;
+  return j;
 }
 
 Result<Profile> profile_from_json(const nlohmann::json& j) {
@@ -172,6 +177,14 @@ Result<Profile> profile_from_json(const nlohmann::json& j) {
             read_string(j, "refresh_token", &p.refresh_token) &&
             read_string(j, "sync_cursor", &p.sync_cursor);
   if (!ok) return invalid_argument("profile has a field of the wrong type");
+  for (auto [key, out] : {std::pair<const char*, std::string*>{"api", &p.api},
+                          {"mqtt", &p.mqtt},
+                          {"ca", &p.ca_file}}) {
+    if (!read_string(j, key, out)) {
+      return invalid_argument(std::string("the remembered \"") + key +
+                              "\" is not a string: fix the file or remove the field");
+    }
+  }
   if (!is_valid_user_id(p.user)) return invalid_argument("profile names no valid user");
   if (!p.device.empty() && !is_valid_device_id(p.device)) {
     return invalid_argument("profile has an invalid device id");

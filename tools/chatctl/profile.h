@@ -29,6 +29,12 @@ struct Profile {
   int64_t access_lifetime = 0;    // seconds, the `expires_in` it was granted with
   std::string refresh_token;      // "" when logged out
   std::string sync_cursor;        // last `next` of /v1/sync; "" = from the beginning
+  // The servers of the last successful login ("" = none remembered: a profile
+  // from before they were saved). Commands use them when neither an option nor
+  // an environment variable names a server (resolve_settings).
+  std::string api;      // REST base URL, e.g. "https://127.0.0.1:8080"
+  std::string mqtt;     // MQTT server URI, e.g. "ssl://127.0.0.1:8883"
+  std::string ca_file;  // absolute path of the extra CA; "" = the system trust store
 
   bool logged_in() const { return !refresh_token.empty() || !access_token.empty(); }
   void forget_tokens() {
