@@ -17,6 +17,8 @@
 namespace chat::api {
 namespace {
 
+constexpr size_t kMaxJtiBytes = 256;
+
 Status require_admin(const Principal& caller) {
   if (caller.has_role("admin")) return Status::ok();
   return permission_denied("the admin API needs the admin role");
@@ -91,6 +93,33 @@ Status Service::admin_kick(const Principal& caller, std::string_view client_id) 
   return Status::ok();
 }
 
+Result<RevokedToken> Service::admin_revoke_token(const Principal& caller, std::string_view jti) {
+  if (Status s = require_admin(caller); !s.is_ok()) return s;
+  const bool printable = std::all_of(jti.begin(), jti.end(), [](char c) {
+    return static_cast<unsigned char>(c) > 0x20 && static_cast<unsigned char>(c) < 0x7f;
+  });
+  if (jti.empty() || jti.size() > kMaxJtiBytes || !printable) {
+    return invalid_argument("jti must be 1-256 printable ASCII characters");
+  }
+  // exp unknown (the token may come from an external provider): kept for good.
+  auto answer = control_.call({{"op", "token.revoke"}, {"jti", std::string(jti)}}, kControlTimeout);
+  if (!answer) return answer.status();
+  RevokedToken out;
+  out.jti = std::string(jti);
+  const nlohmann::json result = control_result(*answer);
+  if (result.is_object() && result.contains("closed") && result["closed"].is_array()) {
+    for (const auto& c : result["closed"]) {
+      if (c.is_string()) out.closed.push_back(c.get<std::string>());
+    }
+  }
+  if (Status s = accounts_.put_revoked(out.jti, 0); !s.is_ok()) return s;
+  if (Status s = accounts_.revoke_refresh_by_access_jti(out.jti, &out.refresh_tokens_revoked);
+      !s.is_ok()) {
+    return s;
+  }
+  return out;
+}
+
 Result<std::vector<ConnectedClient>> Service::admin_clients(const Principal& caller) {
   if (Status s = require_admin(caller); !s.is_ok()) return s;
   auto answer = control_.call({{"op", "client.list"}}, kControlTimeout);
@@ -107,6 +136,7 @@ Result<std::vector<ConnectedClient>> Service::admin_clients(const Principal& cal
     client.user = c.value("user", "");
     client.device = c.value("device", "");
     client.connected_ms = c.value("connected_ms", int64_t{0});
+    client.jti = c.value("jti", "");
     out.push_back(std::move(client));
   }
   return out;

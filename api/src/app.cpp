@@ -13,6 +13,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
 #include <string_view>
 #include <thread>
 
@@ -23,6 +26,7 @@
 #include "chat/api/service.h"
 #include "chat/api/tokens.h"
 #include "chat/common/clock.h"
+#include "chat/common/oidc.h"
 
 namespace chat::api {
 namespace {
@@ -67,6 +71,29 @@ Status make_dir(const std::string& path, fs::perms perms) {
   fs::permissions(path, perms, fs::perm_options::replace, ec);
   if (ec) return internal_error("cannot set permissions of " + path + ": " + ec.message());
   return Status::ok();
+}
+
+// The external provider's JWKS file (CHAT_OIDC_JWKS), parsed.
+Result<jwt::KeySet> read_oidc_jwks(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return invalid_argument("cannot read '" + path + "': " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto keys = oidc::parse_jwks(text.str());
+  if (!keys) return invalid_argument("'" + path + "': " + keys.status().message());
+  return keys;
+}
+
+// SIGHUP: rotation of the provider's keys. A bad file keeps the keys in use.
+void reload_oidc_jwks(const Config& config, TokenIssuer& tokens) {
+  auto keys = read_oidc_jwks(config.oidc_jwks);
+  if (!keys) {
+    logger().error("CHAT_OIDC_JWKS: {}; keeping the previous keys", keys.status().message());
+    return;
+  }
+  const size_t n = keys->size();
+  tokens.replace_external_keys(std::move(keys).value());
+  logger().info("SIGHUP: {} external provider keys loaded from {}", n, config.oidc_jwks);
 }
 
 int fail(std::string_view what) {
@@ -165,6 +192,15 @@ int run(int argc, char** argv) {
       return 2;
     }
   }
+  std::optional<jwt::KeySet> oidc_keys;
+  if (config.oidc.enabled()) {
+    auto keys = read_oidc_jwks(config.oidc_jwks);
+    if (!keys) {
+      std::fprintf(stderr, "chat-api: CHAT_OIDC_JWKS: %s\n", keys.status().message().c_str());
+      return 2;
+    }
+    oidc_keys = std::move(keys).value();
+  }
   const Clock& clock = SystemClock::instance();
 
   // When serving, SIGINT/SIGTERM are taken by one thread with sigtimedwait.
@@ -174,6 +210,7 @@ int run(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);  // reloads CHAT_OIDC_JWKS
   if (!init_only) pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   auto data = init_data_dir(config);
@@ -190,6 +227,11 @@ int run(int argc, char** argv) {
   TokenOptions token_options{config.jwt_issuer, config.jwt_audience, config.jwt_leeway_s};
   auto tokens = TokenIssuer::create(data->signer, token_options, clock);
   if (!tokens) return fail(tokens.status().message());
+  if (oidc_keys) {
+    (*tokens)->set_external(config.oidc, std::move(*oidc_keys), config.admins);
+    logger().info("trusting external issuer {} (audience {}, keys from {})", config.oidc.issuer,
+                  config.oidc.audience, config.oidc_jwks);
+  }
 
   auto archive = open_archive_reader(config, kArchivePatience);
   if (!archive) return fail(archive.status().message());
@@ -217,6 +259,7 @@ int run(int argc, char** argv) {
   http_options.tls_cert = config.tls_cert;
   http_options.tls_key = config.tls_key;
   http_options.tls_ca = config.tls_ca;
+  http_options.rate_limits = config.rate_limits;
   if (std::error_code ec; fs::is_regular_file(fs::path(http_options.web.dir) / "index.html", ec)) {
     logger().info("web client served at / from {}", http_options.web.dir);
   } else {
@@ -241,6 +284,10 @@ int run(int argc, char** argv) {
     const timespec tick{0, 200 * 1000 * 1000};
     while (!done.load()) {
       int sig = sigtimedwait(&signals, nullptr, &tick);
+      if (sig == SIGHUP) {
+        if (config.oidc.enabled()) reload_oidc_jwks(config, **tokens);
+        continue;
+      }
       if (sig == SIGINT || sig == SIGTERM) {
         logger().info("chat-api: {} received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
         // stop() is a no-op until listen() runs; wait for it (or its failure).

@@ -57,6 +57,42 @@ std::string Config::accounts_path() const { return join(api_dir(), "accounts"); 
 std::string Config::archive_path() const { return join(data_dir, "archive"); }
 std::string Config::archive_secondary_path() const { return join(api_dir(), "archive-secondary"); }
 
+namespace {
+
+// CHAT_LOGIN_* and CHAT_RATE_LIMIT_REST*: see Config::rate_limits.
+Status read_rate_limits(const settings::Lookup& lookup, RateLimitOptions* o) {
+  int64_t n = static_cast<int64_t>(o->login_rate);
+  if (Status s = read_int(lookup, "CHAT_LOGIN_RATE", 0, 100000, &n); !s.is_ok()) return s;
+  o->login_rate = static_cast<double>(n);
+  n = static_cast<int64_t>(o->login_burst);
+  if (Status s = read_int(lookup, "CHAT_LOGIN_BURST", 1, 1000000, &n); !s.is_ok()) return s;
+  o->login_burst = static_cast<double>(n);
+  if (Status s = read_int(lookup, "CHAT_LOGIN_LOCKOUT_AFTER", 0, 1000, &o->lockout_after);
+      !s.is_ok()) {
+    return s;
+  }
+  n = o->lockout_base_ms / 1000;
+  if (Status s = read_int(lookup, "CHAT_LOGIN_LOCKOUT_SECONDS", 1, 86400, &n); !s.is_ok()) return s;
+  o->lockout_base_ms = n * 1000;
+  n = o->lockout_max_ms / 1000;
+  if (Status s = read_int(lookup, "CHAT_LOGIN_LOCKOUT_MAX", o->lockout_base_ms / 1000, 86400, &n);
+      !s.is_ok()) {
+    return s;
+  }
+  o->lockout_max_ms = n * 1000;
+  n = static_cast<int64_t>(o->rest_rate);
+  if (Status s = read_int(lookup, "CHAT_RATE_LIMIT_REST", 0, 1000000, &n); !s.is_ok()) return s;
+  o->rest_rate = static_cast<double>(n);
+  n = static_cast<int64_t>(o->rest_burst);
+  if (Status s = read_int(lookup, "CHAT_RATE_LIMIT_REST_BURST", 1, 1000000, &n); !s.is_ok()) {
+    return s;
+  }
+  o->rest_burst = static_cast<double>(n);
+  return Status::ok();
+}
+
+}  // namespace
+
 Result<Config> Config::from_env() { return from_lookup(settings::environment()); }
 
 Result<Config> Config::from_lookup(const Lookup& raw_lookup) {
@@ -107,6 +143,32 @@ Result<Config> Config::from_lookup(const Lookup& raw_lookup) {
   if (Status s = read_int(lookup, "CHAT_JWT_LEEWAY", 0, 30, &c.jwt_leeway_s); !s.is_ok()) return s;
   if (Status s = read_string(lookup, "CHAT_JWT_ISSUER", &c.jwt_issuer); !s.is_ok()) return s;
   if (Status s = read_string(lookup, "CHAT_JWT_AUDIENCE", &c.jwt_audience); !s.is_ok()) return s;
+  if (auto v = lookup("CHAT_OIDC_ISSUER")) c.oidc.issuer = *v;
+  if (auto v = lookup("CHAT_OIDC_AUDIENCE")) c.oidc.audience = *v;
+  if (auto v = lookup("CHAT_OIDC_JWKS")) c.oidc_jwks = *v;
+  for (auto [name, out] : {std::pair{"CHAT_OIDC_USER_CLAIM", &c.oidc.user_claim},
+                           std::pair{"CHAT_OIDC_ROLES_CLAIM", &c.oidc.roles_claim}}) {
+    auto v = lookup(name);
+    if (!v) continue;
+    if (!oidc::is_valid_claim_path(*v)) {
+      return bad(name, *v, "a claim name or a dotted path (a.b.c) of [A-Za-z0-9_:/-]");
+    }
+    *out = *v;
+  }
+  if (c.oidc.enabled()) {
+    if (c.oidc.issuer == c.jwt_issuer) {
+      return invalid_argument("CHAT_OIDC_ISSUER: must differ from CHAT_JWT_ISSUER");
+    }
+    if (c.oidc.audience.empty()) {
+      return invalid_argument("CHAT_OIDC_AUDIENCE: required with CHAT_OIDC_ISSUER");
+    }
+    if (c.oidc_jwks.empty()) {
+      return invalid_argument("CHAT_OIDC_JWKS: required with CHAT_OIDC_ISSUER");
+    }
+  } else if (!c.oidc.audience.empty() || !c.oidc_jwks.empty()) {
+    return invalid_argument(
+        "CHAT_OIDC_ISSUER: required with CHAT_OIDC_AUDIENCE and CHAT_OIDC_JWKS");
+  }
   if (Status s = read_int(lookup, "CHAT_REFRESH_TTL", 60, 365 * 24 * 3600, &c.refresh_ttl_s);
       !s.is_ok()) {
     return s;
@@ -125,6 +187,8 @@ Result<Config> Config::from_lookup(const Lookup& raw_lookup) {
     }
     c.metrics_token = *v;
   }
+
+  if (Status s = read_rate_limits(lookup, &c.rate_limits); !s.is_ok()) return s;
 
   if (Status s = read_string(lookup, "CHAT_WEB_DIR", &c.web_dir); !s.is_ok()) return s;
 

@@ -8,6 +8,7 @@
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <chrono>
@@ -66,6 +67,22 @@ void write_json(Response& res, int status, std::string body) {
 
 void write_error(Response& res, int status, std::string_view code, std::string_view message) {
   write_json(res, status, json{{"error", code}, {"message", message}}.dump());
+}
+
+// 429 for an abuse limit: Retry-After in whole seconds (at least 1), and the
+// API's error body; the token endpoint adds RFC 6749's error_description.
+void write_rate_limited(Response& res, int64_t wait_ms, std::string_view message,
+                        bool oauth = false) {
+  const int64_t seconds = std::max<int64_t>(1, (wait_ms + 999) / 1000);
+  const std::string text = std::string(message) + "; retry after " + std::to_string(seconds) + " s";
+  json body{{"error", "rate_limited"}, {"message", text}};
+  if (oauth) body["error_description"] = text;
+  write_json(res, 429, body.dump());
+  res.set_header("Retry-After", std::to_string(seconds));
+}
+
+bool is_write_method(const std::string& method) {
+  return method == "POST" || method == "PUT" || method == "PATCH" || method == "DELETE";
 }
 
 // Every Service failure goes out through here.
@@ -286,7 +303,13 @@ void write_unauthenticated(Response& res, bool token_given, std::string_view why
                  token_given ? "Bearer error=\"invalid_token\"" : std::string("Bearer"));
 }
 
-// The principal of a request, or nullopt after writing the 401.
+// The limits of the server handling this thread's request, set by the
+// pre-routing handler (which runs on the same pool thread as the route), so
+// that every route's require_principal applies them without being handed them.
+thread_local RateLimits* t_rate_limits = nullptr;
+
+// The principal of a request, or nullopt after writing the 401 (or the 429 of
+// a REST write over the user's rate: admins are exempt).
 std::optional<Principal> require_principal(const Service& service, const Request& req,
                                            Response& res) {
   Bearer b = bearer_of(req);
@@ -306,6 +329,12 @@ std::optional<Principal> require_principal(const Service& service, const Request
       write_status(res, principal.status());  // the account store failed, not the token
     }
     return std::nullopt;
+  }
+  if (t_rate_limits != nullptr && is_write_method(req.method) && !principal->has_role("admin")) {
+    if (int64_t wait = t_rate_limits->rest_write(principal->user); wait > 0) {
+      write_rate_limited(res, wait, "too many requests");
+      return std::nullopt;
+    }
   }
   return std::move(principal).value();
 }
@@ -432,15 +461,21 @@ Status check_tls(const HttpOptions& options) {
 }
 
 HttpServer::HttpServer(Service& service, HttpOptions options)
-    : service_(service), options_(options), server_(make_server(options_, &tls_error_)) {
+    : service_(service),
+      options_(options),
+      server_(make_server(options_, &tls_error_)),
+      rate_limits_(std::make_unique<RateLimits>(
+          options_.clock != nullptr ? *options_.clock : SystemClock::instance(),
+          options_.rate_limits)) {
   const int threads = options_.threads > 0 ? options_.threads : 1;
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server_->set_tcp_nodelay(true);
   server_->set_payload_max_length(options_.max_body_bytes);
   server_->set_keep_alive_max_count(1000);
 
-  server_->set_pre_routing_handler([](const Request&, Response&) {
+  server_->set_pre_routing_handler([limits = rate_limits_.get()](const Request&, Response&) {
     t_request_start = std::chrono::steady_clock::now();
+    t_rate_limits = limits;
     return httplib::Server::HandlerResponse::Unhandled;
   });
   server_->set_error_handler(
@@ -531,10 +566,15 @@ void HttpServer::register_routes() {
     write_json(res, 201, json{{"user", *created}}.dump());
   });
 
-  server_->Post("/v1/oauth/token", [&service](const Request& req, Response& res) {
+  RateLimits* limits = rate_limits_.get();
+  server_->Post("/v1/oauth/token", [&service, limits](const Request& req, Response& res) {
     // RFC 6749 §5.1/§5.2: never cache token answers, errors included.
     res.set_header("Cache-Control", "no-store");
     res.set_header("Pragma", "no-cache");
+    // Every grant counts against the client's address, before any work.
+    if (int64_t wait = limits->login_attempt(req.remote_addr); wait > 0) {
+      return write_rate_limited(res, wait, "too many token requests from this address", true);
+    }
     auto oauth_error = [&res](const char* code, const std::string& description) {
       write_json(res, 400,
                  json{{"error", code}, {"error_description", description}, {"message", description}}
@@ -550,8 +590,27 @@ void HttpServer::register_routes() {
     if (grant_type.empty()) {
       return oauth_error("invalid_request", "grant_type required");
     } else if (grant_type == "password") {
-      grant = service.password_grant(form_value(*form, "username"), form_value(*form, "password"),
+      const std::string username = form_value(*form, "username");
+      // A locked account is refused before its password is looked at, so the
+      // answer is the same whether the password is right or not, and whether
+      // the account exists or not.
+      if (int64_t wait = limits->account_locked(username); wait > 0) {
+        return write_rate_limited(res, wait, "too many failed logins for this account", true);
+      }
+      grant = service.password_grant(username, form_value(*form, "password"),
                                      form_value(*form, "device"));
+      if (grant) {
+        limits->login_succeeded(username);
+      } else if (grant.status().code() == StatusCode::kUnauthenticated) {
+        int failures = 0;
+        if (int64_t lock_ms = limits->login_failed(username, &failures); lock_ms > 0) {
+          // A security event: the account (a valid user id: nothing else is
+          // tracked) and the address, never the password.
+          logger().warn(
+              "security: login lockout: account={} ip={} consecutive_failures={} locked_s={}",
+              username, req.remote_addr, failures, (lock_ms + 999) / 1000);
+        }
+      }
     } else if (grant_type == "refresh_token") {
       grant = service.refresh_grant(form_value(*form, "refresh_token"));
     } else {
@@ -825,6 +884,18 @@ void HttpServer::register_admin_routes() {
                         res.status = 204;
                       }));
 
+  server_->Post(R"(/v1/admin/tokens/([^/]+)/revoke)",
+                admin("token.revoke", 1,
+                      [&service](const Principal& caller, const Request& req, Response& res) {
+                        auto revoked = service.admin_revoke_token(caller, req.matches[1].str());
+                        if (!revoked) return write_status(res, revoked.status());
+                        write_json(res, 200,
+                                   json{{"jti", revoked->jti},
+                                        {"closed", revoked->closed},
+                                        {"refresh_tokens_revoked", revoked->refresh_tokens_revoked}}
+                                       .dump());
+                      }));
+
   server_->Get(
       "/v1/admin/clients",
       admin("clients.list", 0, [&service](const Principal& caller, const Request&, Response& res) {
@@ -835,6 +906,7 @@ void HttpServer::register_admin_routes() {
           list.push_back(json{{"clientid", c.client_id},
                               {"user", c.user},
                               {"device", c.device},
+                              {"jti", c.jti},
                               {"connected_ms", c.connected_ms}});
         }
         write_json(res, 200, json{{"clients", std::move(list)}}.dump());
@@ -879,6 +951,7 @@ void HttpServer::register_metrics_route() {
     }
     MetricsInput in;
     in.http = http_metrics_.get();
+    in.rate_limits = rate_limits_->counters();
     in.process_start_s = process_start_time_s();
     in.broker_connected = service.broker_connected();
     in.broker = service.broker_stats();

@@ -234,6 +234,13 @@ std::optional<BridgeSample> parse_bridge_stats(std::string_view body) {
     return std::nullopt;
   }
   num("upstream_connect_failures", nullptr, &s.upstream_connect_failures);
+  if (auto it = j.find("refused"); it != j.end() && it->is_object()) {
+    for (const auto& [reason, count] : it->items()) {
+      if (count.is_number_unsigned() || count.is_number_integer()) {
+        s.refused[reason] = count.get<uint64_t>();
+      }
+    }
+  }
   s.up = true;
   return s;
 }
@@ -398,6 +405,34 @@ void write_bridge(PromWriter& w, const BridgeSample& b) {
            "Times chat-bridge could not reach the broker for a new WebSocket.", "counter");
   w.sample("chat_bridge_upstream_connect_failures_total", {},
            static_cast<double>(b.upstream_connect_failures));
+  if (!b.refused.empty()) {
+    w.family("chat_bridge_connections_refused_total",
+             "WebSocket upgrades chat-bridge refused, by reason (rate_limited: over "
+             "CHAT_WS_CONN_RATE).",
+             "counter");
+    for (const auto& [reason, count] : b.refused) {
+      w.sample("chat_bridge_connections_refused_total", {{"reason", reason}},
+               static_cast<double>(count));
+    }
+  }
+}
+
+void write_rate_limits(PromWriter& w, const RateLimitCounters& c) {
+  w.family("chat_http_rate_limited_total",
+           "Requests chat-api answered 429, by limit (login_ip: token requests over "
+           "CHAT_LOGIN_RATE; login_locked: password grants of a locked account; rest: writes over "
+           "CHAT_RATE_LIMIT_REST).",
+           "counter");
+  w.sample("chat_http_rate_limited_total", {{"limit", "login_ip"}},
+           static_cast<double>(c.login_ip_refused));
+  w.sample("chat_http_rate_limited_total", {{"limit", "login_locked"}},
+           static_cast<double>(c.login_locked_refused));
+  w.sample("chat_http_rate_limited_total", {{"limit", "rest"}},
+           static_cast<double>(c.rest_refused));
+  w.family("chat_login_lockouts_total",
+           "Failed password grants that locked an account (CHAT_LOGIN_LOCKOUT_AFTER and beyond).",
+           "counter");
+  w.sample("chat_login_lockouts_total", {}, static_cast<double>(c.lockouts));
 }
 
 const double kProcessStart =
@@ -413,6 +448,7 @@ std::string render_metrics(const MetricsInput& in) {
   w.sample("chat_process_start_time_seconds", {}, in.process_start_s);
   if (in.http != nullptr) in.http->write(w);
   write_broker(w, in);
+  if (in.rate_limits) write_rate_limits(w, *in.rate_limits);
   if (in.bridge) write_bridge(w, *in.bridge);
   return w.take();
 }

@@ -9,6 +9,7 @@
 #include "chat/api/log.h"
 #include "chat/api/secrets.h"
 #include "chat/common/ids.h"
+#include "chat/common/oidc.h"
 #include "chat/common/topics.h"
 
 namespace chat::api {
@@ -117,6 +118,10 @@ bool is_banned_account(const store::Account& account) {
   return contains(account.roles, std::string(kBannedRole));
 }
 
+bool is_external_account(const store::Account& account) {
+  return contains(account.roles, std::string(kExternalRole));
+}
+
 const char* grant_error_name(const Status& status) {
   switch (status.code()) {
     case StatusCode::kInvalidArgument:
@@ -151,15 +156,59 @@ std::string Service::mint_service_token() const {
 Result<Principal> Service::authenticate(std::string_view access_token) const {
   auto principal = tokens_.verify(access_token);
   if (!principal) return principal;
+  // Revoked by an admin (POST /v1/admin/tokens/{jti}/revoke).
+  if (!principal->jti.empty()) {
+    auto revoked = accounts_.is_revoked(principal->jti);
+    if (!revoked) return revoked.status();
+    if (*revoked) return unauthenticated("the access token was revoked");
+  }
   // Access tokens outlive nothing but a deleted account: its tombstone ends them.
   auto account = accounts_.get_account(principal->user);
   if (account) {
     if (is_deleted_account(*account)) return unauthenticated("the account was deleted");
     if (is_banned_account(*account)) return unauthenticated("the account is banned");
+    // A user id belongs to one origin: neither issuer speaks for the other's users.
+    if (is_external_account(*account) != principal->external) {
+      return unauthenticated(principal->external
+                                 ? "this user id is a local account, not the identity provider's"
+                                 : "this is an external account: sign in with the identity "
+                                   "provider");
+    }
   } else if (account.status().code() != StatusCode::kNotFound) {
     return account.status();
+  } else if (principal->external) {
+    if (Status s = provision_external(principal->user); !s.is_ok()) return s;
   }
   return principal;
+}
+
+Status Service::provision_external(const std::string& user) const {
+  store::Account account;
+  account.user = user;  // no password_hash: the password grant never works for it
+  account.roles = {std::string(kExternalRole)};
+  account.created_ms = clock_.now_ms();
+  if (Status s = accounts_.create_account(account); !s.is_ok()) {
+    if (s.code() != StatusCode::kAlreadyExists) return s;
+    // A concurrent first request won the race; its record decides.
+    auto existing = accounts_.get_account(user);
+    if (!existing) return existing.status();
+    if (!is_external_account(*existing) || is_deleted_account(*existing)) {
+      return unauthenticated("this user id is a local account, not the identity provider's");
+    }
+    return Status::ok();
+  }
+  Status told = tell_broker_user_added(user, /*external=*/true);
+  if (!told.is_ok()) {
+    if (Status d = accounts_.delete_account(user); !d.is_ok()) {
+      logger().error("rollback of external account {} failed: {}", user, d.to_string());
+    }
+    if (told.code() == StatusCode::kPermissionDenied) {
+      return unauthenticated("this user id is a local account, not the identity provider's");
+    }
+    return unavailable("the broker did not confirm the new account; try again");
+  }
+  logger().info("external account {} provisioned", user);
+  return Status::ok();
 }
 
 Status Service::catch_up() {
@@ -167,8 +216,10 @@ Status Service::catch_up() {
   return Status::ok();
 }
 
-Status Service::tell_broker_user_added(const std::string& user) {
-  auto answer = control_.call({{"op", "user.add"}, {"user", user}}, kControlTimeout);
+Status Service::tell_broker_user_added(const std::string& user, bool external) const {
+  nlohmann::json request = {{"op", "user.add"}, {"user", user}};
+  if (external) request["origin"] = std::string(oidc::kExternalOrigin);
+  auto answer = control_.call(request, kControlTimeout);
   // Already known to the broker (an earlier attempt whose answer we missed) is fine.
   if (answer || answer.status().code() == StatusCode::kAlreadyExists) return Status::ok();
   return answer.status();
@@ -201,12 +252,14 @@ Result<std::string> Service::create_user(const std::optional<Principal>& caller,
 
   // The broker must know the user before anyone may message them; answer
   // 201 only once it does.
-  if (Status s = tell_broker_user_added(account.user); !s.is_ok()) {
+  if (Status s = tell_broker_user_added(account.user, /*external=*/false); !s.is_ok()) {
     logger().warn("signup of {} rolled back: broker did not confirm user.add: {}", account.user,
                   s.to_string());
     if (Status d = accounts_.delete_account(account.user); !d.is_ok()) {
       logger().error("rollback of account {} failed: {}", account.user, d.to_string());
     }
+    // The broker already knows the id as an external provider's user.
+    if (s.code() == StatusCode::kPermissionDenied) return already_exists("user id is taken");
     return unavailable("the broker did not confirm the new account; try again");
   }
   logger().info("account {} created", account.user);
@@ -215,10 +268,10 @@ Result<std::string> Service::create_user(const std::optional<Principal>& caller,
 
 Result<TokenGrant> Service::issue(const std::string& user, const std::string& device) {
   TokenGrant grant;
-  grant.access_token = tokens_.mint(user, roles_for(user), config_.token_ttl_s);
+  store::RefreshToken stored;
+  grant.access_token = tokens_.mint(user, roles_for(user), config_.token_ttl_s, &stored.access_jti);
   grant.expires_in = config_.token_ttl_s;
   grant.refresh_token = random_token(kRefreshTokenBytes);
-  store::RefreshToken stored;
   stored.user = user;
   stored.device = device;
   stored.expires_ms = clock_.now_ms() + config_.refresh_ttl_s * 1000;
@@ -244,8 +297,8 @@ Result<TokenGrant> Service::password_grant(std::string_view user, std::string_vi
     hasher_.verify_dummy(password);
     return refused();
   }
-  if (is_deleted_account(*account)) {
-    hasher_.verify_dummy(password);
+  if (is_deleted_account(*account) || is_external_account(*account)) {
+    hasher_.verify_dummy(password);  // an external account has no password here
     return refused();
   }
   if (!hasher_.verify(account->password_hash, password)) return refused();
@@ -302,6 +355,11 @@ Status Service::change_password(const Principal& caller, std::string_view old_pa
     return account.status();
   }
   if (is_deleted_account(*account)) return unauthenticated("the account was deleted");
+  if (is_external_account(*account)) {
+    return permission_denied(
+        "an external account has no password here: the identity provider "
+        "keeps it");
+  }
   if (old_password.size() > kMaxPasswordBytes ||
       !hasher_.verify(account->password_hash, old_password)) {
     return permission_denied("old_password is wrong");
@@ -622,6 +680,19 @@ Status ensure_admin_accounts(const Config& config, store::AccountStore& accounts
     auto existing = accounts.get_account(admin);
     if (existing) continue;
     if (existing.status().code() != StatusCode::kNotFound) return existing.status();
+    // With an external provider and no CHAT_ADMIN_PASSWORD, admins sign in at
+    // the provider: their accounts are external ones (docs/oidc.md).
+    if (config.oidc.enabled() && config.admin_password.empty()) {
+      store::Account account;
+      account.user = admin;
+      account.roles = {std::string(kExternalRole)};
+      account.created_ms = clock.now_ms();
+      Status s = accounts.create_account(account);
+      if (s.code() == StatusCode::kAlreadyExists) continue;
+      if (!s.is_ok()) return s;
+      logger().info("admin account {} created as an external account", admin);
+      continue;
+    }
     const bool random = config.admin_password.empty();
     std::string password = random ? random_token(18) : config.admin_password;
     auto hash = hasher.hash(password);
@@ -648,7 +719,9 @@ Status ensure_admin_accounts(const Config& config, store::AccountStore& accounts
 Status Service::announce_admins() {
   Status first;
   for (const std::string& admin : config_.admins) {
-    Status s = tell_broker_user_added(admin);
+    auto account = accounts_.get_account(admin);
+    const bool external = account && is_external_account(*account);
+    Status s = tell_broker_user_added(admin, external);
     if (!s.is_ok()) {
       logger().warn("broker did not confirm admin {}: {}", admin, s.to_string());
       if (first.is_ok()) first = s;

@@ -143,6 +143,12 @@ Result<Config> Config::from_lookup(const Lookup& raw_lookup) {
   if (Status s = read_int(lookup, "CHAT_WS_MAX_PER_IP", 1, 1000000, &c.max_per_ip); !s.is_ok()) {
     return s;
   }
+  if (Status s = read_int(lookup, "CHAT_WS_CONN_RATE", 0, 1000000, &c.conn_rate); !s.is_ok()) {
+    return s;
+  }
+  if (Status s = read_int(lookup, "CHAT_WS_CONN_BURST", 1, 1000000, &c.conn_burst); !s.is_ok()) {
+    return s;
+  }
   if (Status s = read_int(lookup, "CHAT_WS_HANDSHAKE_TIMEOUT", 1, 300, &c.handshake_timeout_s);
       !s.is_ok()) {
     return s;

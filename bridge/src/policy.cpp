@@ -20,6 +20,8 @@ const char* refusal_name(Refusal r) {
       return "max_per_ip";
     case Refusal::kShuttingDown:
       return "shutting_down";
+    case Refusal::kRateLimited:
+      return "rate_limited";
   }
   return "unknown";
 }
@@ -42,6 +44,8 @@ int http_status(Refusal r) {
       return 503;
     case Refusal::kShuttingDown:
       return 503;
+    case Refusal::kRateLimited:
+      return 429;
   }
   return 500;
 }

@@ -20,6 +20,7 @@
 
 #include "chat/bridge/byte_queue.h"
 #include "chat/bridge/connection_limits.h"
+#include "chat/bridge/connection_rate.h"
 #include "chat/bridge/log.h"
 #include "chat/bridge/origin_policy.h"
 #include "chat/bridge/packet_framer.h"
@@ -224,12 +225,14 @@ struct Server::Impl {
         upstream_address(std::move(upstream)),
         origins(c.bind, c.extra_origins),
         limits(static_cast<size_t>(c.max_connections), static_cast<size_t>(c.max_per_ip)),
+        conn_rate(SystemClock::instance(), c.conn_rate, c.conn_burst),
         scratch(LWS_PRE + kChunk) {}
 
   const Config config;
   const std::string upstream_address;
   const OriginPolicy origins;
   ConnectionLimits limits;
+  ConnectionRate conn_rate;
   Stats stats;
   Stats last_logged;
 
@@ -275,7 +278,22 @@ struct Server::Impl {
     if (protocols) request.protocols = *protocols;
     request.peer_ip = ip;
     const Refusal r = check_upgrade(request, origins, limits, stopping);
-    if (r == Refusal::kNone) return 0;
+    if (r == Refusal::kNone) {
+      // Last, as it takes a token: only an upgrade we would admit counts.
+      const ConnectionRate::Verdict v = conn_rate.admit(ip);
+      if (v == ConnectionRate::Verdict::kAdmit) return 0;
+      ++stats.refused[static_cast<size_t>(Refusal::kRateLimited)];
+      if (v == ConnectionRate::Verdict::kRefuseAndLog) {
+        logger().warn(
+            "refused WebSocket from {}: {} (HTTP 429; over CHAT_WS_CONN_RATE {}/s, burst {}); "
+            "further refusals of this address for {} s are only counted",
+            ip, refusal_name(Refusal::kRateLimited), config.conn_rate, config.conn_burst,
+            ConnectionRate::kLogEveryMs / 1000);
+      }
+      write_refusal(wsi, http_status(Refusal::kRateLimited),
+                    std::string(refusal_name(Refusal::kRateLimited)) + "\n", "1");
+      return -1;
+    }
     ++stats.refused[static_cast<size_t>(r)];
     logger().warn("refused WebSocket from {}: {} (HTTP {}; path {}, origin {}, subprotocol {})", ip,
                   refusal_name(r), http_status(r), shown(path), shown(origin), shown(protocols));
@@ -284,9 +302,10 @@ struct Server::Impl {
     return -1;  // hang up once the answer is written
   }
 
-  // A complete answer written at once, with "connection: close"; the caller
-  // hangs up right after.
-  static void write_refusal(lws* wsi, int status, const std::string& body) {
+  // A complete answer written at once, with "connection: close" (and
+  // Retry-After when given); the caller hangs up right after.
+  static void write_refusal(lws* wsi, int status, const std::string& body,
+                            std::string_view retry_after = {}) {
     uint8_t buf[LWS_PRE + 1024];
     uint8_t* start = buf + LWS_PRE;
     uint8_t* p = start;
@@ -300,6 +319,10 @@ struct Server::Impl {
                                      static_cast<int>(length.size()), &p, end) ||
         lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
                                      reinterpret_cast<const uint8_t*>("close"), 5, &p, end) ||
+        (!retry_after.empty() &&
+         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_RETRY_AFTER,
+                                      reinterpret_cast<const uint8_t*>(retry_after.data()),
+                                      static_cast<int>(retry_after.size()), &p, end)) ||
         lws_finalize_http_header(wsi, &p, end) || body.size() > static_cast<size_t>(end - p)) {
       return;
     }
@@ -660,6 +683,7 @@ struct Server::Impl {
     }
     if (now >= next_summary) {
       log_summary_if_changed();
+      conn_rate.prune();
       next_summary = now + kSummaryEvery;
     }
     if (stopping && (sessions.empty() || now >= stop_deadline)) {

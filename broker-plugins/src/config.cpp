@@ -49,6 +49,18 @@ Result<PluginConfig> PluginConfig::from_options(
       if (!parse_number(value, &c.rate_msgs) || c.rate_msgs < 0) return bad(key, "must be >= 0");
     } else if (key == "rate_limit_burst") {
       if (!parse_number(value, &c.rate_burst) || c.rate_burst < 1) return bad(key, "must be >= 1");
+    } else if (key == "rate_limit_typing") {
+      if (!parse_number(value, &c.rate_typing) || c.rate_typing < 0)
+        return bad(key, "must be >= 0");
+    } else if (key == "rate_limit_typing_burst") {
+      if (!parse_number(value, &c.rate_typing_burst) || c.rate_typing_burst < 1)
+        return bad(key, "must be >= 1");
+    } else if (key == "rate_limit_receipts") {
+      if (!parse_number(value, &c.rate_receipts) || c.rate_receipts < 0)
+        return bad(key, "must be >= 0");
+    } else if (key == "rate_limit_receipts_burst") {
+      if (!parse_number(value, &c.rate_receipts_burst) || c.rate_receipts_burst < 1)
+        return bad(key, "must be >= 1");
     } else if (key == "max_group_members") {
       if (!parse_number(value, &c.max_group_members) || c.max_group_members < 2 ||
           c.max_group_members > 100000)
@@ -56,6 +68,17 @@ Result<PluginConfig> PluginConfig::from_options(
     } else if (key == "group_fanout_bytes") {
       if (!parse_number(value, &c.group_fanout_bytes) || c.group_fanout_bytes < 65536)
         return bad(key, "must be at least 65536");
+    } else if (key == "oidc_issuer") {
+      c.oidc.issuer = value;
+    } else if (key == "oidc_audience") {
+      c.oidc.audience = value;
+    } else if (key == "oidc_jwks_file") {
+      c.oidc_jwks_file = value;
+    } else if (key == "oidc_user_claim" || key == "oidc_roles_claim") {
+      if (!oidc::is_valid_claim_path(value)) {
+        return bad(key, "must be a claim name or a dotted path (a.b.c)");
+      }
+      (key == "oidc_user_claim" ? c.oidc.user_claim : c.oidc.roles_claim) = value;
     } else if (key == "node_id") {
       if (!parse_number(value, &c.node_id) || c.node_id < 0 || c.node_id > 255)
         return bad(key, "must be 0..255");
@@ -64,6 +87,13 @@ Result<PluginConfig> PluginConfig::from_options(
     }
   }
   if (c.data_dir.empty()) return bad("data_dir", "is required");
+  if (c.oidc.enabled()) {
+    if (c.oidc.issuer == c.issuer) return bad("oidc_issuer", "must differ from issuer");
+    if (c.oidc.audience.empty()) return bad("oidc_audience", "is required with oidc_issuer");
+    if (c.oidc_jwks_file.empty()) return bad("oidc_jwks_file", "is required with oidc_issuer");
+  } else if (!c.oidc.audience.empty() || !c.oidc_jwks_file.empty()) {
+    return bad("oidc_issuer", "is required with oidc_audience and oidc_jwks_file");
+  }
   if (c.archive_path.empty()) c.archive_path = c.data_dir + "/archive";
   if (c.jwks_file.empty()) c.jwks_file = c.data_dir + "/keys/jwks.json";
   return c;

@@ -19,7 +19,11 @@ Status Gatekeeper::authenticate(const void* handle, std::string_view client_id,
   if (username == nullptr || password == nullptr) {
     return unauthenticated("username and access token required");
   }
-  auto claims = jwt::verify_jwt(password, keys_, verify_, clock_.now_s());
+  // The token's `iss` picks the trust domain; each verifies with its own keys only.
+  const bool external =
+      external_.enabled() && oidc::unverified_issuer(password) == external_.issuer;
+  auto claims = external ? verify_external(password)
+                         : jwt::verify_jwt(password, keys_, verify_, clock_.now_s());
   if (!claims) return claims.status();
   if (claims->sub != username) return unauthenticated("username does not match the token's sub");
 
@@ -33,6 +37,14 @@ Status Gatekeeper::authenticate(const void* handle, std::string_view client_id,
     return permission_denied("service role and svc. account names go together");
   }
   if (banned_ && banned_(s.user)) return permission_denied("user " + s.user + " is banned");
+  if (!claims->jti.empty() && revoked_ && revoked_(claims->jti)) {
+    return permission_denied("the access token was revoked");
+  }
+  // Last, as it may provision an external user: only for an accepted CONNECT.
+  if (origin_check_) {
+    if (Status st = origin_check_(s.user, external); !st.is_ok()) return st;
+  }
+  s.jti = claims->jti;
   s.client_id.assign(client_id);
   s.connected_ms = clock_.now_ms();
   s.roles = claims->roles;
@@ -55,6 +67,16 @@ Status Gatekeeper::authenticate(const void* handle, std::string_view client_id,
   DeviceSession& stored = sessions_[handle] = std::move(s);
   if (observer_) observer_(stored, true);
   return Status::ok();
+}
+
+Result<jwt::Claims> Gatekeeper::verify_external(std::string_view token) const {
+  auto id = oidc::verify(token, external_keys_, external_, verify_.leeway_s, clock_.now_s());
+  if (!id) return id.status();
+  jwt::Claims claims = std::move(id->claims);
+  claims.sub = id->user;  // our user id, from the provider's user claim
+  // The broker grants no admin powers (admins act through chat-api); never service.
+  claims.roles = oidc::granted_roles(id->provider_roles, /*listed_admin=*/false);
+  return claims;
 }
 
 void Gatekeeper::disconnected(const void* handle) {
@@ -142,6 +164,16 @@ std::vector<DeviceSession> Gatekeeper::devices() const {
   std::sort(out.begin(), out.end(), [](const DeviceSession& a, const DeviceSession& b) {
     return a.client_id < b.client_id;
   });
+  return out;
+}
+
+std::vector<std::string> Gatekeeper::clients_with_jti(const std::string& jti) const {
+  std::vector<std::string> out;
+  if (jti.empty()) return out;
+  for (const auto& [handle, s] : sessions_) {
+    if (s.jti == jti) out.push_back(s.client_id);
+  }
+  std::sort(out.begin(), out.end());
   return out;
 }
 

@@ -1,8 +1,11 @@
 // Mosquitto 2.0 plugin entry points (plugin API v5): thin, noexcept
 // trampolines from C callbacks into the Gatekeeper and Router. No logic here.
+#include <sys/stat.h>
+
 #include <exception>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -13,6 +16,7 @@ extern "C" {
 #include <mosquitto_plugin.h>
 }
 
+#include "chat/broker/account_origins.h"
 #include "chat/broker/bans.h"
 #include "chat/broker/config.h"
 #include "chat/broker/directory.h"
@@ -67,6 +71,24 @@ class MosquittoPort final : public BrokerPort {
   }
 };
 
+// What identifies one version of a file: replaced (rename) or rewritten.
+struct FileStamp {
+  ino_t inode = 0;
+  off_t size = -1;
+  int64_t mtime_ns = 0;
+  bool operator==(const FileStamp&) const = default;
+};
+
+FileStamp stamp_of(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {};
+  return {st.st_ino, st.st_size,
+          static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec};
+}
+
+// How often TICK compares the provider's JWKS file with the one loaded.
+constexpr int64_t kJwksCheckIntervalS = 2;
+
 // All plugin state, passed to every callback as userdata.
 struct Plugin {
   mosquitto_plugin_id_t* id = nullptr;
@@ -75,6 +97,7 @@ struct Plugin {
   std::unique_ptr<store::Archive> archive;
   std::unique_ptr<Directory> directory;
   std::unique_ptr<BanList> bans;
+  std::unique_ptr<AccountOrigins> origins;
   std::unique_ptr<PresenceTracker> presence;
   std::unique_ptr<Gatekeeper> gatekeeper;
   std::unique_ptr<Router> router;
@@ -82,6 +105,9 @@ struct Plugin {
   BrokerStats stats;
   int64_t started_ms = 0;
   int64_t last_stats_s = 0;
+  // The external provider's JWKS file as last read (rotation: reread when it changes).
+  FileStamp oidc_jwks_stamp;
+  int64_t last_jwks_check_s = 0;
 };
 
 Result<std::string> read_file(const std::string& path) {
@@ -101,6 +127,18 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
   if (!jwks) return invalid_argument("plugin_opt_jwks_file: " + jwks.status().message());
   auto keys = jwt::KeySet::from_jwks(*jwks);
   if (!keys) return invalid_argument("plugin_opt_jwks_file: " + keys.status().message());
+  std::optional<jwt::KeySet> oidc_keys;
+  if (p.config.oidc.enabled()) {
+    p.oidc_jwks_stamp = stamp_of(p.config.oidc_jwks_file);
+    auto text = read_file(p.config.oidc_jwks_file);
+    if (!text) return invalid_argument("plugin_opt_oidc_jwks_file: " + text.status().message());
+    auto parsed = oidc::parse_jwks(*text);
+    if (!parsed) {
+      return invalid_argument("plugin_opt_oidc_jwks_file " + p.config.oidc_jwks_file + ": " +
+                              parsed.status().message());
+    }
+    oidc_keys = std::move(parsed).value();
+  }
 
   store::ArchiveOptions ao;
   ao.path = p.config.archive_path;
@@ -118,6 +156,9 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
   if (!loaded.is_ok()) return loaded;
   p.bans = std::make_unique<BanList>(*p.archive);
   loaded = p.bans->load();
+  if (!loaded.is_ok()) return loaded;
+  p.origins = std::make_unique<AccountOrigins>(*p.archive);
+  loaded = p.origins->load();
   if (!loaded.is_ok()) return loaded;
 
   store::Archive* a = p.archive.get();
@@ -137,6 +178,20 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
   p.presence->recover();
   BanList* bans = p.bans.get();
   p.gatekeeper->set_banned_check([bans](const std::string& user) { return bans->is_banned(user); });
+  p.gatekeeper->set_revoked_check([bans](const std::string& jti) { return bans->is_revoked(jti); });
+  // Revocations of tokens long expired refuse nothing any more.
+  bans->forget_expired(SystemClock::instance().now_s(), jwt::kMaxLeewayS);
+  AccountOrigins* origins = p.origins.get();
+  MosquittoPort* port = &p.port;
+  p.gatekeeper->set_origin_check([origins, port](const std::string& user, bool external) {
+    const bool known = origins->is_external(user);
+    Status st = origins->admit(user, external);
+    if (st.is_ok() && external && !known) {
+      port->log(LogLevel::kNotice, "external user " + user + " provisioned");
+    }
+    return st;
+  });
+  if (oidc_keys) p.gatekeeper->set_external(p.config.oidc, std::move(*oidc_keys));
   PresenceTracker* presence = p.presence.get();
   p.gatekeeper->set_session_observer([presence](const DeviceSession& s, bool started) {
     if (s.service) return;
@@ -150,6 +205,10 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
   ro.max_payload = p.config.max_payload;
   ro.rate_msgs = p.config.rate_msgs;
   ro.rate_burst = p.config.rate_burst;
+  ro.rate_typing = p.config.rate_typing;
+  ro.rate_typing_burst = p.config.rate_typing_burst;
+  ro.rate_receipts = p.config.rate_receipts;
+  ro.rate_receipts_burst = p.config.rate_receipts_burst;
   ro.node_id = static_cast<uint8_t>(p.config.node_id);
   ro.max_group_members = p.config.max_group_members;
   ro.group_fanout_bytes = p.config.group_fanout_bytes;
@@ -157,8 +216,38 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
       std::make_unique<Router>(SystemClock::instance(), *p.archive, *p.directory, p.port, ro);
   p.router->set_stats(&p.stats);
   p.router->set_admin(p.bans.get(), p.gatekeeper.get());
+  p.router->set_origins(p.origins.get());
   p.started_ms = SystemClock::instance().now_ms();
   return p.router->init();
+}
+
+// Rereads the external provider's JWKS (rotation). A bad file keeps the keys
+// in use. Never logs key material.
+void reload_oidc_keys(Plugin& p, const char* why) {
+  p.oidc_jwks_stamp = stamp_of(p.config.oidc_jwks_file);
+  const std::string& path = p.config.oidc_jwks_file;
+  auto text = read_file(path);
+  auto keys = text ? oidc::parse_jwks(*text) : Result<jwt::KeySet>(text.status());
+  if (!keys) {
+    mosquitto_log_printf(MOSQ_LOG_ERR,
+                         "chat: plugin_opt_oidc_jwks_file %s: %s; keeping the previous keys",
+                         path.c_str(), keys.status().message().c_str());
+    return;
+  }
+  const size_t n = keys->size();
+  p.gatekeeper->replace_external_keys(std::move(keys).value());
+  mosquitto_log_printf(MOSQ_LOG_NOTICE, "chat: %zu external provider keys loaded from %s (%s)", n,
+                       path.c_str(), why);
+}
+
+int on_reload(int, void*, void* userdata) noexcept {
+  try {
+    auto* p = static_cast<Plugin*>(userdata);
+    if (p->config.oidc.enabled()) reload_oidc_keys(*p, "reload");
+  } catch (const std::exception& e) {
+    mosquitto_log_printf(MOSQ_LOG_ERR, "chat: reload error: %s", e.what());
+  }
+  return MOSQ_ERR_SUCCESS;
 }
 
 int on_basic_auth(int, void* event_data, void* userdata) noexcept {
@@ -291,6 +380,12 @@ int on_tick(int, void*, void* userdata) noexcept {
     if (now == p->last_expiry_scan) return MOSQ_ERR_SUCCESS;  // once a second is enough
     p->last_expiry_scan = now;
     p->router->on_tick();
+    if (p->config.oidc.enabled() && now - p->last_jwks_check_s >= kJwksCheckIntervalS) {
+      p->last_jwks_check_s = now;
+      if (!(stamp_of(p->config.oidc_jwks_file) == p->oidc_jwks_stamp)) {
+        reload_oidc_keys(*p, "file changed");
+      }
+    }
     if (now - p->last_stats_s >= kStatsIntervalS) {
       p->last_stats_s = now;
       p->port.publish("", std::string(topics::kControlStats),
@@ -330,6 +425,7 @@ const Registration kCallbacks[] = {
     {MOSQ_EVT_CONTROL, on_control, topics::kControl.data()},
     {MOSQ_EVT_TICK, on_tick, nullptr},
     {MOSQ_EVT_DISCONNECT, on_disconnect, nullptr},
+    {MOSQ_EVT_RELOAD, on_reload, nullptr},
 };
 
 }  // namespace

@@ -61,7 +61,11 @@ Router::Router(const Clock& clock, store::Archive& archive, Directory& directory
       directory_(directory),
       port_(port),
       options_(options),
-      ids_(clock, options.node_id) {}
+      ids_(clock, options.node_id),
+      message_limits_(clock, RateLimit{options.rate_msgs, options.rate_burst}),
+      receipt_limits_(clock, RateLimit{options.rate_receipts, options.rate_receipts_burst}),
+      typing_limits_(clock, RateLimit{options.rate_typing, options.rate_typing_burst}),
+      typing_notices_(clock, RateLimit{1, 1}) {}
 
 Status Router::init() {
   auto max = archive_.max_id();
@@ -74,7 +78,8 @@ MessageOutcome Router::refuse(const DeviceSession& sender, std::string_view cid,
                               std::string reason, int qos) {
   if (stats_ != nullptr) stats_->message_refused(code);
   // The contract promises an event for every refused QoS 1/2 publish; QoS 0
-  // (typing) refusals are silent, as QoS 0 has no acknowledgement to explain.
+  // (typing) refusals are silent, as QoS 0 has no acknowledgement to explain
+  // (rate limits aside: typing_rate_limited).
   if (qos > 0) {
     port_.publish(sender.client_id, topics::inbox(sender.user, topics::kInboxEvent),
                   make_error_event(cid, code, reason), 1, false);
@@ -97,32 +102,16 @@ void Router::on_write_denied(const DeviceSession& sender, std::string_view topic
   refuse(sender, extract_cid(payload), RefusalCode::kNotAuthorized, std::move(reason), qos);
 }
 
-bool Router::take_token(const std::string& key, double rate, double burst) {
-  if (rate <= 0) return true;
-  int64_t now = clock_.now_ms();
-  auto [it, inserted] = buckets_.try_emplace(key);
-  Bucket& b = it->second;
-  if (inserted) {
-    b.tokens = burst;
-    b.last_ms = now;
-  }
-  double elapsed = std::max<int64_t>(0, now - b.last_ms) / 1000.0;
-  b.tokens = std::min(burst, b.tokens + elapsed * rate);
-  b.last_ms = now;
-  if (b.tokens < 1) return false;
-  b.tokens -= 1;
-  return true;
-}
-
 void Router::on_tick() {
   // Forget buckets that have refilled completely: they behave exactly like a
-  // new bucket, so the table only holds users who sent in the last minute.
+  // new bucket, so the tables only hold users who sent a lot just now.
   int64_t now = clock_.now_ms();
   if (now - last_prune_ms_ < 10'000) return;
   last_prune_ms_ = now;
-  for (auto i = buckets_.begin(); i != buckets_.end();) {
-    i = now - i->second.last_ms > 60'000 ? buckets_.erase(i) : std::next(i);
-  }
+  message_limits_.prune();
+  receipt_limits_.prune();
+  typing_limits_.prune();
+  typing_notices_.prune();
 }
 
 MessageOutcome Router::on_message(const DeviceSession& sender, std::string_view topic,
@@ -216,7 +205,7 @@ Router::Stamped Router::stamp_and_archive(const DeviceSession& sender, const std
     out.done = refuse(sender, msg.cid, bad->code, std::move(bad->reason), qos);
     return out;
   }
-  if (!take_token("m:" + sender.user, options_.rate_msgs, options_.rate_burst)) {
+  if (message_limits_.take(sender.user) > 0) {
     out.done =
         refuse(sender, msg.cid, RefusalCode::kRateLimited, "too many messages, slow down", qos);
     return out;
@@ -363,6 +352,9 @@ MessageOutcome Router::direct_receipt(const DeviceSession& sender, const std::st
   Refusal why;
   auto receipt = parse_receipt(payload, &why);
   if (!receipt) return refuse(sender, "", why.code, why.reason, qos);
+  if (receipt_limits_.take(sender.user) > 0) {
+    return refuse(sender, "", RefusalCode::kRateLimited, "too many receipts, slow down", qos);
+  }
   if (peer == sender.user) {
     return refuse(sender, "", RefusalCode::kUnknownPeer, "cannot send a receipt to yourself", qos);
   }
@@ -394,6 +386,9 @@ MessageOutcome Router::group_receipt(const DeviceSession& sender, const std::str
   Refusal why;
   auto receipt = parse_receipt(payload, &why);
   if (!receipt) return refuse(sender, "", why.code, why.reason, qos);
+  if (receipt_limits_.take(sender.user) > 0) {
+    return refuse(sender, "", RefusalCode::kRateLimited, "too many receipts, slow down", qos);
+  }
   if (!directory_.is_member(gid, sender.user)) {
     return refuse(sender, "", RefusalCode::kNotAuthorized, "not a member of group " + gid, qos);
   }
@@ -451,6 +446,20 @@ std::string Router::typing_json(const std::string& conv, const std::string& from
   return r.dump();
 }
 
+MessageOutcome Router::typing_rate_limited(const DeviceSession& sender) {
+  if (stats_ != nullptr) stats_->message_refused(RefusalCode::kRateLimited);
+  // QoS 0 has no acknowledgement to carry a refusal, so the device hears why
+  // in an event, but at most once a second: the answers must not become a
+  // flood of their own.
+  if (typing_notices_.take(sender.client_id) == 0) {
+    port_.publish(
+        sender.client_id, topics::inbox(sender.user, topics::kInboxEvent),
+        make_error_event("", RefusalCode::kRateLimited, "too many typing signals, slow down"), 1,
+        false);
+  }
+  return {MessageOutcome::Action::kRefuse, {}, {}};
+}
+
 // Typing is QoS 0 end to end: Mosquitto does not queue QoS 0 for offline
 // sessions (queue_qos0_messages false), so it never reaches an offline device.
 MessageOutcome Router::direct_typing(const DeviceSession& sender, const std::string& peer,
@@ -459,10 +468,8 @@ MessageOutcome Router::direct_typing(const DeviceSession& sender, const std::str
   if (!state || peer == sender.user) {
     return refuse(sender, "", RefusalCode::kInvalidPayload, "typing must be {\"state\":...}", 0);
   }
-  if (!take_token("t:" + sender.user, options_.rate_typing, 2 * options_.rate_typing) ||
-      directory_.is_blocked(peer, sender.user)) {
-    return consumed(payload);
-  }
+  if (typing_limits_.take(sender.user) > 0) return typing_rate_limited(sender);
+  if (directory_.is_blocked(peer, sender.user)) return consumed(payload);
   if (stats_ != nullptr) stats_->message_routed(RoutedKind::kTyping);
   return accept(topics::inbox(peer, topics::kInboxTyping),
                 typing_json(topics::dm_conversation(sender.user, peer), sender.user, *state));
@@ -475,9 +482,7 @@ MessageOutcome Router::group_typing(const DeviceSession& sender, const std::stri
   if (!state || group == nullptr || group->members.count(sender.user) == 0) {
     return refuse(sender, "", RefusalCode::kNotAuthorized, "not a member", 0);
   }
-  if (!take_token("t:" + sender.user, options_.rate_typing, 2 * options_.rate_typing)) {
-    return consumed(payload);
-  }
+  if (typing_limits_.take(sender.user) > 0) return typing_rate_limited(sender);
   std::string out = typing_json(topics::group_conversation(gid), sender.user, *state);
   for (const auto& m : group->members) {
     if (m == sender.user || directory_.is_blocked(m, sender.user)) continue;
@@ -654,6 +659,31 @@ Status Router::control_admin(const std::string& op, const json& doc, json* resul
     *result = json{{"user", user}, {"banned", ban}};
     return Status::ok();
   }
+  if (op == "token.revoke") {
+    // Refused at the next CONNECT and closed now wherever it is in use.
+    std::string jti = str("jti");
+    if (jti.empty() || jti.size() > 256 || jti.find('\0') != std::string::npos) {
+      return invalid_argument("jti must be a token id of 1-256 bytes");
+    }
+    int64_t exp = 0;
+    if (doc.contains("exp")) {
+      if (!doc["exp"].is_number_integer() || doc["exp"].get<int64_t>() < 0) {
+        return invalid_argument("exp must be a non-negative integer (seconds)");
+      }
+      exp = doc["exp"].get<int64_t>();
+    }
+    Status st = bans_->revoke(jti, exp);
+    if (!st.is_ok()) return st;
+    json closed = json::array();
+    for (const auto& client_id : gatekeeper_->clients_with_jti(jti)) {
+      port_.kick_client(client_id);
+      closed.push_back(client_id);
+    }
+    port_.log(LogLevel::kNotice,
+              "token revoked; " + std::to_string(closed.size()) + " connection(s) closed");
+    *result = json{{"jti", jti}, {"closed", std::move(closed)}};
+    return Status::ok();
+  }
   if (op == "client.kick") {
     std::string client_id = str("clientid");
     std::string user, device;
@@ -671,6 +701,7 @@ Status Router::control_admin(const std::string& op, const json& doc, json* resul
       clients.push_back(json{{"clientid", s.client_id},
                              {"user", s.user},
                              {"device", s.device},
+                             {"jti", s.jti},
                              {"connected_ms", s.connected_ms}});
     }
     *result =
@@ -703,11 +734,19 @@ void Router::on_control(const DeviceSession& sender, std::string_view payload) {
   std::string user, peer;
   if (op == "user.add") {
     if (!user_arg("user", &user)) return reply(sender, req, invalid_argument("bad user"));
+    // "origin": "local" (default) or "external" (docs/oidc.md).
+    const auto origin = doc.find("origin");
+    const bool external = origin != doc.end() && *origin == "external";
+    if (origin != doc.end() && !external && *origin != "local") {
+      return reply(sender, req, invalid_argument("origin must be \"local\" or \"external\""));
+    }
+    if (origins_ != nullptr) return reply(sender, req, origins_->add(user, external));
     return reply(sender, req, archive_.add_user(user));
   }
   if (op == "user.remove") {
     if (!user_arg("user", &user)) return reply(sender, req, invalid_argument("bad user"));
     Status st = archive_.remove_user(user);
+    if (st.is_ok() && origins_ != nullptr) st = origins_->removed(user);
     if (st.is_ok()) {
       directory_.forget_user(user);
       port_.kick_user(user);
@@ -730,7 +769,8 @@ void Router::on_control(const DeviceSession& sender, std::string_view payload) {
     Status st = control_group(op, doc, &result);
     return reply(sender, req, st, result);
   }
-  if (op == "user.ban" || op == "user.unban" || op.rfind("client.", 0) == 0) {
+  if (op == "user.ban" || op == "user.unban" || op == "token.revoke" ||
+      op.rfind("client.", 0) == 0) {
     json result;
     Status st = control_admin(op, doc, &result);
     return reply(sender, req, st, result);

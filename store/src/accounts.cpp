@@ -3,9 +3,10 @@
 // Schema (column families, created at open when missing, so databases made by
 // an older version gain the newer families):
 //   accounts         "<user>"           -> {"user","password_hash","roles","created_ms"}
-//   refresh          "<token hash>"     -> {"user","device","expires_ms"}
+//   refresh          "<token hash>"     -> {"user","device","expires_ms","jti"}
 //   refresh_by_user  "<user>\0<hash>"   -> ""   (index for revoke_all_refresh)
 //   reports          "<report id>"      -> {"id","reporter","user","ids","reason","created_ms"}
+//   revoked          "<jti>"            -> "<exp seconds>" (access tokens an admin revoked)
 //
 // Every mutation takes write_mu_: the check-then-act operations (create,
 // take) need it, and serializing the rest keeps the refresh index exact.
@@ -38,10 +39,12 @@ constexpr char kAccountsFamily[] = "accounts";
 constexpr char kRefreshFamily[] = "refresh";
 constexpr char kRefreshByUserFamily[] = "refresh_by_user";
 constexpr char kReportsFamily[] = "reports";
+constexpr char kRevokedFamily[] = "revoked";
 
-enum Family : size_t { kAccounts, kRefresh, kRefreshByUser, kReports, kFamilyCount };
-constexpr const char* kFamilyNames[kFamilyCount] = {kAccountsFamily, kRefreshFamily,
-                                                    kRefreshByUserFamily, kReportsFamily};
+enum Family : size_t { kAccounts, kRefresh, kRefreshByUser, kReports, kRevoked, kFamilyCount };
+constexpr const char* kFamilyNames[kFamilyCount] = {
+    kAccountsFamily, kRefreshFamily, kRefreshByUserFamily, kReportsFamily, kRevokedFamily};
+constexpr size_t kMaxJtiBytes = 256;
 
 constexpr size_t kWriteBufferSize = 4 << 20;
 constexpr size_t kBlockCacheSize = 8 << 20;
@@ -101,6 +104,7 @@ bool decode_account(std::string_view text, Account* out) {
 std::string encode_refresh(const RefreshToken& token) {
   nlohmann::json json = {
       {"user", token.user}, {"device", token.device}, {"expires_ms", token.expires_ms}};
+  if (!token.access_jti.empty()) json["jti"] = token.access_jti;
   return json.dump();
 }
 
@@ -115,6 +119,8 @@ bool decode_refresh(std::string_view text, RefreshToken* out) {
   out->user = user->get<std::string>();
   out->device = (device != json.end() && device->is_string()) ? device->get<std::string>() : "";
   out->expires_ms = expires->get<int64_t>();
+  auto jti = json.find("jti");
+  out->access_jti = (jti != json.end() && jti->is_string()) ? jti->get<std::string>() : "";
   return true;
 }
 
@@ -361,6 +367,45 @@ Status AccountStore::revoke_all_refresh(const std::string& user) {
   if (!it->status().ok()) return from_rocksdb(it->status(), "accounts refresh scan");
   if (batch.Count() == 0) return Status::ok();
   return impl_->write(&batch, "accounts refresh revoke_all");
+}
+
+Status AccountStore::revoke_refresh_by_access_jti(const std::string& jti, size_t* revoked) {
+  if (revoked != nullptr) *revoked = 0;
+  if (jti.empty()) return Status::ok();
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  rocksdb::WriteBatch batch;
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->cf(kRefresh)));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    RefreshToken token;
+    if (!decode_refresh(std::string_view(it->value().data(), it->value().size()), &token) ||
+        token.access_jti != jti) {
+      continue;
+    }
+    Status st = impl_->delete_refresh(&batch, it->key().ToString(), token.user);
+    if (!st.is_ok()) return st;
+  }
+  if (!it->status().ok()) return from_rocksdb(it->status(), "accounts refresh scan");
+  if (revoked != nullptr) *revoked = batch.Count() / 2;
+  if (batch.Count() == 0) return Status::ok();
+  return impl_->write(&batch, "accounts refresh revoke_by_jti");
+}
+
+Status AccountStore::put_revoked(const std::string& jti, int64_t exp_s) {
+  if (jti.empty() || jti.size() > kMaxJtiBytes || has_nul(jti)) {
+    return invalid_argument("accounts: malformed jti");
+  }
+  rocksdb::Status s = impl_->db->Put(impl_->write_options, impl_->cf(kRevoked), jti,
+                                     std::to_string(std::max<int64_t>(exp_s, 0)));
+  if (!s.ok()) return from_rocksdb(s, "accounts revoked put");
+  return Status::ok();
+}
+
+Result<bool> AccountStore::is_revoked(const std::string& jti) const {
+  if (jti.empty() || jti.size() > kMaxJtiBytes || has_nul(jti)) return false;
+  auto value = impl_->get(kRevoked, jti, "accounts revoked get");
+  if (!value) return value.status();
+  return value->has_value();
 }
 
 Status AccountStore::put_report(const Report& report) {

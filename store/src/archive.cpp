@@ -76,6 +76,11 @@ constexpr char kMetaSchemaVersion[] = "schema_version";
 constexpr char kMetaMaxId[] = "max_id";
 // Banned users live in meta under this scope: ban\0<user> -> "".
 constexpr char kMetaBanScope[] = "ban";
+// Account origin marks live in meta under this scope: origin\0<user> -> mark.
+constexpr char kMetaOriginScope[] = "origin";
+// Revoked access tokens: revoked\0<jti> -> "<exp seconds>" ("0": unknown).
+constexpr char kMetaRevokedScope[] = "revoked";
+constexpr size_t kMaxJtiBytes = 256;
 constexpr char kSchemaVersion[] = "1";
 
 // Small-machine sizing: the families share one memtable budget and one block
@@ -1067,11 +1072,32 @@ Result<std::vector<std::string>> ArchiveView::banned_users() const {
   return users;
 }
 
+Result<std::vector<std::pair<std::string, std::string>>> ArchiveView::user_marks() const {
+  std::vector<std::pair<std::string, std::string>> marks;
+  Status st = impl_->pin()->scan(
+      kMeta, kMetaOriginScope, "archive origin scan",
+      [&](std::string_view user, std::string_view mark) { marks.emplace_back(user, mark); });
+  if (!st.is_ok()) return st;
+  return marks;
+}
+
 Result<bool> ArchiveView::is_banned(const std::string& user) const {
   if (!valid_key_part(user)) return false;
   auto found = impl_->pin()->get(kMeta, make_key(kMetaBanScope, user), "archive bans get");
   if (!found) return found.status();
   return found->has_value();
+}
+
+Result<std::vector<std::pair<std::string, int64_t>>> ArchiveView::revoked_tokens() const {
+  std::vector<std::pair<std::string, int64_t>> out;
+  Status st = impl_->pin()->scan(kMeta, kMetaRevokedScope, "archive revoked scan",
+                                 [&](std::string_view jti, std::string_view value) {
+                                   int64_t exp = 0;
+                                   std::from_chars(value.data(), value.data() + value.size(), exp);
+                                   out.emplace_back(std::string(jti), exp);
+                                 });
+  if (!st.is_ok()) return st;
+  return out;
 }
 
 // ---------------------------------------------------------------------------
@@ -1458,6 +1484,37 @@ Status Archive::set_ban(const std::string& user, bool banned) {
                           ? impl_->w().db->Put(impl_->write_options, impl_->w().cf(kMeta), key, "")
                           : impl_->w().db->Delete(impl_->write_options, impl_->w().cf(kMeta), key);
   if (!s.ok()) return from_rocksdb(s, "archive set_ban");
+  return Status::ok();
+}
+
+Status Archive::set_user_mark(const std::string& user, const std::string& mark) {
+  if (!valid_key_part(user) || user.empty()) return invalid_argument("archive: malformed user id");
+  const std::string key = make_key(kMetaOriginScope, user);
+  rocksdb::Status s =
+      mark.empty() ? impl_->w().db->Delete(impl_->write_options, impl_->w().cf(kMeta), key)
+                   : impl_->w().db->Put(impl_->write_options, impl_->w().cf(kMeta), key, mark);
+  if (!s.ok()) return from_rocksdb(s, "archive set_user_mark");
+  return Status::ok();
+}
+
+Status Archive::set_revoked(const std::string& jti, int64_t exp_s) {
+  if (jti.empty() || jti.size() > kMaxJtiBytes || !valid_key_part(jti)) {
+    return invalid_argument("archive: malformed jti");
+  }
+  rocksdb::Status s = impl_->w().db->Put(impl_->write_options, impl_->w().cf(kMeta),
+                                         make_key(kMetaRevokedScope, jti),
+                                         std::to_string(std::max<int64_t>(exp_s, 0)));
+  if (!s.ok()) return from_rocksdb(s, "archive set_revoked");
+  return Status::ok();
+}
+
+Status Archive::forget_revoked(const std::string& jti) {
+  if (jti.empty() || jti.size() > kMaxJtiBytes || !valid_key_part(jti)) {
+    return invalid_argument("archive: malformed jti");
+  }
+  rocksdb::Status s = impl_->w().db->Delete(impl_->write_options, impl_->w().cf(kMeta),
+                                            make_key(kMetaRevokedScope, jti));
+  if (!s.ok()) return from_rocksdb(s, "archive forget_revoked");
   return Status::ok();
 }
 

@@ -126,3 +126,54 @@ TEST(ConfigTest, TlsCertificateAndKeyBothOrNeither) {
 
 }  // namespace
 }  // namespace chat::api
+
+namespace chat::api {
+namespace {
+
+TEST(ConfigTest, RateLimitDefaultsValuesAndBounds) {
+  auto d = Config::from_lookup(settings::from_map({}));
+  ASSERT_TRUE(d.is_ok()) << d.status().to_string();
+  EXPECT_EQ(d->rate_limits.login_rate, 5);
+  EXPECT_EQ(d->rate_limits.login_burst, 20);
+  EXPECT_EQ(d->rate_limits.lockout_after, 5);
+  EXPECT_EQ(d->rate_limits.lockout_base_ms, 1000);
+  EXPECT_EQ(d->rate_limits.lockout_max_ms, 900'000);
+  EXPECT_EQ(d->rate_limits.rest_rate, 10);
+  EXPECT_EQ(d->rate_limits.rest_burst, 50);
+
+  auto c = Config::from_lookup(settings::from_map({{"CHAT_LOGIN_RATE", "0"},
+                                                   {"CHAT_LOGIN_BURST", "3"},
+                                                   {"CHAT_LOGIN_LOCKOUT_AFTER", "2"},
+                                                   {"CHAT_LOGIN_LOCKOUT_SECONDS", "4"},
+                                                   {"CHAT_LOGIN_LOCKOUT_MAX", "60"},
+                                                   {"CHAT_RATE_LIMIT_REST", "0"},
+                                                   {"CHAT_RATE_LIMIT_REST_BURST", "7"}}));
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c->rate_limits.login_rate, 0);
+  EXPECT_EQ(c->rate_limits.login_burst, 3);
+  EXPECT_EQ(c->rate_limits.lockout_after, 2);
+  EXPECT_EQ(c->rate_limits.lockout_base_ms, 4000);
+  EXPECT_EQ(c->rate_limits.lockout_max_ms, 60'000);
+  EXPECT_EQ(c->rate_limits.rest_rate, 0);
+  EXPECT_EQ(c->rate_limits.rest_burst, 7);
+
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"CHAT_LOGIN_RATE", "-1"},           {"CHAT_LOGIN_RATE", "2.5"},
+      {"CHAT_LOGIN_BURST", "0"},           {"CHAT_LOGIN_LOCKOUT_AFTER", "1001"},
+      {"CHAT_LOGIN_LOCKOUT_SECONDS", "0"}, {"CHAT_LOGIN_LOCKOUT_MAX", "86401"},
+      {"CHAT_RATE_LIMIT_REST", "x"},       {"CHAT_RATE_LIMIT_REST_BURST", "0"},
+  };
+  for (const auto& [name, value] : bad) {
+    auto r = Config::from_lookup(settings::from_map({{name, value}}));
+    ASSERT_FALSE(r.is_ok()) << name << "=" << value;
+    EXPECT_EQ(r.status().message().rfind(name + ": ", 0), 0u) << r.status().message();
+  }
+  // The longest lock may not be shorter than the first one.
+  auto shorter = Config::from_lookup(
+      settings::from_map({{"CHAT_LOGIN_LOCKOUT_SECONDS", "60"}, {"CHAT_LOGIN_LOCKOUT_MAX", "30"}}));
+  ASSERT_FALSE(shorter.is_ok());
+  EXPECT_EQ(shorter.status().message().rfind("CHAT_LOGIN_LOCKOUT_MAX: ", 0), 0u);
+}
+
+}  // namespace
+}  // namespace chat::api

@@ -146,6 +146,10 @@ class HttpServerTest : public ::testing::Test {
     env.emplace("CHAT_DATA_DIR", dir_);
     env.emplace("CHAT_ADMINS", "root");
     env.emplace("CHAT_ADMIN_PASSWORD", "root-password");
+    // Abuse limits off unless a test sets them (rate_limits_test.cpp does).
+    env.emplace("CHAT_LOGIN_RATE", "0");
+    env.emplace("CHAT_LOGIN_LOCKOUT_AFTER", "0");
+    env.emplace("CHAT_RATE_LIMIT_REST", "0");
     auto config = Config::from_lookup([&env](const char* name) -> std::optional<std::string> {
       auto it = env.find(name);
       if (it == env.end()) return std::nullopt;
@@ -180,6 +184,8 @@ class HttpServerTest : public ::testing::Test {
     options.threads = 8;
     options.max_body_bytes = config_.max_body_bytes;
     options.web = WebOptions::from_config(config_);
+    options.rate_limits = config_.rate_limits;
+    options.clock = &clock_;
     server_ = std::make_unique<HttpServer>(*service_, options);
     auto port = server_->bind("127.0.0.1", 0);
     ASSERT_TRUE(port.is_ok()) << port.status().to_string();

@@ -223,6 +223,24 @@ TEST(BridgeStatsTest, ParsesTheBridgesStatsJson) {
   EXPECT_FALSE(parse_bridge_stats(R"({"connections":{"current":"x"}})"));
 }
 
+TEST(BridgeStatsTest, RefusalsByReasonBecomeACounter) {
+  auto s = parse_bridge_stats(
+      R"({"connections":{"current":0,"total":9},"refused":{"origin":2,"rate_limited":7},
+          "bytes":{"to_broker":0,"to_client":0}})");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->refused.at("rate_limited"), 7u);
+  MetricsInput in;
+  in.bridge = *s;
+  in.rate_limits = RateLimitCounters{1, 2, 3, 4};
+  const std::string t = render_metrics(in);
+  EXPECT_EQ(sample_value(t, R"(chat_bridge_connections_refused_total{reason="rate_limited"})"), 7);
+  EXPECT_EQ(sample_value(t, R"(chat_bridge_connections_refused_total{reason="origin"})"), 2);
+  EXPECT_EQ(sample_value(t, R"(chat_http_rate_limited_total{limit="login_ip"})"), 1);
+  EXPECT_EQ(sample_value(t, R"(chat_http_rate_limited_total{limit="login_locked"})"), 2);
+  EXPECT_EQ(sample_value(t, "chat_login_lockouts_total"), 3);
+  EXPECT_EQ(sample_value(t, R"(chat_http_rate_limited_total{limit="rest"})"), 4);
+}
+
 TEST(MetricsConfigTest, MetricsTokenIsOptionalAndChecked) {
   auto lookup = [](std::map<std::string, std::string> env) {
     return [env](const char* name) -> std::optional<std::string> {

@@ -612,6 +612,7 @@ TEST_F(SocialTest, AdminClientsKickAndStatsUseTheBroker) {
                              {{{"clientid", "alice:phone"},
                                {"user", "alice"},
                                {"device", "phone"},
+                               {"jti", "j1"},
                                {"connected_ms", 5}}}},
                             {"banned", json::array()}}));
   auto clients = get("/v1/admin/clients", root);
@@ -621,6 +622,7 @@ TEST_F(SocialTest, AdminClientsKickAndStatsUseTheBroker) {
                                      {{{"clientid", "alice:phone"},
                                        {"user", "alice"},
                                        {"device", "phone"},
+                                       {"jti", "j1"},
                                        {"connected_ms", 5}}}}}));
   EXPECT_EQ(control_.last_request()["op"], "client.list");
 
@@ -639,6 +641,52 @@ TEST_F(SocialTest, AdminClientsKickAndStatsUseTheBroker) {
   EXPECT_EQ(body_of(stats)["connected_clients"], 0);
   EXPECT_EQ(status_of(get("/v1/admin/stats", tokens["alice"])), 403);
   EXPECT_EQ(status_of(get("/v1/admin/stats")), 401);
+}
+
+TEST_F(SocialTest, AdminRevokesATokenByJtiAfterTheBrokerConfirms) {
+  start_with({"alice"});
+  std::string root = login("root", "root-password")["access_token"].get<std::string>();
+  json phone = login("alice");
+  json laptop = login("alice");
+  const std::string stolen = phone["access_token"].get<std::string>();
+  auto payload = jwt::base64url_decode(
+      stolen.substr(stolen.find('.') + 1, stolen.rfind('.') - stolen.find('.') - 1));
+  ASSERT_TRUE(payload.is_ok());
+  const std::string jti = json::parse(*payload)["jti"].get<std::string>();
+  ASSERT_EQ(status_of(get("/v1/conversations", stolen)), 200);
+
+  // The broker refuses: nothing changes here.
+  control_.script(unavailable("broker down"));
+  EXPECT_EQ(status_of(post_json("/v1/admin/tokens/" + jti + "/revoke", json::object(), root)), 503);
+  EXPECT_EQ(status_of(get("/v1/conversations", stolen)), 200);
+
+  control_.script(ok_reply({{"jti", jti}, {"closed", {"alice:phone"}}}));
+  auto revoked = post_json("/v1/admin/tokens/" + jti + "/revoke", json::object(), root);
+  ASSERT_TRUE(revoked);
+  EXPECT_EQ(revoked->status, 200) << revoked->body;
+  EXPECT_EQ(body_of(revoked),
+            json({{"jti", jti}, {"closed", {"alice:phone"}}, {"refresh_tokens_revoked", 1}}));
+  EXPECT_EQ(control_.last_request()["op"], "token.revoke");
+  EXPECT_EQ(control_.last_request()["jti"], jti);
+
+  // That token and its refresh token are refused; the other login works.
+  EXPECT_EQ(status_of(get("/v1/conversations", stolen)), 401);
+  EXPECT_EQ(status_of(post_form("/v1/oauth/token", "grant_type=refresh_token&refresh_token=" +
+                                                       phone["refresh_token"].get<std::string>())),
+            400);
+  EXPECT_EQ(status_of(get("/v1/conversations", laptop["access_token"].get<std::string>())), 200);
+  EXPECT_EQ(status_of(post_form("/v1/oauth/token", "grant_type=refresh_token&refresh_token=" +
+                                                       laptop["refresh_token"].get<std::string>())),
+            200);
+
+  // Only admins; malformed ids are refused before the broker is asked.
+  EXPECT_EQ(status_of(post_json("/v1/admin/tokens/x/revoke", json::object(),
+                                laptop["access_token"].get<std::string>())),
+            403);
+  EXPECT_EQ(status_of(post_json("/v1/admin/tokens/" + std::string(257, 'x') + "/revoke",
+                                json::object(), root)),
+            400);
+  EXPECT_EQ(status_of(post_json("/v1/admin/tokens/a%01b/revoke", json::object(), root)), 400);
 }
 
 }  // namespace

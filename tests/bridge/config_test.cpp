@@ -27,6 +27,8 @@ TEST(BridgeConfigTest, DefaultsMatchTheContract) {
   EXPECT_EQ(c->buffer_bytes, 262144u);
   EXPECT_EQ(c->max_connections, 10000);
   EXPECT_EQ(c->max_per_ip, 100);
+  EXPECT_EQ(c->conn_rate, 10);
+  EXPECT_EQ(c->conn_burst, 30);
   EXPECT_EQ(c->handshake_timeout_s, 10);
   EXPECT_EQ(c->idle_timeout_s, 600);
   EXPECT_EQ(c->max_frame_bytes, 16u * 1024 * 1024);
@@ -126,6 +128,10 @@ TEST(BridgeConfigTest, BadValuesNameTheVariable) {
       {"CHAT_WS_MAX_CONNECTIONS", "1000001"},
       {"CHAT_WS_MAX_PER_IP", "0"},
       {"CHAT_WS_MAX_PER_IP", "1.5"},
+      {"CHAT_WS_CONN_RATE", "-1"},
+      {"CHAT_WS_CONN_RATE", "1000001"},
+      {"CHAT_WS_CONN_BURST", "0"},
+      {"CHAT_WS_CONN_BURST", "lots"},
       {"CHAT_WS_HANDSHAKE_TIMEOUT", "0"},
       {"CHAT_WS_HANDSHAKE_TIMEOUT", "301"},
       {"CHAT_WS_IDLE_TIMEOUT", "0"},
@@ -141,6 +147,17 @@ TEST(BridgeConfigTest, BadValuesNameTheVariable) {
     EXPECT_EQ(c.status().message().rfind(std::string(name) + ": ", 0), 0u) << c.status().message();
     EXPECT_EQ(c.status().message().find('\n'), std::string::npos);
   }
+}
+
+TEST(BridgeConfigTest, ConnectionRateCanBeSetOrTurnedOff) {
+  auto c = parse({{"CHAT_WS_CONN_RATE", "0"}, {"CHAT_WS_CONN_BURST", "1"}});
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c->conn_rate, 0);
+  EXPECT_EQ(c->conn_burst, 1);
+  auto d = parse({{"CHAT_WS_CONN_RATE", "250"}, {"CHAT_WS_CONN_BURST", "1000"}});
+  ASSERT_TRUE(d.is_ok()) << d.status().to_string();
+  EXPECT_EQ(d->conn_rate, 250);
+  EXPECT_EQ(d->conn_burst, 1000);
 }
 
 TEST(BridgeConfigTest, TlsNeedsCertificateAndKey) {

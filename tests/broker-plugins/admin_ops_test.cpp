@@ -1,5 +1,5 @@
-// The admin control ops (issue 5): user.ban / user.unban, client.kick,
-// client.list, and the gatekeeper refusing banned users.
+// The admin control ops: user.ban / user.unban, token.revoke, client.kick,
+// client.list, and the gatekeeper refusing banned users and revoked tokens.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -72,21 +72,23 @@ class AdminOpsTest : public ::testing::Test {
     gatekeeper_ = std::make_unique<Gatekeeper>(clock_, *keys, vo, nullptr);
     BanList* bans = bans_.get();
     gatekeeper_->set_banned_check([bans](const std::string& u) { return bans->is_banned(u); });
+    gatekeeper_->set_revoked_check([bans](const std::string& j) { return bans->is_revoked(j); });
     router_ = std::make_unique<Router>(clock_, *archive_, *directory_, port_, RouterOptions{});
     ASSERT_TRUE(router_->init().is_ok());
     router_->set_admin(bans_.get(), gatekeeper_.get());
   }
-  std::string token(const std::string& sub) {
+  std::string token(const std::string& sub, const std::string& jti = "j") {
     return signer_->sign({{"sub", sub},
                           {"iss", "iss"},
                           {"aud", "aud"},
                           {"iat", clock_.now_s()},
                           {"exp", clock_.now_s() + 3600},
-                          {"jti", "j"},
+                          {"jti", jti},
                           {"roles", json::array({"user"})}});
   }
-  Status connect(const void* handle, const std::string& user, const std::string& device) {
-    std::string t = token(user);
+  Status connect(const void* handle, const std::string& user, const std::string& device,
+                 const std::string& jti = "j") {
+    std::string t = token(user, jti);
     return gatekeeper_->authenticate(handle, user + ":" + device, user.c_str(), t.c_str());
   }
   json control(const json& request) {
@@ -155,6 +157,61 @@ TEST_F(AdminOpsTest, KickAndListConnectedDevices) {
   EXPECT_EQ(bad["error"], "invalid_argument");
   EXPECT_EQ(port_.kicked_clients.size(), 1u);
   EXPECT_EQ(control({{"op", "client.list"}, {"req", "5"}})["result"]["clients"].size(), 1u);
+}
+
+TEST_F(AdminOpsTest, RevokedTokenIsClosedRefusedAndSurvivesRestart) {
+  ASSERT_TRUE(connect(&h1_, "bob", "phone", "stolen").is_ok());
+  ASSERT_TRUE(connect(&h2_, "bob", "laptop", "other").is_ok());
+  auto list = control({{"op", "client.list"}, {"req", "0"}});
+  EXPECT_EQ(list["result"]["clients"][1]["jti"], "stolen");
+
+  auto r = control({{"op", "token.revoke"}, {"jti", "stolen"}, {"req", "1"}});
+  ASSERT_EQ(r["ok"], true) << r;
+  EXPECT_EQ(r["result"]["closed"], json::array({"bob:phone"}));
+  EXPECT_EQ(port_.kicked_clients, std::vector<std::string>{"bob:phone"});
+  EXPECT_TRUE(port_.kicked_users.empty());  // only that token, not the user
+  gatekeeper_->disconnected(&h1_);
+  EXPECT_EQ(connect(&h1_, "bob", "phone", "stolen").code(), StatusCode::kPermissionDenied);
+  EXPECT_TRUE(connect(&h1_, "bob", "phone", "fresh").is_ok());
+
+  open();  // the revocation is in the archive
+  EXPECT_EQ(connect(&h3_, "bob", "tablet", "stolen").code(), StatusCode::kPermissionDenied);
+  EXPECT_TRUE(connect(&h3_, "bob", "tablet", "other").is_ok());
+}
+
+TEST_F(AdminOpsTest, RevocationsOfExpiredTokensAreForgotten) {
+  const int64_t now = clock_.now_s();
+  ASSERT_EQ(
+      control({{"op", "token.revoke"}, {"jti", "old"}, {"exp", now - 100}, {"req", "1"}})["ok"],
+      true);
+  ASSERT_EQ(
+      control({{"op", "token.revoke"}, {"jti", "live"}, {"exp", now + 100}, {"req", "2"}})["ok"],
+      true);
+  ASSERT_EQ(control({{"op", "token.revoke"}, {"jti", "unknown-exp"}, {"req", "3"}})["ok"], true);
+  EXPECT_EQ(bans_->forget_expired(now, 30), 1u);
+  EXPECT_FALSE(bans_->is_revoked("old"));
+  EXPECT_TRUE(bans_->is_revoked("live"));
+  EXPECT_TRUE(bans_->is_revoked("unknown-exp"));
+  open();
+  EXPECT_FALSE(bans_->is_revoked("old"));
+  EXPECT_TRUE(bans_->is_revoked("live"));
+  EXPECT_EQ(bans_->revoked_count(), 2u);
+}
+
+TEST_F(AdminOpsTest, BadRevocationsAreRefused) {
+  for (const json& bad :
+       {json{{"op", "token.revoke"}, {"req", "1"}},
+        json{{"op", "token.revoke"}, {"jti", ""}, {"req", "1"}},
+        json{{"op", "token.revoke"}, {"jti", 7}, {"req", "1"}},
+        json{{"op", "token.revoke"}, {"jti", std::string(257, 'x')}, {"req", "1"}},
+        json{{"op", "token.revoke"}, {"jti", std::string("a\0b", 3)}, {"req", "1"}},
+        json{{"op", "token.revoke"}, {"jti", "x"}, {"exp", -1}, {"req", "1"}},
+        json{{"op", "token.revoke"}, {"jti", "x"}, {"exp", "soon"}, {"req", "1"}}}) {
+    auto r = control(bad);
+    EXPECT_EQ(r["ok"], false) << bad;
+    EXPECT_EQ(r["error"], "invalid_argument") << bad;
+  }
+  EXPECT_EQ(bans_->revoked_count(), 0u);
 }
 
 }  // namespace

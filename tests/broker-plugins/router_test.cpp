@@ -155,6 +155,122 @@ TEST_F(RouterTest, RateLimitRefusesBeyondTheBurstAndRefills) {
             MessageOutcome::Action::kAccept);
 }
 
+TEST_F(RouterTest, MessagesOverTheLimitAreNeverArchivedOrDelivered) {
+  size_t accepted = 0, refused = 0;
+  for (int i = 0; i < 10; ++i) {
+    size_t before = port_.published.size();
+    auto out = router_->on_message(alice_, "dm/bob", msg("b" + std::to_string(i)), 1);
+    if (out.action == MessageOutcome::Action::kAccept) {
+      ++accepted;
+      continue;
+    }
+    ++refused;
+    EXPECT_EQ(out.action, MessageOutcome::Action::kRefuse);
+    // Exactly one thing published: the event to the sending device.
+    ASSERT_EQ(port_.published.size(), before + 1);
+    EXPECT_EQ(port_.published.back().client_id, "alice:phone");
+    EXPECT_EQ(last_event()["code"], "rate_limited");
+    EXPECT_EQ(last_event()["cid"], "b" + std::to_string(i));
+  }
+  EXPECT_EQ(accepted, 3u);  // the burst
+  EXPECT_EQ(refused, 7u);
+  EXPECT_EQ(archived_for("bob"), 3u);
+  EXPECT_EQ(archived_for("alice"), 3u);
+}
+
+TEST_F(RouterTest, ReceiptsOverTheLimitAreRefusedWithAnEvent) {
+  RouterOptions ro;
+  ro.rate_receipts = 1;
+  ro.rate_receipts_burst = 2;
+  Router router(clock_, *archive_, *directory_, port_, ro);
+  ASSERT_TRUE(router.init().is_ok());
+  const std::string receipt = R"({"ids":["0000000000000001"],"status":"delivered"})";
+  EXPECT_EQ(router.on_message(alice_, "dm/bob/receipt", receipt, 1).action,
+            MessageOutcome::Action::kAccept);
+  EXPECT_EQ(router.on_message(alice_, "dm/bob/receipt", receipt, 1).action,
+            MessageOutcome::Action::kAccept);
+  size_t before = port_.published.size();
+  EXPECT_EQ(router.on_message(alice_, "dm/bob/receipt", receipt, 1).action,
+            MessageOutcome::Action::kRefuse);
+  ASSERT_EQ(port_.published.size(), before + 1);  // the event only: nothing relayed
+  EXPECT_EQ(port_.published.back().topic, "u/alice/event");
+  EXPECT_EQ(last_event()["code"], "rate_limited");
+  // Group receipts draw from the same bucket.
+  EXPECT_EQ(router.on_message(alice_, "g/G1/receipt", receipt, 1).action,
+            MessageOutcome::Action::kRefuse);
+  EXPECT_EQ(last_event()["code"], "rate_limited");
+  clock_.advance_ms(1000);
+  EXPECT_EQ(router.on_message(alice_, "dm/bob/receipt", receipt, 1).action,
+            MessageOutcome::Action::kAccept);
+  // Receipts do not use up the message budget (and the other way round).
+  EXPECT_EQ(router.on_message(alice_, "dm/bob", msg("m1"), 1).action,
+            MessageOutcome::Action::kAccept);
+}
+
+TEST_F(RouterTest, TypingOverTheLimitIsDroppedAndToldAtMostOncePerSecond) {
+  RouterOptions ro;
+  ro.rate_typing = 2;
+  ro.rate_typing_burst = 3;
+  Router router(clock_, *archive_, *directory_, port_, ro);
+  ASSERT_TRUE(router.init().is_ok());
+  const std::string typing = R"({"state":"composing"})";
+  for (int i = 0; i < 3; ++i) {
+    auto t = router.on_message(alice_, "dm/bob/typing", typing, 0);
+    ASSERT_EQ(t.action, MessageOutcome::Action::kAccept) << i;
+    EXPECT_EQ(t.topic, "u/bob/typing");
+  }
+  size_t before = port_.published.size();
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(router.on_message(alice_, "dm/bob/typing", typing, 0).action,
+              MessageOutcome::Action::kRefuse);
+  }
+  // Fifty refusals, one event, to the sending device.
+  ASSERT_EQ(port_.published.size(), before + 1);
+  EXPECT_EQ(port_.published.back().client_id, "alice:phone");
+  EXPECT_EQ(port_.published.back().topic, "u/alice/event");
+  EXPECT_EQ(last_event()["code"], "rate_limited");
+  // Another device of the same user shares the bucket but has its own notice.
+  DeviceSession tablet = alice_;
+  tablet.device = "tablet";
+  tablet.client_id = "alice:tablet";
+  EXPECT_EQ(router.on_message(tablet, "dm/bob/typing", typing, 0).action,
+            MessageOutcome::Action::kRefuse);
+  ASSERT_EQ(port_.published.size(), before + 2);
+  EXPECT_EQ(port_.published.back().client_id, "alice:tablet");
+  // A second later: a token (2/s -> 2) again, and the notice allowance too.
+  clock_.advance_ms(1000);
+  EXPECT_EQ(router.on_message(alice_, "dm/bob/typing", typing, 0).action,
+            MessageOutcome::Action::kAccept);
+  EXPECT_EQ(router.on_message(alice_, "dm/bob/typing", typing, 0).action,
+            MessageOutcome::Action::kAccept);
+  before = port_.published.size();
+  EXPECT_EQ(router.on_message(alice_, "dm/bob/typing", typing, 0).action,
+            MessageOutcome::Action::kRefuse);
+  EXPECT_EQ(port_.published.size(), before + 1);
+}
+
+TEST_F(RouterTest, ZeroTurnsEachLimitOff) {
+  RouterOptions ro;
+  ro.rate_msgs = 0;
+  ro.rate_typing = 0;
+  ro.rate_receipts = 0;
+  ro.rate_burst = ro.rate_typing_burst = ro.rate_receipts_burst = 1;
+  Router router(clock_, *archive_, *directory_, port_, ro);
+  ASSERT_TRUE(router.init().is_ok());
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_EQ(router.on_message(alice_, "dm/bob", msg("z" + std::to_string(i)), 1).action,
+              MessageOutcome::Action::kAccept);
+    ASSERT_EQ(router.on_message(alice_, "dm/bob/typing", R"({"state":"paused"})", 0).action,
+              MessageOutcome::Action::kAccept);
+    ASSERT_EQ(router
+                  .on_message(alice_, "dm/bob/receipt",
+                              R"({"ids":["0000000000000001"],"status":"read"})", 1)
+                  .action,
+              MessageOutcome::Action::kAccept);
+  }
+  EXPECT_EQ(archived_for("bob"), 300u);
+}
+
 TEST_F(RouterTest, IdsKeepIncreasingAcrossRestartWithClockBehind) {
   auto a = json::parse(router_->on_message(alice_, "dm/bob", msg("c1"), 1).payload)["id"]
                .get<std::string>();

@@ -1,5 +1,5 @@
-// The admin API on the real stack (issue 5): bans enforced by the broker and
-// chat-api, kicks, connected clients, stats, and admin-only access.
+// The admin API on the real stack: bans enforced by the broker and chat-api,
+// token revocation by jti, kicks, connected clients, stats, admin-only access.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -156,6 +156,76 @@ TEST_F(Admin, KickClosesOneDeviceOnly) {
   EXPECT_EQ(stack.get("/v1/admin/users?limit=-1", root_token).first, 400);
 }
 
+TEST_F(Admin, RevokedTokenIsClosedAndRefusedEverywhereAndSurvivesRestart) {
+  // Two logins of bob: a stolen phone token and the laptop's own.
+  auto [phone_status, phone_grant] = bob_login();
+  ASSERT_EQ(phone_status, 200);
+  auto [laptop_status, laptop_grant] = bob_login();
+  ASSERT_EQ(laptop_status, 200);
+  const std::string stolen = phone_grant["access_token"].get<std::string>();
+  const std::string laptop_token = laptop_grant["access_token"].get<std::string>();
+  MqttClient phone(stack.mqtt_port(), device("bob", "phone", stolen));
+  MqttClient laptop(stack.mqtt_port(), device("bob", "laptop", laptop_token));
+  ASSERT_EQ(phone.connect(), 0);
+  ASSERT_EQ(laptop.connect(), 0);
+  ASSERT_TRUE(eventually([&] { return lists_client("bob:phone") && lists_client("bob:laptop"); }));
+
+  // The admin finds the jti in the clients list.
+  std::string jti;
+  auto [clients_status, clients] = stack.get("/v1/admin/clients", root_token);
+  ASSERT_EQ(clients_status, 200);
+  for (const auto& c : clients["clients"]) {
+    if (c["clientid"] == "bob:phone") jti = c["jti"].get<std::string>();
+  }
+  ASSERT_FALSE(jti.empty()) << clients;
+
+  auto [revoke_status, revoked] =
+      stack.post_json("/v1/admin/tokens/" + jti + "/revoke", json::object(), root_token);
+  ASSERT_EQ(revoke_status, 200) << revoked;
+  EXPECT_EQ(revoked["jti"], jti);
+  EXPECT_EQ(revoked["closed"], json::array({"bob:phone"}));
+  EXPECT_EQ(revoked["refresh_tokens_revoked"], 1);
+
+  // That connection closes; the other token's stays.
+  EXPECT_TRUE(phone.wait_disconnected());
+  EXPECT_TRUE(laptop.connected());
+  // The token is refused by the broker and by REST, and the refresh token
+  // issued with it cannot mint a new one; bob himself is not banned.
+  MqttClient again(stack.mqtt_port(), device("bob", "phone", stolen));
+  EXPECT_NE(again.connect(), 0);
+  EXPECT_EQ(stack.get("/v1/conversations", stolen).first, 401);
+  EXPECT_EQ(refresh(phone_grant["refresh_token"].get<std::string>()).first, 400);
+  EXPECT_EQ(stack.get("/v1/conversations", laptop_token).first, 200);
+  EXPECT_EQ(refresh(laptop_grant["refresh_token"].get<std::string>()).first, 200);
+  EXPECT_EQ(bob_login().first, 200);
+
+  // Idempotent; malformed ids are refused.
+  EXPECT_EQ(
+      stack.post_json("/v1/admin/tokens/" + jti + "/revoke", json::object(), root_token).first,
+      200);
+  EXPECT_EQ(stack.post_json("/v1/admin/tokens/%20/revoke", json::object(), root_token).first, 400);
+  EXPECT_EQ(stack
+                .post_json("/v1/admin/tokens/" + std::string(300, 'x') + "/revoke", json::object(),
+                           root_token)
+                .first,
+            400);
+
+  // The revocation is in the broker's archive and in chat-api's store.
+  stack.kill_broker(SIGKILL);
+  stack.start_broker();
+  MqttClient after_restart(stack.mqtt_port(), device("bob", "phone", stolen));
+  EXPECT_NE(after_restart.connect(), 0);
+  MqttClient laptop_again(stack.mqtt_port(), device("bob", "tablet", laptop_token));
+  EXPECT_EQ(laptop_again.connect(), 0);
+  EXPECT_EQ(stack.get("/v1/conversations", stolen).first, 401);
+
+  EXPECT_TRUE(eventually([&] {
+    return stack.log_tail("chat-api", 100000)
+               .find("audit: admin=root action=token.revoke target=" + jti + " result=200") !=
+           std::string::npos;
+  }));
+}
+
 TEST_F(Admin, OnlyAdminsMayUseTheAdminApi) {
   const std::vector<std::pair<std::string, std::string>> routes = {
       {"GET", "/v1/admin/users"},
@@ -164,6 +234,7 @@ TEST_F(Admin, OnlyAdminsMayUseTheAdminApi) {
       {"POST", "/v1/admin/users/alice/ban"},
       {"DELETE", "/v1/admin/users/alice/ban"},
       {"POST", "/v1/admin/clients/alice:x/kick"},
+      {"POST", "/v1/admin/tokens/some-jti/revoke"},
   };
   for (const auto& [method, path] : routes) {
     for (const auto& [token, want] :

@@ -115,6 +115,9 @@ bool Process::running() {
 // --- Stack -----------------------------------------------------------------------
 
 Stack::Stack(StackOptions options) : options_(std::move(options)) {
+  for (const char* name : {"CHAT_ADMIN_PASSWORD", "CHAT_METRICS_TOKEN"}) {
+    if (auto it = options_.env.find(name); it != options_.env.end()) remember_secret(it->second);
+  }
   char tmpl[] = "/tmp/chat-it-XXXXXX";
   if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
   data_dir_ = tmpl;
@@ -161,6 +164,7 @@ Stack::~Stack() {
       ADD_FAILURE() << name << " reported a sanitizer error:\n" << log_tail(name, 8000);
     }
   }
+  check_logs_for_secrets();
   if (!std::getenv("CHAT_KEEP_TEST_DATA")) {
     std::error_code ec;
     fs::remove_all(data_dir_, ec);
@@ -174,7 +178,15 @@ std::map<std::string, std::string> Stack::env() const {
       {"CHAT_HTTP_PORT", std::to_string(http_port_)},
       {"CHAT_WS_PORT", std::to_string(ws_port_)},
       {"CHAT_BIND", "127.0.0.1"},
+      // Every abuse limit off: tests send, log in and connect far faster than
+      // people. Tests of the limits turn them on through StackOptions::env.
       {"CHAT_RATE_LIMIT_MSGS", "0"},
+      {"CHAT_RATE_LIMIT_TYPING", "0"},
+      {"CHAT_RATE_LIMIT_RECEIPTS", "0"},
+      {"CHAT_WS_CONN_RATE", "0"},
+      {"CHAT_LOGIN_RATE", "0"},
+      {"CHAT_LOGIN_LOCKOUT_AFTER", "0"},
+      {"CHAT_RATE_LIMIT_REST", "0"},
       {"CHAT_HTTP_THREADS", "8"},
   };
   if (options_.tls) {
@@ -268,6 +280,43 @@ std::string Stack::log_tail(const std::string& name, size_t bytes) const {
   return s.size() > bytes ? s.substr(s.size() - bytes) : s;
 }
 
+void Stack::remember_secret(const std::string& secret) {
+  if (secret.size() < 8) return;
+  std::lock_guard<std::mutex> lock(secrets_mu_);
+  secrets_.insert(secret);
+}
+
+void Stack::remember_secrets_in(const json& answer) {
+  if (!answer.is_object()) return;
+  for (const char* key : {"access_token", "refresh_token", "password"}) {
+    if (auto it = answer.find(key); it != answer.end() && it->is_string()) {
+      remember_secret(it->get<std::string>());
+    }
+  }
+}
+
+void Stack::check_logs_for_secrets() {
+  std::set<std::string> secrets;
+  {
+    std::lock_guard<std::mutex> lock(secrets_mu_);
+    secrets = secrets_;
+  }
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(data_dir_ + "/logs", ec)) {
+    std::ifstream in(entry.path());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const std::string log = ss.str();
+    for (const auto& secret : secrets) {
+      if (log.find(secret) != std::string::npos) {
+        // Name the secret by its first bytes only: the test output is a log too.
+        ADD_FAILURE() << entry.path().filename().string() << " contains a secret the test used ("
+                      << secret.substr(0, 4) << "…, " << secret.size() << " bytes)";
+      }
+    }
+  }
+}
+
 static std::pair<int, json> to_pair(const httplib::Result& r) {
   if (!r) return {-1, nullptr};
   return {r->status, json::parse(r->body, nullptr, false)};
@@ -278,12 +327,22 @@ std::pair<int, json> Stack::post_json(const std::string& path, const json& body,
   httplib::Client c = http_client();
   httplib::Headers h;
   if (!token.empty()) h.emplace("Authorization", "Bearer " + token);
-  return to_pair(c.Post(path.c_str(), h, body.dump(), "application/json"));
+  remember_secrets_in(body);
+  auto answer = to_pair(c.Post(path.c_str(), h, body.dump(), "application/json"));
+  remember_secrets_in(answer.second);
+  return answer;
 }
 
 std::pair<int, json> Stack::post_form(const std::string& path, const std::string& form) {
   httplib::Client c = http_client();
-  return to_pair(c.Post(path.c_str(), form, "application/x-www-form-urlencoded"));
+  httplib::Params params;
+  httplib::detail::parse_query_text(form, params);
+  for (const char* key : {"password", "refresh_token", "token"}) {
+    for (auto [it, end] = params.equal_range(key); it != end; ++it) remember_secret(it->second);
+  }
+  auto answer = to_pair(c.Post(path.c_str(), form, "application/x-www-form-urlencoded"));
+  remember_secrets_in(answer.second);
+  return answer;
 }
 
 std::pair<int, json> Stack::get(const std::string& path, const std::string& token) {
@@ -335,7 +394,9 @@ std::string Stack::mint_token(const std::string& sub, int64_t exp_offset_s, cons
                  {"jti", "test-" + std::to_string(now)},
                  {"roles", json::array({"user"})}};
   for (auto& [k, v] : extra.items()) claims[k] = v;
-  return signer->sign(claims);
+  std::string token = signer->sign(claims);
+  remember_secret(token);
+  return token;
 }
 
 // --- MqttClient ----------------------------------------------------------------------

@@ -68,6 +68,9 @@ class Stack {
   void kill_broker(int sig = SIGKILL);
   void start_api();
   void kill_api(int sig = SIGKILL);
+  // Sends a signal and returns at once (SIGHUP: reload).
+  void signal_broker(int sig) { broker_.kill(sig); }
+  void signal_api(int sig) { api_.kill(sig); }
   // chat-bridge in front of the broker (chat-api's /healthz needs it).
   void start_bridge();
   void kill_bridge(int sig = SIGKILL);
@@ -103,11 +106,24 @@ class Stack {
   std::string mint_token(const std::string& sub, int64_t exp_offset_s,
                          const json& extra = json::object());
 
+  // Secrets no log file may contain (CONTRACT: no tokens or passwords in
+  // logs). The REST helpers remember every password they send and every
+  // access/refresh token they receive, mint_token its tokens, and the
+  // constructor CHAT_ADMIN_PASSWORD and CHAT_METRICS_TOKEN; tests add their
+  // own. The destructor fails the test when a file under logs/ holds one.
+  // Strings under 8 bytes are ignored (too likely to occur by chance).
+  void remember_secret(const std::string& secret);
+
  private:
   std::map<std::string, std::string> env() const;
   void wait_port(int port);
 
+  void remember_secrets_in(const json& answer);
+  void check_logs_for_secrets();
+
   StackOptions options_;
+  std::mutex secrets_mu_;
+  std::set<std::string> secrets_;  // guarded by secrets_mu_
   std::string data_dir_;
   int mqtt_port_ = 0;
   int http_port_ = 0;

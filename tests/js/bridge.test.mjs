@@ -47,7 +47,7 @@ function openWs(url, { protocols = ['mqtt'], ...options } = {}) {
     ws.once('unexpected-response', (req, res) => {
       let body = '';
       res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode, body }));
+      res.on('end', () => resolve({ status: res.statusCode, body, headers: res.headers }));
       req.on('error', () => {});
     });
     ws.once('error', (error) => resolve({ status: 0, error }));
@@ -545,6 +545,35 @@ describe('refusals and limits', () => {
     assert.equal(s.connections.current, 3);
     assert.equal(s.connections.total, 4);
     for (const o of [...open.slice(1), again]) o.ws.close();
+  });
+
+  test('CHAT_WS_CONN_RATE=1, BURST=2: the third new WebSocket in a second is refused (429), logged once', { timeout: 15000 }, async () => {
+    const b = await bridgeFor(broker.port, { CHAT_WS_CONN_RATE: '1', CHAT_WS_CONN_BURST: '2' });
+    for (let i = 0; i < 2; i++) {
+      const o = await openWs(b.url);
+      assert.equal(o.status, 101);
+      o.ws.close();
+      await o.closed;
+    }
+    const refused = await openWs(b.url);
+    assert.equal(refused.status, 429);
+    assert.equal(refused.headers['retry-after'], '1');
+    assert.equal(refused.body, 'rate_limited\n');
+    assert.equal((await openWs(b.url)).status, 429);
+    let s = await stats(b);
+    assert.equal(s.refused.rate_limited, 2);
+    // Tokens come back at 1/s: a new WebSocket is admitted again.
+    const again = await eventually(async () => {
+      const o = await openWs(b.url);
+      return o.status === 101 ? o : false;
+    }, 5000, 'a token to come back');
+    again.ws.close();
+    await again.closed;
+    s = await stats(b);
+    // One log line for this address, however many refusals.
+    const lines = b.proc.log().split('\n').filter((l) => l.includes('rate_limited'));
+    assert.equal(lines.length, 1, lines.join('\n'));
+    assert.ok(s.refused.rate_limited >= 2);
   });
 
   test('CHAT_WS_MAX_CONNECTIONS=1: a second WebSocket is refused (503)', { timeout: 10000 }, async () => {

@@ -87,6 +87,38 @@ TEST_F(AccountStoreTest, CreateGetPutDelete) {
   EXPECT_EQ(store_->create_account(account("")).code(), StatusCode::kInvalidArgument);
 }
 
+TEST_F(AccountStoreTest, RevokedAccessTokensAndTheirRefreshTokens) {
+  RefreshToken phone = token("alice");
+  phone.access_jti = "jti-phone";
+  RefreshToken laptop = token("alice", 60'000, "laptop");
+  laptop.access_jti = "jti-laptop";
+  ASSERT_TRUE(store_->put_refresh("h-phone", phone).is_ok());
+  ASSERT_TRUE(store_->put_refresh("h-laptop", laptop).is_ok());
+  ASSERT_TRUE(store_->put_refresh("h-old", token("alice")).is_ok());  // no jti recorded
+
+  size_t revoked = 99;
+  ASSERT_TRUE(store_->revoke_refresh_by_access_jti("jti-phone", &revoked).is_ok());
+  EXPECT_EQ(revoked, 1u);
+  ASSERT_TRUE(store_->revoke_refresh_by_access_jti("", &revoked).is_ok());
+  EXPECT_EQ(revoked, 0u);
+  ASSERT_TRUE(store_->put_revoked("jti-phone", 0).is_ok());
+  EXPECT_EQ(store_->put_revoked("", 0).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->put_revoked(std::string("a\0b", 3), 0).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->put_revoked(std::string(257, 'x'), 0).code(), StatusCode::kInvalidArgument);
+
+  open();  // both survive a restart
+  EXPECT_TRUE(*store_->is_revoked("jti-phone"));
+  EXPECT_FALSE(*store_->is_revoked("jti-laptop"));
+  EXPECT_FALSE(*store_->is_revoked(""));
+  EXPECT_EQ(store_->take_refresh("h-phone").status().code(), StatusCode::kNotFound);
+  auto kept = store_->take_refresh("h-laptop");
+  ASSERT_TRUE(kept.is_ok());
+  EXPECT_EQ(kept->access_jti, "jti-laptop");
+  auto old = store_->take_refresh("h-old");
+  ASSERT_TRUE(old.is_ok());
+  EXPECT_EQ(old->access_jti, "");
+}
+
 TEST_F(AccountStoreTest, ConcurrentCreatesOfOneUserLetExactlyOneWin) {
   constexpr int kThreads = 8;
   std::atomic<int> created{0};

@@ -162,7 +162,8 @@ export async function startMosquitto({ dir = tmpdir('chat-mosq-'), extra = [] } 
 }
 
 // chat-bridge in front of 127.0.0.1:upstreamPort. `env` adds CHAT_* settings;
-// pass `port` to reuse one (restart tests).
+// pass `port` to reuse one (restart tests). The per-IP connection rate is off
+// unless `env` sets it: every test connects from 127.0.0.1, fast.
 export async function startBridge({ upstreamPort, port, env = {}, dir = tmpdir('chat-bridge-') }) {
   const wsPort = port ?? await freePort();
   const proc = new Proc([path.join(binDir, 'chat-bridge')], {
@@ -170,6 +171,7 @@ export async function startBridge({ upstreamPort, port, env = {}, dir = tmpdir('
       CHAT_BIND: '127.0.0.1',
       CHAT_WS_PORT: String(wsPort),
       CHAT_BRIDGE_UPSTREAM: `127.0.0.1:${upstreamPort}`,
+      CHAT_WS_CONN_RATE: '0',
       ...env,
     },
     logPath: path.join(dir, 'chat-bridge.log'),
@@ -185,7 +187,8 @@ export async function startBridge({ upstreamPort, port, env = {}, dir = tmpdir('
 
 // The whole platform as `make run` starts it (scripts/run): mosquitto with our
 // plugin, chat-api and chat-bridge, on free ports with data in a temp dir.
-// Message rate limits are off unless `env` sets them.
+// Rate limits (messages, typing, receipts, logins, REST writes, new
+// WebSockets) are off unless `env` sets them.
 export async function startPlatform({ env = {}, dir = tmpdir('chat-platform-') } = {}) {
   const [mqttPort, httpPort, wsPort] = [await freePort(), await freePort(), await freePort()];
   const fullEnv = {
@@ -196,6 +199,12 @@ export async function startPlatform({ env = {}, dir = tmpdir('chat-platform-') }
     CHAT_HTTP_PORT: String(httpPort),
     CHAT_WS_PORT: String(wsPort),
     CHAT_RATE_LIMIT_MSGS: '0',
+    CHAT_RATE_LIMIT_TYPING: '0',
+    CHAT_RATE_LIMIT_RECEIPTS: '0',
+    CHAT_WS_CONN_RATE: '0',
+    CHAT_LOGIN_RATE: '0',
+    CHAT_LOGIN_LOCKOUT_AFTER: '0',
+    CHAT_RATE_LIMIT_REST: '0',
     ...env,
   };
   const proc = new Proc([path.join(sourceDir, 'scripts/run')], {

@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include "chat/api/rate_limits.h"
+#include "chat/common/oidc.h"
 #include "chat/common/settings.h"
 #include "chat/common/status.h"
 
@@ -48,6 +50,17 @@ struct Config {
   std::string jwt_issuer = "chat-platform";
   // CHAT_JWT_AUDIENCE. Default: "chat". `aud` of the tokens we issue and accept.
   std::string jwt_audience = "chat";
+  // An external OAuth 2.0 / OIDC provider trusted next to the embedded issuer
+  // (docs/oidc.md). Default: none.
+  // CHAT_OIDC_ISSUER (enables it; must differ from CHAT_JWT_ISSUER),
+  // CHAT_OIDC_AUDIENCE (required with it), CHAT_OIDC_USER_CLAIM (default
+  // preferred_username), CHAT_OIDC_ROLES_CLAIM (default realm_access.roles, a
+  // dotted path). The claims: dotted paths of [A-Za-z0-9_:/-] segments.
+  oidc::Provider oidc;
+  // CHAT_OIDC_JWKS. Required with CHAT_OIDC_ISSUER: the provider's JWKS file
+  // (RS256/ES256 keys), read at start and again on SIGHUP.
+  std::string oidc_jwks;
+
   // CHAT_REFRESH_TTL. Default: 2592000 (30 days). Refresh-token lifetime in
   // seconds, 60 to 31536000.
   int64_t refresh_ttl_s = 30 * 24 * 3600;
@@ -59,6 +72,13 @@ struct Config {
   // /metrics). A static bearer token that may read GET /metrics: 16 to 4096
   // printable ASCII characters, no spaces. Compared in constant time.
   std::string metrics_token;
+  // Abuse limits (rate_limits.h has each default): CHAT_LOGIN_RATE (0-100000
+  // per second per IP, 0 = off), CHAT_LOGIN_BURST (1-1000000),
+  // CHAT_LOGIN_LOCKOUT_AFTER (0-1000 failures, 0 = off),
+  // CHAT_LOGIN_LOCKOUT_SECONDS (1-86400), CHAT_LOGIN_LOCKOUT_MAX (seconds, from
+  // CHAT_LOGIN_LOCKOUT_SECONDS to 86400), CHAT_RATE_LIMIT_REST (0-1000000 per
+  // second per user, 0 = off), CHAT_RATE_LIMIT_REST_BURST (1-1000000).
+  RateLimitOptions rate_limits;
 
   // CHAT_WEB_DIR. Default: empty = `<build>/web`, the `web` folder next to the
   // chat-api binary's `bin/` (where the chat-web target puts the built client).

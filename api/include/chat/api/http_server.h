@@ -13,6 +13,11 @@
 //
 // GET /metrics (Prometheus text, metrics.h) answers an admin access token or
 // the static CHAT_METRICS_TOKEN; every request is counted there by route pattern.
+//
+// Abuse limits (rate_limits.h) answer 429 with Retry-After (whole seconds, at
+// least 1) and {"error":"rate_limited",...}: token requests per client IP,
+// password grants of a locked account, and REST writes (POST/PUT/PATCH/DELETE)
+// per user, admins exempt.
 #pragma once
 
 #include <cstddef>
@@ -22,6 +27,7 @@
 #include <string>
 
 #include "chat/api/metrics.h"
+#include "chat/api/rate_limits.h"
 #include "chat/api/service.h"
 #include "chat/api/web.h"
 #include "chat/common/status.h"
@@ -45,6 +51,8 @@ struct HttpOptions {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_ca;
+  RateLimitOptions rate_limits;  // Default: RateLimitOptions' defaults (all on).
+  const Clock* clock = nullptr;  // for the rate limits. Default: SystemClock.
 };
 
 // The TLS 1.2 cipher suites https allows (OpenSSL names): ECDHE key exchange
@@ -74,6 +82,9 @@ class HttpServer {
   void stop();
   bool is_running() const;
 
+  // The limits this server applies (their counters feed /metrics).
+  const RateLimits& rate_limits() const { return *rate_limits_; }
+
   // Where /metrics gets chat-bridge's counters. Default: a BridgeStatsPoller
   // on the bridge's local address (CHAT_BIND, loopback for a wildcard bind)
   // and CHAT_WS_PORT, https when TLS is on. Set before listen() (tests).
@@ -91,6 +102,7 @@ class HttpServer {
   std::string tls_error_;  // why the TLS context could not be set up
   std::unique_ptr<httplib::Server> server_;
   std::unique_ptr<HttpMetrics> http_metrics_ = std::make_unique<HttpMetrics>();
+  std::unique_ptr<RateLimits> rate_limits_;
   BridgeStatsSource bridge_stats_;
 };
 

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "chat/api/control.h"
+#include "chat/api/rate_limits.h"
 
 namespace chat::api {
 
@@ -100,6 +101,7 @@ struct BridgeSample {
   uint64_t bytes_to_broker = 0;
   uint64_t bytes_to_client = 0;
   uint64_t upstream_connect_failures = 0;
+  std::map<std::string, uint64_t> refused;  // upgrades refused, by reason ("rate_limited", ...)
 };
 
 // Parses the bridge's /stats body; nullopt when it is not what the bridge sends.
@@ -137,7 +139,8 @@ struct MetricsInput {
   double process_start_s = 0;  // unix seconds
   bool broker_connected = false;
   std::optional<BrokerStatsSnapshot> broker;
-  std::optional<BridgeSample> bridge;  // nullopt: not polled
+  std::optional<BridgeSample> bridge;            // nullopt: not polled
+  std::optional<RateLimitCounters> rate_limits;  // chat-api's own abuse limits
   std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now();
 };
 

@@ -93,7 +93,15 @@ struct ConnectedClient {
   std::string client_id;
   std::string user;
   std::string device;
+  std::string jti;  // the access token it authenticated with (for revocation)
   int64_t connected_ms = 0;
+};
+
+// What POST /v1/admin/tokens/{jti}/revoke did.
+struct RevokedToken {
+  std::string jti;
+  std::vector<std::string> closed;  // client ids whose connection the broker closed
+  size_t refresh_tokens_revoked = 0;
 };
 
 struct AdminStats {
@@ -205,6 +213,13 @@ class Service {
   // POST /v1/admin/clients/{clientid}/kick (control client.kick): kNotFound
   // when that client id is not connected.
   Status admin_kick(const Principal& caller, std::string_view client_id);
+  // POST /v1/admin/tokens/{jti}/revoke: the broker records the revocation
+  // (control token.revoke: CONNECT with that token refused, its connections
+  // closed) first; then chat-api refuses it as a bearer token and revokes the
+  // refresh token issued with it, so the device cannot mint a new one.
+  // kInvalidArgument for a jti that is empty, over 256 bytes or not printable
+  // ASCII. Revoking an unknown or already revoked jti succeeds (idempotent).
+  Result<RevokedToken> admin_revoke_token(const Principal& caller, std::string_view jti);
   // GET /v1/admin/clients (control client.list).
   Result<std::vector<ConnectedClient>> admin_clients(const Principal& caller);
   // GET /v1/admin/stats.
@@ -233,7 +248,11 @@ class Service {
 
  private:
   Result<TokenGrant> issue(const std::string& user, const std::string& device);
-  Status tell_broker_user_added(const std::string& user);
+  // user.add; `external`: the user comes from the external OIDC provider.
+  Status tell_broker_user_added(const std::string& user, bool external) const;
+  // First use of an external provider's token: an account record without a
+  // password, marked external, then user.add (origin external) at the broker.
+  Status provision_external(const std::string& user) const;
   // group.add / group.admin / group.remove with `by` = caller.
   Status group_op(const char* op, const Principal& caller, std::string_view gid,
                   std::string_view user);
@@ -264,6 +283,11 @@ bool is_deleted_account(const store::Account& account);
 // a token): grants and bearer tokens are refused until it is unbanned.
 inline constexpr std::string_view kBannedRole = "banned";
 bool is_banned_account(const store::Account& account);
+// An account provisioned from an external OIDC provider's token (docs/oidc.md)
+// carries this among its stored roles (never in a token): it has no password,
+// and only the provider's tokens speak for it.
+inline constexpr std::string_view kExternalRole = "external";
+bool is_external_account(const store::Account& account);
 
 // The RFC 6749 §5.2 name for a failed grant's Status, or nullptr when the
 // failure is the server's (then the ordinary error mapping applies).

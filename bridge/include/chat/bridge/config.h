@@ -42,6 +42,13 @@ struct Config {
   int max_connections = 10000;
   // CHAT_WS_MAX_PER_IP. Default: 100. 1-1000000. WebSockets at once per client IP.
   int max_per_ip = 100;
+  // CHAT_WS_CONN_RATE. Default: 10. 0-1000000 new WebSockets per second per
+  // client IP (a token bucket); 0 turns it off. Beyond it an upgrade is
+  // refused with HTTP 429.
+  int conn_rate = 10;
+  // CHAT_WS_CONN_BURST. Default: 30. 1-1000000. How many new WebSockets one
+  // IP may open at once before CHAT_WS_CONN_RATE applies.
+  int conn_burst = 30;
   // CHAT_WS_HANDSHAKE_TIMEOUT. Default: 10. 1-300 seconds for a client to
   // complete its HTTP/TLS handshake, and for the broker connection to open.
   int handshake_timeout_s = 10;

@@ -32,8 +32,9 @@ enum class Refusal {
   kMaxConnections,  // 503: CHAT_WS_MAX_CONNECTIONS reached
   kMaxPerIp,        // 503: CHAT_WS_MAX_PER_IP reached for this address
   kShuttingDown,    // 503: SIGTERM/SIGINT received
+  kRateLimited,     // 429: CHAT_WS_CONN_RATE exceeded for this address (ConnectionRate)
 };
-inline constexpr size_t kRefusalCount = 8;
+inline constexpr size_t kRefusalCount = 9;
 
 // Stable lower-case name ("path", "origin", "max_per_ip"...): logs and /stats.
 const char* refusal_name(Refusal r);
@@ -49,6 +50,9 @@ struct UpgradeRequest {
 };
 
 // Checks in order: shutting down, path, upgrade, subprotocol, origin, limits.
+// The connection rate (kRateLimited) is checked after all of these, by the
+// server, since it takes a token: only an upgrade that would otherwise be
+// admitted counts against its address.
 Refusal check_upgrade(const UpgradeRequest& request, const OriginPolicy& origins,
                       const ConnectionLimits& limits, bool shutting_down);
 

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "chat/common/oidc.h"
 #include "chat/common/status.h"
 
 namespace chat::broker {
@@ -23,9 +24,20 @@ struct PluginConfig {
   bool sync_writes = false;              // plugin_opt_sync_writes. Default: false
   double rate_msgs = 20;                 // plugin_opt_rate_limit_msgs. Default: 20/s; 0 = off
   double rate_burst = 100;               // plugin_opt_rate_limit_burst. Default: 100
+  double rate_typing = 5;                // plugin_opt_rate_limit_typing. Default: 5/s; 0 = off
+  double rate_typing_burst = 20;         // plugin_opt_rate_limit_typing_burst. Default: 20
+  double rate_receipts = 50;             // plugin_opt_rate_limit_receipts. Default: 50/s; 0 = off
+  double rate_receipts_burst = 200;      // plugin_opt_rate_limit_receipts_burst. Default: 200
   int node_id = 0;                       // plugin_opt_node_id. Default: 0 (0..255)
   size_t max_group_members = 1024;       // plugin_opt_max_group_members. Default: 1024
   size_t group_fanout_bytes = 16 << 20;  // plugin_opt_group_fanout_bytes. Default: 16 MiB
+  // An external OIDC provider (docs/oidc.md): plugin_opt_oidc_issuer (enables
+  // it; must differ from issuer), plugin_opt_oidc_audience and
+  // plugin_opt_oidc_jwks_file (both required with it), plugin_opt_oidc_user_claim
+  // (default preferred_username), plugin_opt_oidc_roles_claim (default
+  // realm_access.roles). Default: none.
+  oidc::Provider oidc;
+  std::string oidc_jwks_file;
 
   // Options as (key, value) with the `plugin_opt_` prefix already removed by
   // Mosquitto. Unknown keys and bad values are errors naming the key.

@@ -15,6 +15,7 @@
 
 #include "chat/common/clock.h"
 #include "chat/common/jwt.h"
+#include "chat/common/oidc.h"
 #include "chat/common/status.h"
 
 namespace chat::broker {
@@ -32,6 +33,7 @@ struct DeviceSession {
   int64_t connected_ms = 0;  // when this connection authenticated
   bool service = false;
   bool kicked = false;  // expiry kick already requested
+  std::string jti;      // the access token's id ("" when it has none)
 };
 
 enum class Access { kSubscribe, kUnsubscribe, kRead, kWrite };
@@ -65,6 +67,23 @@ class Gatekeeper {
 
   void replace_keys(jwt::KeySet keys) { keys_ = std::move(keys); }
 
+  // An external OAuth 2.0 / OIDC provider trusted next to the embedded issuer
+  // (docs/oidc.md). A token whose `iss` is the provider's is verified with the
+  // provider's keys only, any other with the embedded issuer's keys only.
+  // Default: none.
+  void set_external(oidc::Provider provider, jwt::KeySet keys) {
+    external_ = std::move(provider);
+    external_keys_ = std::move(keys);
+  }
+  // Key rotation: later CONNECTs verify with these keys only.
+  void replace_external_keys(jwt::KeySet keys) { external_keys_ = std::move(keys); }
+  bool has_external() const { return external_.enabled(); }
+  // Decides whether `user` may log in with a token of this origin (`external`:
+  // the provider's) and provisions an external user on first use; called last,
+  // for a CONNECT that passed every other check. Default: none (all allowed).
+  using OriginCheck = std::function<Status(const std::string& user, bool external)>;
+  void set_origin_check(OriginCheck check) { origin_check_ = std::move(check); }
+
   // Told of every session that starts (true) or ends (false), takeovers
   // included: presence is derived from it.
   using SessionObserver = std::function<void(const DeviceSession&, bool started)>;
@@ -73,6 +92,12 @@ class Gatekeeper {
   // Refuses CONNECT of users it names (admin bans): permission denied. Default: none.
   using BannedCheck = std::function<bool(const std::string& user)>;
   void set_banned_check(BannedCheck check) { banned_ = std::move(check); }
+  // Refuses CONNECT with tokens it names by jti (admin revocation): permission
+  // denied. Default: none.
+  using RevokedCheck = std::function<bool(const std::string& jti)>;
+  void set_revoked_check(RevokedCheck check) { revoked_ = std::move(check); }
+  // Client ids of the live connections authenticated with this token.
+  std::vector<std::string> clients_with_jti(const std::string& jti) const;
   // The live device (non-service) sessions, by client id.
   std::vector<DeviceSession> devices() const;
   // Whether a connection with this client id is live.
@@ -83,6 +108,8 @@ class Gatekeeper {
   size_t connected_devices() const;
 
  private:
+  // The provider's token as our claims: sub = the user claim, roles granted by us.
+  Result<jwt::Claims> verify_external(std::string_view token) const;
   bool allowed_write(const DeviceSession& s, std::string_view topic, int qos) const;
   bool allowed_subscribe(const DeviceSession& s, std::string_view filter) const;
 
@@ -95,6 +122,10 @@ class Gatekeeper {
       by_client_id_;  // the live connection of each client id
   SessionObserver observer_;
   BannedCheck banned_;
+  RevokedCheck revoked_;
+  oidc::Provider external_;
+  jwt::KeySet external_keys_;
+  OriginCheck origin_check_;
 };
 
 }  // namespace chat::broker

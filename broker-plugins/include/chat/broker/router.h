@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "chat/broker/account_origins.h"
 #include "chat/broker/bans.h"
 #include "chat/broker/broker_port.h"
 #include "chat/broker/directory.h"
@@ -23,6 +24,7 @@
 #include "chat/common/clock.h"
 #include "chat/common/envelope.h"
 #include "chat/common/ids.h"
+#include "chat/common/rate_limit.h"
 #include "chat/store/archive.h"
 
 namespace chat::broker {
@@ -31,7 +33,15 @@ struct RouterOptions {
   size_t max_payload = kDefaultMaxPayload;
   double rate_msgs = 20;    // messages per second per user; 0 = off
   double rate_burst = 100;  // bucket size
-  double rate_typing = 5;   // typing signals per second per user (burst 2x); 0 = off
+  // Typing signals per second per user; 0 = off. Beyond it a signal is
+  // dropped, and the device gets the rate_limited event at most once a second.
+  double rate_typing = 5;
+  double rate_typing_burst = 20;
+  // Receipt publishes per second per user; 0 = off. Beyond it: refused like
+  // a message (0x87 + rate_limited). A device catching up after a long time
+  // offline acknowledges a conversation per receipt, hence the large burst.
+  double rate_receipts = 50;
+  double rate_receipts_burst = 200;
   size_t max_group_members = 1024;
   // Mosquitto holds a separate copy of a group message for every member:
   // payload x members may not exceed this. Default: 16 MiB (16 KiB payloads
@@ -72,19 +82,18 @@ class Router {
   // Where routed/refused messages, append latency and group fan-out are
   // counted (borrowed; must outlive the router). Default: not counted.
   void set_stats(BrokerStats* stats) { stats_ = stats; }
-  // Where the admin ops (user.ban, user.unban, client.kick, client.list) find
-  // bans and live sessions (borrowed; must outlive the router). Unset: those
-  // ops answer "unavailable".
+  // Where the admin ops (user.ban, user.unban, token.revoke, client.kick,
+  // client.list) find bans, revocations and live sessions (borrowed; must
+  // outlive the router). Unset: those ops answer "unavailable".
   void set_admin(BanList* bans, const Gatekeeper* gatekeeper) {
     bans_ = bans;
     gatekeeper_ = gatekeeper;
   }
+  // Where user.add / user.remove record account origins (borrowed; must
+  // outlive the router). Unset: user.add ignores "origin".
+  void set_origins(AccountOrigins* origins) { origins_ = origins; }
 
  private:
-  struct Bucket {
-    double tokens = 0;
-    int64_t last_ms = 0;
-  };
   struct Receipt {
     std::vector<std::string> ids;
     std::string status;
@@ -124,7 +133,8 @@ class Router {
   std::string typing_json(const std::string& conv, const std::string& from,
                           const std::string& state) const;
 
-  bool take_token(const std::string& key, double rate, double burst);
+  // Typing over the limit: dropped; the device is told at most once a second.
+  MessageOutcome typing_rate_limited(const DeviceSession& sender);
   void reply(const DeviceSession& to, const std::string& req, const Status& status,
              const nlohmann::json& result = nullptr);
   void group_event(const Group& group, const std::string& action, const std::string& user,
@@ -139,11 +149,17 @@ class Router {
   BrokerPort& port_;
   RouterOptions options_;
   IdGenerator ids_;
-  std::unordered_map<std::string, Bucket> buckets_;
+  // Per-user buckets (keyed by user id), and the once-a-second allowance of
+  // typing refusal events (keyed by client id).
+  KeyedRateLimiter message_limits_;
+  KeyedRateLimiter receipt_limits_;
+  KeyedRateLimiter typing_limits_;
+  KeyedRateLimiter typing_notices_;
   int64_t last_prune_ms_ = 0;
   BrokerStats* stats_ = nullptr;
   BanList* bans_ = nullptr;
   const Gatekeeper* gatekeeper_ = nullptr;
+  AccountOrigins* origins_ = nullptr;
 };
 
 }  // namespace chat::broker

@@ -26,6 +26,8 @@ struct RefreshToken {
   std::string user;
   std::string device;  // optional device id the token was issued for
   int64_t expires_ms = 0;
+  std::string
+      access_jti;  // `jti` of the access token issued with it ("" before revocation existed)
 };
 
 // An abuse report (POST /v1/reports), kept for the admins.
@@ -66,6 +68,17 @@ class AccountStore {
   Status revoke_refresh(const std::string& token_hash);
   // Revokes every refresh token of the user (password change, deletion).
   Status revoke_all_refresh(const std::string& user);
+  // Revokes the refresh token issued together with the access token `jti`
+  // (admin revocation: the device cannot mint a new access token with it).
+  // Scans every refresh token: an admin operation, not a request path.
+  // `revoked` (optional) receives how many were removed.
+  Status revoke_refresh_by_access_jti(const std::string& jti, size_t* revoked = nullptr);
+
+  // Access tokens an admin revoked, by `jti`. exp_s: the token's expiry, 0
+  // when unknown. kInvalidArgument for an empty jti, one over 256 bytes or
+  // one with a NUL byte; is_revoked answers false for those.
+  Status put_revoked(const std::string& jti, int64_t exp_s);
+  Result<bool> is_revoked(const std::string& jti) const;
 
   // Stores a report under its id. kInvalidArgument for an empty id or one
   // with a NUL byte; kAlreadyExists when the id is taken.

@@ -20,7 +20,9 @@
 //   blocks       <blocker>\0<blocked>  ""
 //   presence     <user>                last published presence JSON
 //   meta         schema_version, max_id; ban\0<user> -> "" (banned users, issue 5:
-//                a key range, so archives made before bans open unchanged)
+//                a key range, so archives made before bans open unchanged);
+//                revoked\0<jti> -> "<exp seconds>" (revoked access tokens);
+//                origin\0<user> -> "external" | "deleted" (account origin marks)
 // clang-format on
 // Server ids are fixed-width strings that sort in archive order, so "after id X"
 // is a byte-order seek.
@@ -145,6 +147,15 @@ class ArchiveView {
   Result<std::vector<std::string>> banned_users() const;
   Result<bool> is_banned(const std::string& user) const;
 
+  // Account origin marks (meta, origin\0<user> -> mark): "external" for users
+  // provisioned from an external OIDC provider's token, "deleted" for removed
+  // users. No mark: a local account. (user, mark) pairs in user byte order.
+  Result<std::vector<std::pair<std::string, std::string>>> user_marks() const;
+
+  // Revoked access tokens (admin API): (jti, exp in seconds or 0 when
+  // unknown), in jti byte order.
+  Result<std::vector<std::pair<std::string, int64_t>>> revoked_tokens() const;
+
  protected:
   struct Impl;
   explicit ArchiveView(std::unique_ptr<Impl> impl);
@@ -197,6 +208,18 @@ class Archive final : public ArchiveView {
 
   // Bans or unbans a user (idempotent). kInvalidArgument for a malformed id.
   Status set_ban(const std::string& user, bool banned);
+
+  // Sets (or, with an empty mark, removes) a user's origin mark (see
+  // user_marks). kInvalidArgument for a malformed id.
+  Status set_user_mark(const std::string& user, const std::string& mark);
+
+  // Records a revoked access token by its `jti` (idempotent; a later call
+  // replaces exp). exp_s: the token's expiry in seconds, 0 when unknown (kept
+  // until forgotten). kInvalidArgument for an empty jti, one over 256 bytes or
+  // one with a NUL byte.
+  Status set_revoked(const std::string& jti, int64_t exp_s);
+  // Drops a revocation record (the token has expired; nothing left to refuse).
+  Status forget_revoked(const std::string& jti);
 
   // Greatest message id ever appended ("" when empty): the id generator's floor
   // after a restart.
