@@ -101,21 +101,26 @@ Result<RevokedToken> Service::admin_revoke_token(const Principal& caller, std::s
   if (jti.empty() || jti.size() > kMaxJtiBytes || !printable) {
     return invalid_argument("jti must be 1-256 printable ASCII characters");
   }
-  // exp unknown (the token may come from an external provider): kept for good.
-  auto answer = control_.call({{"op", "token.revoke"}, {"jti", std::string(jti)}}, kControlTimeout);
-  if (!answer) return answer.status();
   RevokedToken out;
   out.jti = std::string(jti);
+  // chat-api first: from here on the token and the refresh token issued with
+  // it are refused, so a device the broker disconnects below cannot refresh
+  // its way to a new token in between. exp unknown (the token may come from
+  // an external provider): kept for good.
+  if (Status s = accounts_.put_revoked(out.jti, 0); !s.is_ok()) return s;
+  if (Status s = accounts_.revoke_refresh_by_access_jti(out.jti, &out.refresh_tokens_revoked);
+      !s.is_ok()) {
+    return s;
+  }
+  // Then the broker (the authority for MQTT): a failure here leaves chat-api
+  // stricter than the broker, and repeating the request converges both.
+  auto answer = control_.call({{"op", "token.revoke"}, {"jti", std::string(jti)}}, kControlTimeout);
+  if (!answer) return answer.status();
   const nlohmann::json result = control_result(*answer);
   if (result.is_object() && result.contains("closed") && result["closed"].is_array()) {
     for (const auto& c : result["closed"]) {
       if (c.is_string()) out.closed.push_back(c.get<std::string>());
     }
-  }
-  if (Status s = accounts_.put_revoked(out.jti, 0); !s.is_ok()) return s;
-  if (Status s = accounts_.revoke_refresh_by_access_jti(out.jti, &out.refresh_tokens_revoked);
-      !s.is_ok()) {
-    return s;
   }
   return out;
 }

@@ -26,6 +26,7 @@
 #include "chat/api/service.h"
 #include "chat/api/tokens.h"
 #include "chat/common/clock.h"
+#include "chat/common/log_fields.h"
 #include "chat/common/oidc.h"
 
 namespace chat::api {
@@ -88,12 +89,15 @@ Result<jwt::KeySet> read_oidc_jwks(const std::string& path) {
 void reload_oidc_jwks(const Config& config, TokenIssuer& tokens) {
   auto keys = read_oidc_jwks(config.oidc_jwks);
   if (!keys) {
-    logger().error("CHAT_OIDC_JWKS: {}; keeping the previous keys", keys.status().message());
+    logger().error(
+        "oidc.keys.rejected: setting=CHAT_OIDC_JWKS file={} error={} keeping=previous_keys",
+        log_value(config.oidc_jwks), log_value(keys.status().message()));
     return;
   }
   const size_t n = keys->size();
   tokens.replace_external_keys(std::move(keys).value());
-  logger().info("SIGHUP: {} external provider keys loaded from {}", n, config.oidc_jwks);
+  logger().info("oidc.keys.loaded: count={} file={} trigger=SIGHUP", n,
+                log_value(config.oidc_jwks));
 }
 
 int fail(std::string_view what) {
@@ -142,7 +146,7 @@ Result<std::unique_ptr<store::ArchiveReader>> open_archive_reader(
           " (is the broker running on this CHAT_DATA_DIR?): " + reader.status().message());
     }
     if (!logged) {
-      logger().info("waiting for the broker's archive at {}", config.archive_path());
+      logger().info("archive.waiting: path={}", log_value(config.archive_path()));
       logged = true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -164,6 +168,7 @@ int run(int argc, char** argv) {
     }
   }
 
+  logger();  // "api", from here on spdlog's default logger too
   auto config_or = Config::from_env();
   if (!config_or) {
     std::fprintf(stderr, "chat-api: %s\n", config_or.status().message().c_str());
@@ -229,8 +234,8 @@ int run(int argc, char** argv) {
   if (!tokens) return fail(tokens.status().message());
   if (oidc_keys) {
     (*tokens)->set_external(config.oidc, std::move(*oidc_keys), config.admins);
-    logger().info("trusting external issuer {} (audience {}, keys from {})", config.oidc.issuer,
-                  config.oidc.audience, config.oidc_jwks);
+    logger().info("oidc.trusted: issuer={} audience={} keys={}", log_value(config.oidc.issuer),
+                  log_value(config.oidc.audience), log_value(config.oidc_jwks));
   }
 
   auto archive = open_archive_reader(config, kArchivePatience);
@@ -261,11 +266,12 @@ int run(int argc, char** argv) {
   http_options.tls_ca = config.tls_ca;
   http_options.rate_limits = config.rate_limits;
   if (std::error_code ec; fs::is_regular_file(fs::path(http_options.web.dir) / "index.html", ec)) {
-    logger().info("web client served at / from {}", http_options.web.dir);
+    logger().info("web.served: dir={} path=/", log_value(http_options.web.dir));
   } else {
     logger().warn(
-        "no web client at {} (build the chat-web target or set CHAT_WEB_DIR): / answers 404",
-        http_options.web.dir);
+        "web.missing: dir={} effect=\"/ answers 404\" hint=\"build the chat-web target or set "
+        "CHAT_WEB_DIR\"",
+        log_value(http_options.web.dir));
   }
   HttpServer http(service, http_options);
   auto port = http.bind(config.bind, config.http_port);
@@ -276,8 +282,8 @@ int run(int argc, char** argv) {
   if (!port) return fail(port.status().message() + " (CHAT_BIND / CHAT_HTTP_PORT)");
 
   control.start();
-  logger().info("chat-api listening on {}://{}:{} (broker control at 127.0.0.1:{})",
-                config.tls() ? "https" : "http", config.bind, *port, config.mqtt_port);
+  logger().info("listening: scheme={} bind={} port={} broker_control=127.0.0.1:{}",
+                config.tls() ? "https" : "http", log_value(config.bind), *port, config.mqtt_port);
 
   std::atomic<bool> done{false};
   std::thread signal_thread([&] {
@@ -289,7 +295,7 @@ int run(int argc, char** argv) {
         continue;
       }
       if (sig == SIGINT || sig == SIGTERM) {
-        logger().info("chat-api: {} received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        logger().info("shutdown: signal={}", sig == SIGINT ? "SIGINT" : "SIGTERM");
         // stop() is a no-op until listen() runs; wait for it (or its failure).
         while (!http.is_running() && !done.load()) {
           std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -305,7 +311,7 @@ int run(int argc, char** argv) {
   signal_thread.join();
   control.stop();
   if (!served.is_ok()) return fail(served.message());
-  logger().info("chat-api stopped");
+  logger().info("stopped: status=ok");
   return 0;
 }
 

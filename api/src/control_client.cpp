@@ -10,6 +10,7 @@
 #include "chat/api/control.h"
 #include "chat/api/log.h"
 #include "chat/api/secrets.h"
+#include "chat/common/log_fields.h"
 #include "chat/common/topics.h"
 
 namespace chat::api {
@@ -78,14 +79,14 @@ struct ControlClient::Impl {
       lost = true;
     }
     cv.notify_all();
-    logger().warn("control: broker connection lost{}{}", cause.empty() ? "" : ": ", cause);
+    logger().warn("control.lost: error={}", log_value(cause.empty() ? "-" : cause));
     fail_all_pending("broker connection lost");
   }
 
   void on_stats(const std::string& payload) {
     json snapshot = json::parse(payload, nullptr, /*allow_exceptions=*/false);
     if (!snapshot.is_object()) {
-      logger().warn("control: ignoring malformed broker stats");
+      logger().warn("control.malformed: kind=stats action=ignored");
       return;
     }
     std::lock_guard lock(mu);
@@ -98,10 +99,10 @@ struct ControlClient::Impl {
     try {
       auto tok = client->subscribe(std::string(topics::kControlStats), 0);
       if (!tok->wait_for(kConnectTimeout)) {
-        logger().warn("control: subscribing to broker stats timed out");
+        logger().warn("control.subscribe_failed: topic=stats error=timeout");
       }
     } catch (const mqtt::exception& e) {
-      logger().warn("control: cannot subscribe to broker stats: {}", e.what());
+      logger().warn("control.subscribe_failed: topic=stats error={}", log_value(e.what()));
     }
   }
 
@@ -110,7 +111,7 @@ struct ControlClient::Impl {
     if (!msg || msg->get_topic() != topics::kControlResponse) return;
     json answer = json::parse(msg->get_payload_str(), nullptr, /*allow_exceptions=*/false);
     if (!answer.is_object() || !answer.contains("req") || !answer["req"].is_string()) {
-      logger().warn("control: ignoring malformed response");
+      logger().warn("control.malformed: kind=response action=ignored");
       return;
     }
     std::shared_ptr<Promise> p;
@@ -178,9 +179,9 @@ struct ControlClient::Impl {
       std::string error;
       if (!connect_once(&error)) {
         if (quiet)
-          logger().debug("control: connect to broker failed: {}", error);
+          logger().debug("control.connect_failed: error={} retrying=true", log_value(error));
         else
-          logger().warn("control: connect to broker failed (retrying): {}", error);
+          logger().warn("control.connect_failed: error={} retrying=true", log_value(error));
         quiet = true;
         std::unique_lock lock(mu);
         cv.wait_for(lock, backoff, [&] { return stopping; });
@@ -195,7 +196,7 @@ struct ControlClient::Impl {
         lost = false;
       }
       cv.notify_all();
-      logger().info("control: connected to broker as {}", opts.client_id);
+      logger().info("control.connected: client={}", log_value(opts.client_id));
       subscribe_stats();
       if (opts.on_connected) opts.on_connected();
 
@@ -206,7 +207,7 @@ struct ControlClient::Impl {
                                [&] { return stopping || lost; });
         is_connected = false;
       }
-      if (renew) logger().info("control: reconnecting with a fresh service token");
+      if (renew) logger().info("control.renew: reason=token_max_age");
       disconnect_quietly();
       fail_all_pending("broker connection closed");
 

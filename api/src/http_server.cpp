@@ -18,6 +18,7 @@
 #include <optional>
 
 #include "chat/api/log.h"
+#include "chat/common/log_fields.h"
 
 namespace chat::api {
 
@@ -88,7 +89,10 @@ bool is_write_method(const std::string& method) {
 // Every Service failure goes out through here.
 void write_status(Response& res, const Status& status) {
   int http = http_status(status.code());
-  if (http >= 500) logger().warn("request failed: {}", status.to_string());
+  if (http >= 500) {
+    logger().warn("request.failed: status={} code={} error={}", http,
+                  status_code_name(status.code()), log_value(status.message()));
+  }
   // Server-side failures carry no internals to the client.
   std::string_view message = status.code() == StatusCode::kInternal
                                  ? std::string_view("internal error")
@@ -492,10 +496,11 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
     try {
       std::rethrow_exception(ep);
     } catch (const std::exception& e) {
-      what = e.what();
+      what = log_error(e);  // never a JSON parser's quote of the body
     } catch (...) {
     }
-    logger().error("{} {}: unhandled exception: {}", req.method, req.path, what);
+    logger().error("http.exception: method={} path={} error={}", log_value(req.method),
+                   log_value(req.path), log_value(what));
     res.headers.clear();
     write_error(res, 500, "internal", "internal error");
   });
@@ -507,16 +512,20 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
                                : std::chrono::steady_clock::duration::zero();
     metrics->record(req.method, req.path, res.status,
                     std::chrono::duration<double>(elapsed).count());
+    // req.path has no query string (cpp-httplib splits it off into
+    // req.params) and is percent-decoded, so it may hold anything: quoted.
+    // Query strings are never logged (a signed URL may carry a secret).
     if (start == std::chrono::steady_clock::time_point{}) {
-      logger().info("{} {} {} {} {}B", req.remote_addr, req.method, req.path, res.status,
-                    res.body.size());
+      logger().info("http: ip={} method={} path={} status={} bytes={}", log_value(req.remote_addr),
+                    log_value(req.method), log_value(req.path), res.status, res.body.size());
       return;
     }
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(
                   std::chrono::steady_clock::now() - start)
                   .count();
-    logger().info("{} {} {} {} {}B {}.{:03}ms", req.remote_addr, req.method, req.path, res.status,
-                  res.body.size(), us / 1000, us % 1000);
+    logger().info("http: ip={} method={} path={} status={} bytes={} ms={}.{:03}",
+                  log_value(req.remote_addr), log_value(req.method), log_value(req.path),
+                  res.status, res.body.size(), us / 1000, us % 1000);
   });
   register_routes();
 }
@@ -593,24 +602,33 @@ void HttpServer::register_routes() {
       const std::string username = form_value(*form, "username");
       // A locked account is refused before its password is looked at, so the
       // answer is the same whether the password is right or not, and whether
-      // the account exists or not.
-      if (int64_t wait = limits->account_locked(username); wait > 0) {
-        return write_rate_limited(res, wait, "too many failed logins for this account", true);
+      // the account exists or not: RFC 6749's invalid_grant (CONTRACT §2),
+      // with Retry-After saying when to try again. The attempt is counted as
+      // it starts, so concurrent guesses cannot all pass one check.
+      const auto attempt =
+          limits->begin_password_attempt(username, service.account_exists(username));
+      if (attempt.wait_ms > 0) {
+        const int64_t seconds = std::max<int64_t>(1, (attempt.wait_ms + 999) / 1000);
+        res.set_header("Retry-After", std::to_string(seconds));
+        return oauth_error("invalid_grant",
+                           "too many failed logins for this account; retry after " +
+                               std::to_string(seconds) + " s");
       }
       grant = service.password_grant(username, form_value(*form, "password"),
                                      form_value(*form, "device"));
       if (grant) {
         limits->login_succeeded(username);
-      } else if (grant.status().code() == StatusCode::kUnauthenticated) {
-        int failures = 0;
-        if (int64_t lock_ms = limits->login_failed(username, &failures); lock_ms > 0) {
-          // A security event: the account (a valid user id: nothing else is
-          // tracked) and the address, never the password.
-          logger().warn(
-              "security: login lockout: account={} ip={} consecutive_failures={} locked_s={}",
-              username, req.remote_addr, failures, (lock_ms + 999) / 1000);
-        }
+      } else if (attempt.lock_ms > 0) {
+        limits->count_lockout();
+        // A security event: the account (a valid user id: nothing else is
+        // tracked) and the address, never the password.
+        logger().warn(
+            "security.login_lockout: account={} ip={} consecutive_failures={} locked_s={}",
+            log_value(username), log_value(req.remote_addr), attempt.failures,
+            (attempt.lock_ms + 999) / 1000);
       }
+      // Any other failure (a malformed request too) stays counted: forgetting
+      // it would let a bad request between guesses reset the count.
     } else if (grant_type == "refresh_token") {
       grant = service.refresh_grant(form_value(*form, "refresh_token"));
     } else {

@@ -9,8 +9,12 @@ namespace chat::api {
 
 spdlog::logger& logger() {
   static std::shared_ptr<spdlog::logger> instance = [] {
-    if (auto existing = spdlog::get("api")) return existing;
-    return spdlog::stdout_color_mt("api");
+    auto made = spdlog::get("api");
+    if (!made) made = spdlog::stdout_color_mt("api");
+    // The component's only logger: anything logged through spdlog's default
+    // logger lands here too, and spdlog's unnamed default logger is dropped.
+    spdlog::set_default_logger(made);
+    return made;
   }();
   return *instance;
 }

@@ -9,6 +9,7 @@
 #include "chat/api/log.h"
 #include "chat/api/secrets.h"
 #include "chat/common/ids.h"
+#include "chat/common/log_fields.h"
 #include "chat/common/oidc.h"
 #include "chat/common/topics.h"
 
@@ -122,6 +123,10 @@ bool is_external_account(const store::Account& account) {
   return contains(account.roles, std::string(kExternalRole));
 }
 
+bool is_pending_account(const store::Account& account) {
+  return contains(account.roles, std::string(kPendingRole));
+}
+
 const char* grant_error_name(const Status& status) {
   switch (status.code()) {
     case StatusCode::kInvalidArgument:
@@ -174,41 +179,108 @@ Result<Principal> Service::authenticate(std::string_view access_token) const {
                                  : "this is an external account: sign in with the identity "
                                    "provider");
     }
+    // An external account is its provider subject's, whoever holds the user
+    // claim's value now (OIDC Core §5.7). Not bound yet (a CHAT_ADMINS
+    // account nobody signed in to): bound now. Not confirmed by the broker
+    // yet (another request is provisioning it, or one was cut short): its
+    // outcome is awaited, or the provisioning finished.
+    if (principal->external &&
+        (is_pending_account(*account) || account->external_sub != principal->external_sub)) {
+      if (!is_pending_account(*account) && !account->external_sub.empty()) {
+        return refuse_other_subject(principal->user, account->external_sub,
+                                    principal->external_sub);
+      }
+      if (Status s = provision_external(principal->user, principal->external_sub); !s.is_ok()) {
+        return s;
+      }
+    }
   } else if (account.status().code() != StatusCode::kNotFound) {
     return account.status();
   } else if (principal->external) {
-    if (Status s = provision_external(principal->user); !s.is_ok()) return s;
+    if (Status s = provision_external(principal->user, principal->external_sub); !s.is_ok()) {
+      return s;
+    }
   }
   return principal;
 }
 
-Status Service::provision_external(const std::string& user) const {
+Status Service::provision_external(const std::string& user, const std::string& sub) const {
+  // The whole check-create-tell-rollback sequence: a concurrent first request
+  // for the same user waits here, and then sees this one's outcome.
+  std::lock_guard lock(provision_mu_);
+  const auto local = [] {
+    return unauthenticated("this user id is a local account, not the identity provider's");
+  };
+  // kCreate: a new record (pending until the broker confirms); kConfirm: a
+  // pending record of an attempt cut short; kBind: an unbound CHAT_ADMINS one.
+  enum class Step { kCreate, kConfirm, kBind } step = Step::kCreate;
   store::Account account;
-  account.user = user;  // no password_hash: the password grant never works for it
-  account.roles = {std::string(kExternalRole)};
-  account.created_ms = clock_.now_ms();
-  if (Status s = accounts_.create_account(account); !s.is_ok()) {
-    if (s.code() != StatusCode::kAlreadyExists) return s;
-    // A concurrent first request won the race; its record decides.
-    auto existing = accounts_.get_account(user);
-    if (!existing) return existing.status();
-    if (!is_external_account(*existing) || is_deleted_account(*existing)) {
-      return unauthenticated("this user id is a local account, not the identity provider's");
+  auto existing = accounts_.get_account(user);
+  if (existing) {
+    // Decided by an earlier request (possibly one this call waited for).
+    if (is_deleted_account(*existing)) return unauthenticated("the account was deleted");
+    if (!is_external_account(*existing)) return local();
+    const bool pending = is_pending_account(*existing);
+    if (!existing->external_sub.empty() && existing->external_sub != sub) {
+      return refuse_other_subject(user, existing->external_sub, sub);
     }
-    return Status::ok();
+    if (!existing->external_sub.empty() && !pending) return Status::ok();
+    step = pending ? Step::kConfirm : Step::kBind;
+    account = std::move(existing).value();
+  } else if (existing.status().code() != StatusCode::kNotFound) {
+    return existing.status();
+  } else {
+    account.user = user;  // no password_hash: the password grant never works for it
+    account.roles = {std::string(kExternalRole), std::string(kPendingRole)};
+    account.created_ms = clock_.now_ms();
+    account.external_sub = sub;
+    if (Status s = accounts_.create_account(account); !s.is_ok()) {
+      // Created meanwhile by a sign-up (which takes no provisioning lock).
+      return s.code() == StatusCode::kAlreadyExists ? local() : s;
+    }
   }
-  Status told = tell_broker_user_added(user, /*external=*/true);
+
+  Status told = tell_broker_user_added(user, /*external=*/true, sub);
   if (!told.is_ok()) {
-    if (Status d = accounts_.delete_account(user); !d.is_ok()) {
-      logger().error("rollback of external account {} failed: {}", user, d.to_string());
+    logger().warn("account.rolled_back: user={} origin=external reason=broker_refused error={}",
+                  log_value(user), log_value(told.to_string()));
+    if (step != Step::kBind) {
+      if (Status d = accounts_.delete_account(user); !d.is_ok()) {
+        logger().error("account.rollback_failed: user={} origin=external error={}", log_value(user),
+                       log_value(d.to_string()));
+      }
     }
     if (told.code() == StatusCode::kPermissionDenied) {
-      return unauthenticated("this user id is a local account, not the identity provider's");
+      return unauthenticated(step == Step::kBind
+                                 ? "the broker has this account bound to another subject of the "
+                                   "identity provider"
+                                 : "this user id is a local account, not the identity provider's");
     }
     return unavailable("the broker did not confirm the new account; try again");
   }
-  logger().info("external account {} provisioned", user);
+  // Confirmed: the record is final. Should this write fail, the next request
+  // tries again and the broker answers the same.
+  std::erase(account.roles, std::string(kPendingRole));
+  account.external_sub = sub;
+  if (Status s = accounts_.put_account(account); !s.is_ok()) return s;
+  logger().info("{}: user={} origin=external sub={}",
+                step == Step::kBind ? "account.bound" : "account.provisioned", log_value(user),
+                log_value(sub));
   return Status::ok();
+}
+
+Status Service::refuse_other_subject(const std::string& user, const std::string& bound_sub,
+                                     const std::string& token_sub) const {
+  logger().warn(
+      "account.refused: user={} origin=external reason=sub_mismatch bound_sub={} token_sub={}",
+      log_value(user), log_value(bound_sub), log_value(token_sub));
+  return unauthenticated(
+      "this user id belongs to another subject of the identity provider (sub differs)");
+}
+
+bool Service::account_exists(std::string_view user) const {
+  if (!is_valid_user_id(user)) return false;
+  return accounts_.get_account(std::string(user)).is_ok();
 }
 
 Status Service::catch_up() {
@@ -216,9 +288,11 @@ Status Service::catch_up() {
   return Status::ok();
 }
 
-Status Service::tell_broker_user_added(const std::string& user, bool external) const {
+Status Service::tell_broker_user_added(const std::string& user, bool external,
+                                       const std::string& sub) const {
   nlohmann::json request = {{"op", "user.add"}, {"user", user}};
   if (external) request["origin"] = std::string(oidc::kExternalOrigin);
+  if (external && !sub.empty()) request["sub"] = sub;
   auto answer = control_.call(request, kControlTimeout);
   // Already known to the broker (an earlier attempt whose answer we missed) is fine.
   if (answer || answer.status().code() == StatusCode::kAlreadyExists) return Status::ok();
@@ -253,16 +327,17 @@ Result<std::string> Service::create_user(const std::optional<Principal>& caller,
   // The broker must know the user before anyone may message them; answer
   // 201 only once it does.
   if (Status s = tell_broker_user_added(account.user, /*external=*/false); !s.is_ok()) {
-    logger().warn("signup of {} rolled back: broker did not confirm user.add: {}", account.user,
-                  s.to_string());
+    logger().warn("account.rolled_back: user={} reason=broker_unconfirmed error={}",
+                  log_value(account.user), log_value(s.to_string()));
     if (Status d = accounts_.delete_account(account.user); !d.is_ok()) {
-      logger().error("rollback of account {} failed: {}", account.user, d.to_string());
+      logger().error("account.rollback_failed: user={} origin=local error={}",
+                     log_value(account.user), log_value(d.to_string()));
     }
     // The broker already knows the id as an external provider's user.
     if (s.code() == StatusCode::kPermissionDenied) return already_exists("user id is taken");
     return unavailable("the broker did not confirm the new account; try again");
   }
-  logger().info("account {} created", account.user);
+  logger().info("account.created: user={}", log_value(account.user));
   return account.user;
 }
 
@@ -319,6 +394,13 @@ Result<TokenGrant> Service::refresh_grant(std::string_view refresh_token) {
     return stored.status();
   }
   if (stored->expires_ms <= clock_.now_ms()) return refused();
+  // Issued together with an access token an admin revoked: revoked too
+  // (admin_revoke_token also deletes it; this closes the window before that).
+  if (!stored->access_jti.empty()) {
+    auto revoked = accounts_.is_revoked(stored->access_jti);
+    if (!revoked) return revoked.status();
+    if (*revoked) return refused();
+  }
   auto account = accounts_.get_account(stored->user);
   if (!account) {
     if (account.status().code() == StatusCode::kNotFound) return refused();
@@ -328,8 +410,8 @@ Result<TokenGrant> Service::refresh_grant(std::string_view refresh_token) {
   if (is_banned_account(*account)) {
     // Refused, not spent: the token works again once the user is unbanned.
     if (Status s = accounts_.put_refresh(sha256_hex(refresh_token), *stored); !s.is_ok()) {
-      logger().warn("could not keep the refresh token of banned {}: {}", stored->user,
-                    s.to_string());
+      logger().warn("refresh.keep_failed: user={} banned=true error={}", log_value(stored->user),
+                    log_value(s.to_string()));
     }
     return unauthenticated("the account is banned");
   }
@@ -369,7 +451,7 @@ Status Service::change_password(const Principal& caller, std::string_view old_pa
   account->password_hash = std::move(hash).value();
   if (Status s = accounts_.put_account(*account); !s.is_ok()) return s;
   if (Status s = accounts_.revoke_all_refresh(caller.user); !s.is_ok()) return s;
-  logger().info("password of {} changed; refresh tokens revoked", caller.user);
+  logger().info("password.changed: user={} refresh_tokens=revoked", log_value(caller.user));
   return Status::ok();
 }
 
@@ -495,8 +577,9 @@ Result<Group> Service::create_group(const Principal& caller, std::string_view na
   }
   auto group = group_from_json(control_result(*answer));
   if (!group) {
-    logger().error("group.create by {} succeeded but its reply is unusable: {}", caller.user,
-                   answer->dump());
+    // Not the reply itself: it holds the group's name and members.
+    logger().error("group.create.bad_reply: by={} error={}", log_value(caller.user),
+                   log_value(group.status().message()));
     return group.status();
   }
   // The broker wrote the group before answering: answer what GET will show
@@ -505,8 +588,8 @@ Result<Group> Service::create_group(const Principal& caller, std::string_view na
     auto stored = archive_.group(group->id);
     if (stored && stored->has_value()) group = std::move(**stored);
   }
-  logger().info("group {} created by {} with {} members", group->id, caller.user,
-                group->members.size());
+  logger().info("group.created: gid={} by={} members={}", log_value(group->id),
+                log_value(caller.user), group->members.size());
   return group;
 }
 
@@ -544,7 +627,8 @@ Status Service::group_op(const char* op, const Principal& caller, std::string_vi
       {{"op", op}, {"gid", std::string(gid)}, {"user", std::string(user)}, {"by", caller.user}},
       kControlTimeout);
   if (!answer) return answer.status();
-  logger().info("{} {} {} by {}", op, gid, user, caller.user);
+  logger().info("{}: gid={} user={} by={}", op, log_value(gid), log_value(user),
+                log_value(caller.user));
   return Status::ok();
 }
 
@@ -631,8 +715,8 @@ Result<std::string> Service::report(const Principal& caller, const ReportInput& 
     if (s.code() != StatusCode::kAlreadyExists) break;
   }
   if (!s.is_ok()) return s;
-  logger().info("report {} by {} about {} ({} messages)", report.id, report.reporter, report.user,
-                report.ids.size());
+  logger().info("report.created: id={} reporter={} user={} messages={}", log_value(report.id),
+                log_value(report.reporter), log_value(report.user), report.ids.size());
   return report.id;
 }
 
@@ -660,7 +744,7 @@ Status Service::delete_account(const Principal& caller) {
   tombstone.created_ms = account->created_ms;
   if (Status s = accounts_.put_account(tombstone); !s.is_ok()) return s;
   if (Status s = accounts_.revoke_all_refresh(caller.user); !s.is_ok()) return s;
-  logger().info("account {} deleted", caller.user);
+  logger().info("account.deleted: user={}", log_value(caller.user));
   return Status::ok();
 }
 
@@ -690,7 +774,7 @@ Status ensure_admin_accounts(const Config& config, store::AccountStore& accounts
       Status s = accounts.create_account(account);
       if (s.code() == StatusCode::kAlreadyExists) continue;
       if (!s.is_ok()) return s;
-      logger().info("admin account {} created as an external account", admin);
+      logger().info("admin.created: user={} origin=external", log_value(admin));
       continue;
     }
     const bool random = config.admin_password.empty();
@@ -705,7 +789,7 @@ Status ensure_admin_accounts(const Config& config, store::AccountStore& accounts
     Status s = accounts.create_account(account);
     if (s.code() == StatusCode::kAlreadyExists) continue;
     if (!s.is_ok()) return s;
-    logger().info("admin account {} created", admin);
+    logger().info("admin.created: user={} origin=local", log_value(admin));
     if (random) {
       // Printed once, to stdout only; never logged.
       std::printf("chat-api: admin account '%s' created with password: %s\n", admin.c_str(),
@@ -721,9 +805,10 @@ Status Service::announce_admins() {
   for (const std::string& admin : config_.admins) {
     auto account = accounts_.get_account(admin);
     const bool external = account && is_external_account(*account);
-    Status s = tell_broker_user_added(admin, external);
+    Status s = tell_broker_user_added(admin, external, external ? account->external_sub : "");
     if (!s.is_ok()) {
-      logger().warn("broker did not confirm admin {}: {}", admin, s.to_string());
+      logger().warn("admin.unconfirmed: user={} error={}", log_value(admin),
+                    log_value(s.to_string()));
       if (first.is_ok()) first = s;
     }
   }

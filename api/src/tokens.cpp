@@ -82,6 +82,7 @@ Result<TokenIssuer::Verified> TokenIssuer::verify_uncached(
     p.jti = id->claims.jti;
     p.exp = id->claims.exp;
     p.external = true;
+    p.external_sub = id->subject;
     nbf = id->claims.nbf;
   } else {
     jwt::VerifyOptions vo;

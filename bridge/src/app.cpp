@@ -14,6 +14,7 @@
 #include "chat/bridge/config.h"
 #include "chat/bridge/log.h"
 #include "chat/bridge/server.h"
+#include "chat/common/log_fields.h"
 
 namespace chat::bridge {
 namespace {
@@ -56,6 +57,7 @@ int run(int argc, char** argv) {
     return 2;
   }
   spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL=debug shows every open and close
+  logger();                        // "bridge", from here on spdlog's default logger too
   auto config_or = Config::from_env();
   if (!config_or) return fail(2, config_or.status().message());
   const Config config = std::move(config_or).value();
@@ -81,17 +83,19 @@ int run(int argc, char** argv) {
     return fail(server.status().code() == StatusCode::kInvalidArgument ? 2 : 1,
                 server.status().message());
   }
+  const std::string url =
+      std::string(config.tls() ? "wss" : "ws") + "://" +
+      (config.bind.find(':') != std::string::npos ? "[" + config.bind + "]" : config.bind) + ":" +
+      std::to_string((*server)->port()) + "/mqtt";
   logger().info(
-      "chat-bridge listening on {}://{}:{}/mqtt (bind {}), upstream {} ({}), tls {}; limits: "
-      "{} connections, {} per IP, buffer {} bytes per direction, frame {} bytes, idle {} s",
-      config.tls() ? "wss" : "ws",
-      config.bind.find(':') != std::string::npos ? "[" + config.bind + "]" : config.bind,
-      (*server)->port(), config.bind, config.upstream(), *upstream, config.tls() ? "on" : "off",
-      config.max_connections, config.max_per_ip, config.buffer_bytes, config.max_frame_bytes,
-      config.idle_timeout_s);
+      "listening: url={} bind={} port={} upstream={} upstream_ip={} tls={} max_connections={} "
+      "max_per_ip={} buffer_bytes={} max_frame_bytes={} idle_s={}",
+      log_value(url), log_value(config.bind), (*server)->port(), log_value(config.upstream()),
+      log_value(*upstream), config.tls() ? "on" : "off", config.max_connections, config.max_per_ip,
+      config.buffer_bytes, config.max_frame_bytes, config.idle_timeout_s);
   Status s = (*server)->run();
   if (!s.is_ok()) return fail(1, s.message());
-  logger().info("chat-bridge stopped");
+  logger().info("stopped: status=ok");
   return 0;
 }
 

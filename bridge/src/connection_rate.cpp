@@ -8,8 +8,9 @@ ConnectionRate::ConnectionRate(const Clock& clock, double per_second, double bur
       log_allowance_(clock, RateLimit{1000.0 / kLogEveryMs, 1}, max_addresses) {}
 
 ConnectionRate::Verdict ConnectionRate::admit(const std::string& ip) {
-  if (limiter_.take(ip) == 0) return Verdict::kAdmit;
-  return log_allowance_.take(ip) == 0 ? Verdict::kRefuseAndLog : Verdict::kRefuse;
+  const std::string key = address_key(ip);  // IPv6: the client's /64
+  if (limiter_.take(key) == 0) return Verdict::kAdmit;
+  return log_allowance_.take(key) == 0 ? Verdict::kRefuseAndLog : Verdict::kRefuse;
 }
 
 void ConnectionRate::prune() {

@@ -7,8 +7,12 @@ namespace chat::bridge {
 
 spdlog::logger& logger() {
   static std::shared_ptr<spdlog::logger> instance = [] {
-    if (auto existing = spdlog::get("bridge")) return existing;
-    return spdlog::stdout_color_mt("bridge");
+    auto made = spdlog::get("bridge");
+    if (!made) made = spdlog::stdout_color_mt("bridge");
+    // The component's only logger: anything logged through spdlog's default
+    // logger lands here too, and spdlog's unnamed default logger is dropped.
+    spdlog::set_default_logger(made);
+    return made;
   }();
   return *instance;
 }

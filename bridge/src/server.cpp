@@ -25,6 +25,7 @@
 #include "chat/bridge/origin_policy.h"
 #include "chat/bridge/packet_framer.h"
 #include "chat/bridge/policy.h"
+#include "chat/common/log_fields.h"
 
 namespace chat::bridge {
 namespace {
@@ -104,13 +105,11 @@ std::optional<std::string> header(lws* wsi, lws_token_indexes h) {
 }
 
 // For log lines: attacker-supplied text, shortened.
+// A request header for a log field: its first 100 bytes, quoted when needed
+// (log_value), "-" when absent.
 std::string shown(const std::optional<std::string>& v) {
   if (!v) return "-";
-  std::string s = v->substr(0, 100);
-  for (char& c : s) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-  }
-  return s;
+  return log_value(std::string_view(*v).substr(0, 100));
 }
 
 // Why listening on addr:port fails, asked of the kernel directly.
@@ -162,8 +161,8 @@ void raise_fd_limit(int max_connections) {
   }
   if (rl.rlim_cur < static_cast<rlim_t>(max_connections) * 2) {
     logger().warn(
-        "CHAT_WS_MAX_CONNECTIONS {} needs about {} file descriptors but the limit is {}: "
-        "connections beyond about {} will fail to open",
+        "fd_limit.low: max_connections={} fds_needed={} fd_limit={} connections_possible={} "
+        "setting=CHAT_WS_MAX_CONNECTIONS",
         max_connections, wanted, rl.rlim_cur, (rl.rlim_cur > 64 ? rl.rlim_cur - 64 : 0) / 2);
   }
 }
@@ -179,7 +178,7 @@ void lws_log_to_spdlog(int level, const char* line) {
   static int suppressed = 0;
   const auto now = SteadyClock::now();
   if (now - window_start >= std::chrono::minutes(1)) {
-    if (suppressed > 0) logger().warn("lws: {} more messages suppressed", suppressed);
+    if (suppressed > 0) logger().warn("lws.suppressed: count={}", suppressed);
     window_start = now;
     lines = 0;
     suppressed = 0;
@@ -191,9 +190,9 @@ void lws_log_to_spdlog(int level, const char* line) {
   std::string_view text(line);
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
   if (level & LLL_ERR) {
-    logger().error("lws: {}", text);
+    logger().error("lws: msg={}", log_value(text));
   } else {
-    logger().warn("lws: {}", text);
+    logger().warn("lws: msg={}", log_value(text));
   }
 }
 
@@ -284,19 +283,20 @@ struct Server::Impl {
       if (v == ConnectionRate::Verdict::kAdmit) return 0;
       ++stats.refused[static_cast<size_t>(Refusal::kRateLimited)];
       if (v == ConnectionRate::Verdict::kRefuseAndLog) {
-        logger().warn(
-            "refused WebSocket from {}: {} (HTTP 429; over CHAT_WS_CONN_RATE {}/s, burst {}); "
-            "further refusals of this address for {} s are only counted",
-            ip, refusal_name(Refusal::kRateLimited), config.conn_rate, config.conn_burst,
-            ConnectionRate::kLogEveryMs / 1000);
+        logger().warn("ws.refused: ip={} reason={} status=429 rate={} burst={} quiet_s={}",
+                      log_value(ip), refusal_name(Refusal::kRateLimited), config.conn_rate,
+                      config.conn_burst, ConnectionRate::kLogEveryMs / 1000);
       }
       write_refusal(wsi, http_status(Refusal::kRateLimited),
                     std::string(refusal_name(Refusal::kRateLimited)) + "\n", "1");
       return -1;
     }
     ++stats.refused[static_cast<size_t>(r)];
-    logger().warn("refused WebSocket from {}: {} (HTTP {}; path {}, origin {}, subprotocol {})", ip,
-                  refusal_name(r), http_status(r), shown(path), shown(origin), shown(protocols));
+    // The path without its query string (lws keeps the arguments apart):
+    // a query string is never logged.
+    logger().warn("ws.refused: ip={} reason={} status={} path={} origin={} subprotocol={}",
+                  log_value(ip), refusal_name(r), http_status(r), shown(path), shown(origin),
+                  shown(protocols));
     std::string body = std::string(refusal_name(r)) + "\n";
     write_refusal(wsi, http_status(r), body);
     return -1;  // hang up once the answer is written
@@ -382,7 +382,7 @@ struct Server::Impl {
     // on_confirm_upgrade checked the same limits a moment ago, in this same
     // callback chain, so this only fails if lws admitted something we did not.
     if (stopping || limits.acquire(ip) != Admission::kAdmit) {
-      logger().warn("refused WebSocket from {}: limits (late)", ip);
+      logger().warn("ws.refused: ip={} reason=limits_late", log_value(ip));
       return -1;
     }
     auto owned = std::make_unique<Session>();
@@ -395,7 +395,7 @@ struct Server::Impl {
     lws_set_opaque_user_data(wsi, s);
     ++stats.connections_current;
     ++stats.connections_total;
-    logger().debug("ws#{} open from {} ({} open)", s->id, ip, stats.connections_current);
+    logger().debug("ws.open: id={} ip={} open={}", s->id, log_value(ip), stats.connections_current);
     connect_upstream(s);
     return 0;
   }
@@ -405,14 +405,16 @@ struct Server::Impl {
     if (s == nullptr) return -1;
     if (s->closing || s->up == Upstream::kGone) return 0;  // closing: dropped
     if (!lws_frame_is_binary(wsi)) {
-      logger().info("ws#{} from {}: text frame, closing (1003)", s->id, s->peer);
+      logger().info("ws.close: id={} ip={} reason={} code=1003", s->id, log_value(s->peer),
+                    close_reason_name(CloseReason::kTextFrame));
       request_close(s, CloseReason::kTextFrame);
       return 0;
     }
     const size_t remaining = lws_remaining_packet_payload(wsi);
     if (s->frame_seen + len + remaining > config.max_frame_bytes) {
-      logger().info("ws#{} from {}: frame of {} bytes over CHAT_WS_MAX_FRAME {}, closing (1009)",
-                    s->id, s->peer, s->frame_seen + len + remaining, config.max_frame_bytes);
+      logger().info("ws.close: id={} ip={} reason={} code=1009 bytes={} max_frame_bytes={}", s->id,
+                    log_value(s->peer), close_reason_name(CloseReason::kFrameTooBig),
+                    s->frame_seen + len + remaining, config.max_frame_bytes);
       request_close(s, CloseReason::kFrameTooBig);
       return 0;
     }
@@ -473,8 +475,8 @@ struct Server::Impl {
     s->ws = nullptr;
     if (!s->closing) ++stats.closed_by_client;
     --stats.connections_current;
-    logger().debug("ws#{} from {} closed ({})", s->id, s->peer,
-                   s->closing ? close_reason_name(*s->closing) : "by the client");
+    logger().debug("ws.closed: id={} ip={} reason={}", s->id, log_value(s->peer),
+                   s->closing ? close_reason_name(*s->closing) : "by_client");
     // Nobody to deliver to any more; whatever the browser sent still goes out.
     s->to_client.clear();
     if (destroying) return;
@@ -541,8 +543,8 @@ struct Server::Impl {
     s->up = Upstream::kGone;
     s->upstream = nullptr;
     ++stats.upstream_connect_failures;
-    logger().warn("ws#{} from {}: cannot connect to the broker at {}: {}", s->id, s->peer,
-                  config.upstream(), why);
+    logger().warn("upstream.connect_failed: id={} ip={} broker={} error={}", s->id,
+                  log_value(s->peer), log_value(config.upstream()), log_value(why));
     if (destroying) return;
     if (s->ws != nullptr) {
       request_close(s, CloseReason::kBrokerUnavailable);
@@ -562,7 +564,7 @@ struct Server::Impl {
     } else {
       lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
     }
-    logger().debug("ws#{} from {}: broker connection open", s->id, s->peer);
+    logger().debug("upstream.open: id={} ip={}", s->id, log_value(s->peer));
     // Bytes may be waiting, or the browser may already be gone (then: FIN).
     lws_callback_on_writable(wsi);
   }
@@ -628,7 +630,7 @@ struct Server::Impl {
     s->to_broker.clear();
     if (destroying) return;
     if (s->ws != nullptr) {
-      logger().debug("ws#{} from {}: the broker closed", s->id, s->peer);
+      logger().debug("upstream.closed: id={} ip={}", s->id, log_value(s->peer));
       request_close(s, CloseReason::kBrokerClosed);  // after what it sent
     } else {
       destroy(s);
@@ -675,7 +677,8 @@ struct Server::Impl {
       const auto idle = std::chrono::seconds(config.idle_timeout_s);
       for (auto& [key, s] : sessions) {
         if (s->ws != nullptr && !s->closing && now - s->last_activity >= idle) {
-          logger().info("ws#{} from {}: idle for {} s, closing (1001)", s->id, s->peer,
+          logger().info("ws.close: id={} ip={} reason={} code=1001 idle_s={}", s->id,
+                        log_value(s->peer), close_reason_name(CloseReason::kIdle),
                         config.idle_timeout_s);
           request_close(s.get(), CloseReason::kIdle);
         }
@@ -695,7 +698,7 @@ struct Server::Impl {
 
   void log_summary_if_changed() {
     if (stats == last_logged) return;
-    logger().info("stats: {}", stats.summary());
+    logger().info("stats: {}", stats.summary());  // key=value pairs
     last_logged = stats;
   }
 
@@ -710,12 +713,12 @@ struct Server::Impl {
     if (stopping) return;
     stopping = true;
     stop_deadline = SteadyClock::now() + kShutdownGrace;
-    logger().info("{} received: closing {} WebSocket(s) (1001) and their broker connections", why,
-                  stats.connections_current);
+    logger().info("shutdown: signal={} closing={} code=1001", why, stats.connections_current);
     for (auto& [key, s] : sessions) {
       logger().debug(
-          "ws#{} from {}: ws {}, closing {}, upstream {}, {} bytes to broker, {} to client", s->id,
-          s->peer, s->ws != nullptr ? "open" : "closed",
+          "shutdown.session: id={} ip={} ws={} closing={} upstream={} bytes_to_broker={} "
+          "bytes_to_client={}",
+          s->id, log_value(s->peer), s->ws != nullptr ? "open" : "closed",
           s->closing ? close_reason_name(*s->closing) : "-", static_cast<int>(s->up),
           s->to_broker.size(), s->to_client.size());
       if (s->ws != nullptr) {
@@ -916,7 +919,7 @@ Status Server::run() {
     }
   }
   if (!self->sessions.empty()) {
-    logger().info("{} connection(s) did not finish closing in time: cut", self->sessions.size());
+    logger().info("shutdown.cut: sessions={} reason=grace_expired", self->sessions.size());
   }
   self->destroying = true;
   lws_context_destroy(self->context);

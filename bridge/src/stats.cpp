@@ -31,19 +31,17 @@ std::string Stats::to_json() const {
 }
 
 std::string Stats::summary() const {
-  std::string s = "connections " + std::to_string(connections_current) + " (total " +
-                  std::to_string(connections_total) + "), refused " +
-                  std::to_string(refused_total());
-  std::string detail;
+  std::string s = "connections=" + std::to_string(connections_current) +
+                  " connections_total=" + std::to_string(connections_total) +
+                  " refused=" + std::to_string(refused_total());
   for (size_t i = 1; i < kRefusalCount; ++i) {
     if (refused[i] == 0) continue;
-    detail += (detail.empty() ? "" : " ") + std::string(refusal_name(static_cast<Refusal>(i))) +
-              "=" + std::to_string(refused[i]);
+    s += " refused." + std::string(refusal_name(static_cast<Refusal>(i))) + "=" +
+         std::to_string(refused[i]);
   }
-  if (!detail.empty()) s += " (" + detail + ")";
-  s += ", bytes to broker " + std::to_string(bytes_to_broker) + ", to clients " +
-       std::to_string(bytes_to_client) + ", upstream connect failures " +
-       std::to_string(upstream_connect_failures);
+  s += " bytes_to_broker=" + std::to_string(bytes_to_broker) +
+       " bytes_to_client=" + std::to_string(bytes_to_client) +
+       " upstream_connect_failures=" + std::to_string(upstream_connect_failures);
   return s;
 }
 

@@ -1,6 +1,10 @@
 #include "chat/broker/config.h"
 
+#include <algorithm>
 #include <charconv>
+
+#include "chat/common/ids.h"
+#include "chat/common/settings.h"
 
 namespace chat::broker {
 namespace {
@@ -79,6 +83,16 @@ Result<PluginConfig> PluginConfig::from_options(
         return bad(key, "must be a claim name or a dotted path (a.b.c)");
       }
       (key == "oidc_user_claim" ? c.oidc.user_claim : c.oidc.roles_claim) = value;
+    } else if (key == "admins") {
+      c.admins.clear();
+      for (std::string_view item : settings::split_list(value)) {
+        if (!is_valid_user_id(item) || item.substr(0, 4) == "svc.") {
+          return bad(key, "must be user ids matching ^[a-z0-9][a-z0-9_.-]{0,31}$, not svc.*");
+        }
+        if (std::find(c.admins.begin(), c.admins.end(), item) == c.admins.end()) {
+          c.admins.emplace_back(item);
+        }
+      }
     } else if (key == "node_id") {
       if (!parse_number(value, &c.node_id) || c.node_id < 0 || c.node_id > 255)
         return bad(key, "must be 0..255");

@@ -22,7 +22,8 @@ Status Gatekeeper::authenticate(const void* handle, std::string_view client_id,
   // The token's `iss` picks the trust domain; each verifies with its own keys only.
   const bool external =
       external_.enabled() && oidc::unverified_issuer(password) == external_.issuer;
-  auto claims = external ? verify_external(password)
+  std::string provider_sub;  // the provider's `sub` (external tokens)
+  auto claims = external ? verify_external(password, &provider_sub)
                          : jwt::verify_jwt(password, keys_, verify_, clock_.now_s());
   if (!claims) return claims.status();
   if (claims->sub != username) return unauthenticated("username does not match the token's sub");
@@ -42,7 +43,7 @@ Status Gatekeeper::authenticate(const void* handle, std::string_view client_id,
   }
   // Last, as it may provision an external user: only for an accepted CONNECT.
   if (origin_check_) {
-    if (Status st = origin_check_(s.user, external); !st.is_ok()) return st;
+    if (Status st = origin_check_(s.user, external, provider_sub); !st.is_ok()) return st;
   }
   s.jti = claims->jti;
   s.client_id.assign(client_id);
@@ -69,9 +70,11 @@ Status Gatekeeper::authenticate(const void* handle, std::string_view client_id,
   return Status::ok();
 }
 
-Result<jwt::Claims> Gatekeeper::verify_external(std::string_view token) const {
+Result<jwt::Claims> Gatekeeper::verify_external(std::string_view token,
+                                                std::string* provider_sub) const {
   auto id = oidc::verify(token, external_keys_, external_, verify_.leeway_s, clock_.now_s());
   if (!id) return id.status();
+  *provider_sub = std::move(id->subject);
   jwt::Claims claims = std::move(id->claims);
   claims.sub = id->user;  // our user id, from the provider's user claim
   // The broker grants no admin powers (admins act through chat-api); never service.

@@ -24,11 +24,44 @@ extern "C" {
 #include "chat/broker/presence.h"
 #include "chat/broker/router.h"
 #include "chat/broker/stats.h"
+#include "chat/common/ids.h"
+#include "chat/common/log_fields.h"
 #include "chat/common/topics.h"
 #include "chat/store/archive.h"
 
 namespace chat::broker {
 namespace {
+
+// The plugin's one "logger": Mosquitto's log (mosquitto_log_printf), every
+// line `chat: <event>: key=value ...` (docs/operations.md "Logs").
+void log_line(LogLevel level, const std::string& message) {
+  int l = MOSQ_LOG_INFO;
+  switch (level) {
+    case LogLevel::kDebug:
+      l = MOSQ_LOG_DEBUG;
+      break;
+    case LogLevel::kInfo:
+      l = MOSQ_LOG_INFO;
+      break;
+    case LogLevel::kNotice:
+      l = MOSQ_LOG_NOTICE;
+      break;
+    case LogLevel::kWarning:
+      l = MOSQ_LOG_WARNING;
+      break;
+    case LogLevel::kError:
+      l = MOSQ_LOG_ERR;
+      break;
+  }
+  mosquitto_log_printf(l, "chat: %s", message.c_str());
+}
+
+// An exception escaping a callback. log_error: never a JSON parser's quote
+// of a payload.
+void log_callback_error(const char* callback, const std::exception& e) {
+  log_line(LogLevel::kError, std::string("callback.error: callback=") + callback +
+                                 " error=" + log_value(log_error(e)));
+}
 
 class MosquittoPort final : public BrokerPort {
  public:
@@ -39,7 +72,8 @@ class MosquittoPort final : public BrokerPort {
                                            static_cast<int>(payload.size()), payload.data(), qos,
                                            retain, nullptr);
     if (rc != MOSQ_ERR_SUCCESS) {
-      mosquitto_log_printf(MOSQ_LOG_WARNING, "chat: publish to %s failed (%d)", topic.c_str(), rc);
+      log(LogLevel::kWarning,
+          "publish.failed: topic=" + log_value(topic) + " rc=" + std::to_string(rc));
     }
   }
   void kick_client(const std::string& client_id) override {
@@ -48,27 +82,7 @@ class MosquittoPort final : public BrokerPort {
   void kick_user(const std::string& user) override {
     mosquitto_kick_client_by_username(user.c_str(), false);
   }
-  void log(LogLevel level, const std::string& message) override {
-    int l = MOSQ_LOG_INFO;
-    switch (level) {
-      case LogLevel::kDebug:
-        l = MOSQ_LOG_DEBUG;
-        break;
-      case LogLevel::kInfo:
-        l = MOSQ_LOG_INFO;
-        break;
-      case LogLevel::kNotice:
-        l = MOSQ_LOG_NOTICE;
-        break;
-      case LogLevel::kWarning:
-        l = MOSQ_LOG_WARNING;
-        break;
-      case LogLevel::kError:
-        l = MOSQ_LOG_ERR;
-        break;
-    }
-    mosquitto_log_printf(l, "chat: %s", message.c_str());
-  }
+  void log(LogLevel level, const std::string& message) override { log_line(level, message); }
 };
 
 // What identifies one version of a file: replaced (rename) or rewritten.
@@ -183,11 +197,19 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
   bans->forget_expired(SystemClock::instance().now_s(), jwt::kMaxLeewayS);
   AccountOrigins* origins = p.origins.get();
   MosquittoPort* port = &p.port;
-  p.gatekeeper->set_origin_check([origins, port](const std::string& user, bool external) {
-    const bool known = origins->is_external(user);
-    Status st = origins->admit(user, external);
-    if (st.is_ok() && external && !known) {
-      port->log(LogLevel::kNotice, "external user " + user + " provisioned");
+  origins->set_admins(p.config.admins);
+  for (const std::string& user : origins->unrecognized()) {
+    port->log(LogLevel::kWarning,
+              "account.origin_unrecognized: user=" + log_value(user) + " action=refuse_all_tokens");
+  }
+  p.gatekeeper->set_origin_check([origins, port](const std::string& user, bool external,
+                                                 const std::string& sub) {
+    const auto before = origins->subject(user);
+    Status st = origins->admit(user, external, sub);
+    if (st.is_ok() && external && (!before || before->empty())) {
+      port->log(LogLevel::kNotice, std::string(before ? "account.bound" : "account.provisioned") +
+                                       ": user=" + log_value(user) +
+                                       " origin=external sub=" + log_value(sub));
     }
     return st;
   });
@@ -229,15 +251,15 @@ void reload_oidc_keys(Plugin& p, const char* why) {
   auto text = read_file(path);
   auto keys = text ? oidc::parse_jwks(*text) : Result<jwt::KeySet>(text.status());
   if (!keys) {
-    mosquitto_log_printf(MOSQ_LOG_ERR,
-                         "chat: plugin_opt_oidc_jwks_file %s: %s; keeping the previous keys",
-                         path.c_str(), keys.status().message().c_str());
+    p.port.log(LogLevel::kError,
+               "oidc.keys.rejected: setting=plugin_opt_oidc_jwks_file file=" + log_value(path) +
+                   " error=" + log_value(keys.status().message()) + " keeping=previous_keys");
     return;
   }
   const size_t n = keys->size();
   p.gatekeeper->replace_external_keys(std::move(keys).value());
-  mosquitto_log_printf(MOSQ_LOG_NOTICE, "chat: %zu external provider keys loaded from %s (%s)", n,
-                       path.c_str(), why);
+  p.port.log(LogLevel::kNotice, "oidc.keys.loaded: count=" + std::to_string(n) +
+                                    " file=" + log_value(path) + " trigger=" + why);
 }
 
 int on_reload(int, void*, void* userdata) noexcept {
@@ -245,7 +267,7 @@ int on_reload(int, void*, void* userdata) noexcept {
     auto* p = static_cast<Plugin*>(userdata);
     if (p->config.oidc.enabled()) reload_oidc_keys(*p, "reload");
   } catch (const std::exception& e) {
-    mosquitto_log_printf(MOSQ_LOG_ERR, "chat: reload error: %s", e.what());
+    log_callback_error("reload", e);
   }
   return MOSQ_ERR_SUCCESS;
 }
@@ -262,12 +284,16 @@ int on_basic_auth(int, void* event_data, void* userdata) noexcept {
       return MOSQ_ERR_SUCCESS;
     }
     p->stats.connection_refused(st.code());
-    mosquitto_log_printf(MOSQ_LOG_NOTICE, "chat: refused connection %s (user %s): %s",
-                         client_id ? client_id : "?", ev->username ? ev->username : "-",
-                         st.message().c_str());
+    // Not a user id (e.g. a client that put its token there): not logged.
+    const std::string user = ev->username == nullptr          ? "-"
+                             : is_valid_user_id(ev->username) ? log_value(ev->username)
+                                                              : "(invalid)";
+    p->port.log(LogLevel::kNotice,
+                "connect.refused: client=" + log_value(client_id ? client_id : "-") +
+                    " user=" + user + " reason=" + log_value(st.message()));
     return MOSQ_ERR_AUTH;
   } catch (const std::exception& e) {
-    mosquitto_log_printf(MOSQ_LOG_ERR, "chat: auth error: %s", e.what());
+    log_callback_error("basic_auth", e);
     return MOSQ_ERR_AUTH;
   }
 }
@@ -304,7 +330,7 @@ int on_acl_check(int, void* event_data, void* userdata) noexcept {
     }
     return MOSQ_ERR_ACL_DENIED;
   } catch (const std::exception& e) {
-    mosquitto_log_printf(MOSQ_LOG_ERR, "chat: acl error: %s", e.what());
+    log_callback_error("acl_check", e);
     return MOSQ_ERR_ACL_DENIED;
   }
 }
@@ -350,7 +376,7 @@ int on_message(int, void* event_data, void* userdata) noexcept {
     mosquitto_property_free_all(&ev->properties);
     return MOSQ_ERR_SUCCESS;
   } catch (const std::exception& e) {
-    mosquitto_log_printf(MOSQ_LOG_ERR, "chat: message error: %s", e.what());
+    log_callback_error("message", e);
     return MOSQ_ERR_UNKNOWN;
   }
 }
@@ -366,7 +392,7 @@ int on_control(int, void* event_data, void* userdata) noexcept {
     p->router->on_control(*s, payload);
     return MOSQ_ERR_SUCCESS;
   } catch (const std::exception& e) {
-    mosquitto_log_printf(MOSQ_LOG_ERR, "chat: control error: %s", e.what());
+    log_callback_error("control", e);
     return MOSQ_ERR_UNKNOWN;
   }
 }
@@ -383,7 +409,7 @@ int on_tick(int, void*, void* userdata) noexcept {
     if (p->config.oidc.enabled() && now - p->last_jwks_check_s >= kJwksCheckIntervalS) {
       p->last_jwks_check_s = now;
       if (!(stamp_of(p->config.oidc_jwks_file) == p->oidc_jwks_stamp)) {
-        reload_oidc_keys(*p, "file changed");
+        reload_oidc_keys(*p, "file_changed");
       }
     }
     if (now - p->last_stats_s >= kStatsIntervalS) {
@@ -394,13 +420,13 @@ int on_tick(int, void*, void* userdata) noexcept {
                       0, false);
     }
     for (const auto& client_id : p->gatekeeper->take_expired()) {
-      mosquitto_log_printf(MOSQ_LOG_NOTICE, "chat: token of %s expired, disconnecting",
-                           client_id.c_str());
+      p->port.log(LogLevel::kNotice,
+                  "token.expired: client=" + log_value(client_id) + " action=disconnect");
       p->port.kick_client(client_id);
     }
     return MOSQ_ERR_SUCCESS;
   } catch (const std::exception& e) {
-    mosquitto_log_printf(MOSQ_LOG_ERR, "chat: tick error: %s", e.what());
+    log_callback_error("tick", e);
     return MOSQ_ERR_SUCCESS;
   }
 }
@@ -458,22 +484,27 @@ CHAT_PLUGIN_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, 
     }
     chat::Status st = chat::broker::load(*plugin, std::move(opts));
     if (!st.is_ok()) {
-      mosquitto_log_printf(MOSQ_LOG_ERR, "chat: cannot start: %s", st.message().c_str());
+      chat::broker::log_line(chat::broker::LogLevel::kError,
+                             "plugin.start_failed: error=" + chat::log_value(st.message()));
       return MOSQ_ERR_INVAL;
     }
     for (const auto& r : chat::broker::kCallbacks) {
       int rc = mosquitto_callback_register(identifier, r.event, r.cb, r.data, plugin.get());
       if (rc != MOSQ_ERR_SUCCESS) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, "chat: cannot register callback %d (%d)", r.event, rc);
+        chat::broker::log_line(chat::broker::LogLevel::kError,
+                               "plugin.start_failed: error=callback_register event=" +
+                                   std::to_string(r.event) + " rc=" + std::to_string(rc));
         return rc;
       }
     }
-    mosquitto_log_printf(MOSQ_LOG_NOTICE, "chat: plugin ready (archive %s, issuer %s)",
-                         plugin->config.archive_path.c_str(), plugin->config.issuer.c_str());
+    chat::broker::log_line(chat::broker::LogLevel::kNotice,
+                           "plugin.ready: archive=" + chat::log_value(plugin->config.archive_path) +
+                               " issuer=" + chat::log_value(plugin->config.issuer));
     *userdata = plugin.release();
     return MOSQ_ERR_SUCCESS;
   } catch (const std::exception& e) {
-    mosquitto_log_printf(MOSQ_LOG_ERR, "chat: cannot start: %s", e.what());
+    chat::broker::log_line(chat::broker::LogLevel::kError,
+                           "plugin.start_failed: error=" + chat::log_value(chat::log_error(e)));
     return MOSQ_ERR_UNKNOWN;
   }
 }

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "chat/common/log_fields.h"
 #include "chat/common/topics.h"
 
 namespace chat::broker {
@@ -24,7 +25,7 @@ void PresenceTracker::recover() {
   auto all = archive_.presence_all();
   if (!all) {
     port_.log(LogLevel::kWarning,
-              "presence: cannot read recorded presence: " + all.status().to_string());
+              "presence.recover_failed: error=" + log_value(all.status().to_string()));
     return;
   }
   int64_t now = clock_.now_ms();
@@ -67,7 +68,8 @@ void PresenceTracker::publish(const std::string& user, State& s) {
   port_.publish("", topics::presence(user), p, 1, true);
   Status st = archive_.put_presence(user, p);
   if (!st.is_ok())
-    port_.log(LogLevel::kWarning, "presence: cannot record " + user + ": " + st.to_string());
+    port_.log(LogLevel::kWarning, "presence.record_failed: user=" + log_value(user) +
+                                      " error=" + log_value(st.to_string()));
   s.published_online = now_online;
   s.published_ms = now;
 }

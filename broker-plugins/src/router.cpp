@@ -6,6 +6,8 @@
 #include <random>
 #include <set>
 
+#include "chat/common/log_fields.h"
+#include "chat/common/oidc.h"
 #include "chat/common/topics.h"
 
 namespace chat::broker {
@@ -181,7 +183,8 @@ Router::Stamped Router::stamp_and_archive(const DeviceSession& sender, const std
   // the original envelope to the sender's devices, without a second copy.
   auto dup = archive_.find_duplicate(sender.client_id, msg.cid);
   if (!dup) {
-    port_.log(LogLevel::kError, "archive read failed: " + dup.status().to_string());
+    port_.log(LogLevel::kError,
+              "archive.read_failed: error=" + log_value(dup.status().to_string()));
     out.done = fail();
     return out;
   }
@@ -238,8 +241,9 @@ Router::Stamped Router::stamp_and_archive(const DeviceSession& sender, const std
     if (!st.is_ok()) ++stats_->archive_failures;
   }
   if (!st.is_ok()) {
-    port_.log(LogLevel::kError, "archive append failed, dropping " + sender.client_id +
-                                    " without PUBACK: " + st.to_string());
+    port_.log(LogLevel::kError,
+              "archive.append_failed: client=" + log_value(sender.client_id) +
+                  " action=dropped_without_puback error=" + log_value(st.to_string()));
     out.done = fail();
   }
   return out;
@@ -254,7 +258,8 @@ MessageOutcome Router::direct_message(const DeviceSession& sender, const std::st
   }
   auto exists = archive_.has_user(peer);
   if (!exists) {
-    port_.log(LogLevel::kError, "archive read failed: " + exists.status().to_string());
+    port_.log(LogLevel::kError,
+              "archive.read_failed: error=" + log_value(exists.status().to_string()));
     return fail();
   }
   if (!*exists) {
@@ -368,7 +373,7 @@ MessageOutcome Router::direct_receipt(const DeviceSession& sender, const std::st
     auto newest = *std::max_element(receipt->ids.begin(), receipt->ids.end());
     Status st = archive_.mark_read(sender.user, conv, newest);
     if (!st.is_ok()) {
-      port_.log(LogLevel::kError, "archive mark_read failed: " + st.to_string());
+      port_.log(LogLevel::kError, "archive.mark_read_failed: error=" + log_value(st.to_string()));
       return fail();
     }
   }
@@ -652,9 +657,9 @@ Status Router::control_admin(const std::string& op, const json& doc, json* resul
     if (!st.is_ok()) return st;
     if (ban) {
       port_.kick_user(user);
-      port_.log(LogLevel::kNotice, "user " + user + " banned; connections closed");
+      port_.log(LogLevel::kNotice, "user.banned: user=" + log_value(user) + " connections=closed");
     } else {
-      port_.log(LogLevel::kNotice, "user " + user + " unbanned");
+      port_.log(LogLevel::kNotice, "user.unbanned: user=" + log_value(user));
     }
     *result = json{{"user", user}, {"banned", ban}};
     return Status::ok();
@@ -680,7 +685,7 @@ Status Router::control_admin(const std::string& op, const json& doc, json* resul
       closed.push_back(client_id);
     }
     port_.log(LogLevel::kNotice,
-              "token revoked; " + std::to_string(closed.size()) + " connection(s) closed");
+              "token.revoked: connections_closed=" + std::to_string(closed.size()));
     *result = json{{"jti", jti}, {"closed", std::move(closed)}};
     return Status::ok();
   }
@@ -740,7 +745,19 @@ void Router::on_control(const DeviceSession& sender, std::string_view payload) {
     if (origin != doc.end() && !external && *origin != "local") {
       return reply(sender, req, invalid_argument("origin must be \"local\" or \"external\""));
     }
-    if (origins_ != nullptr) return reply(sender, req, origins_->add(user, external));
+    // "sub": the provider's subject an external account is bound to; absent
+    // for a CHAT_ADMINS account nobody signed in to yet.
+    std::string sub;
+    if (const auto it = doc.find("sub"); it != doc.end()) {
+      if (!external || !it->is_string() ||
+          !oidc::is_valid_subject(it->get_ref<const std::string&>())) {
+        return reply(sender, req,
+                     invalid_argument("sub must be 1 to 255 bytes without NUL, with origin "
+                                      "external"));
+      }
+      sub = it->get<std::string>();
+    }
+    if (origins_ != nullptr) return reply(sender, req, origins_->add(user, external, sub));
     return reply(sender, req, archive_.add_user(user));
   }
   if (op == "user.remove") {

@@ -46,6 +46,10 @@ Result<const json*> at_path(const json& root, std::string_view path) {
 
 }  // namespace
 
+bool is_valid_subject(std::string_view sub) {
+  return !sub.empty() && sub.size() <= kMaxSubjectBytes && sub.find('\0') == std::string_view::npos;
+}
+
 bool is_valid_claim_path(std::string_view path) {
   auto segments = split_path(path);
   if (segments.size() > kMaxSegments) return false;
@@ -83,7 +87,12 @@ Result<ExternalIdentity> verify(std::string_view token, const jwt::KeySet& keys,
   auto claims = jwt::verify_jwt(token, keys, vo, now_s);
   if (!claims) return claims.status();
 
+  // verify_jwt requires a non-empty string `sub`; the account is bound to it.
+  if (!is_valid_subject(claims->sub)) {
+    return unauthenticated("sub is not a subject identifier (1 to 255 bytes, no NUL)");
+  }
   ExternalIdentity id;
+  id.subject = claims->sub;
   try {
     auto user = at_path(claims->raw, provider.user_claim);
     if (!user) return user.status();

@@ -1,9 +1,27 @@
 #include "chat/common/rate_limit.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 namespace chat {
+
+std::string address_key(std::string_view ip) {
+  if (ip.find(':') == std::string_view::npos || ip.size() >= INET6_ADDRSTRLEN) {
+    return std::string(ip);
+  }
+  unsigned char a[16];
+  const std::string text(ip);
+  if (inet_pton(AF_INET6, text.c_str(), a) != 1) return text;
+  static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::equal(a, a + 12, kMapped)) return text;  // an IPv4 client: its own address
+  char out[32];
+  std::snprintf(out, sizeof out, "%x:%x:%x:%x::/64", a[0] << 8 | a[1], a[2] << 8 | a[3],
+                a[4] << 8 | a[5], a[6] << 8 | a[7]);
+  return out;
+}
 
 int64_t TokenBucket::take(const RateLimit& limit, int64_t now_ms) {
   if (!limit.enabled()) return 0;

@@ -2,7 +2,8 @@
 //
 // Schema (column families, created at open when missing, so databases made by
 // an older version gain the newer families):
-//   accounts         "<user>"           -> {"user","password_hash","roles","created_ms"}
+//   accounts         "<user>"           -> {"user","password_hash","roles","created_ms",
+//                                           "external_sub" (external accounts only)}
 //   refresh          "<token hash>"     -> {"user","device","expires_ms","jti"}
 //   refresh_by_user  "<user>\0<hash>"   -> ""   (index for revoke_all_refresh)
 //   reports          "<report id>"      -> {"id","reporter","user","ids","reason","created_ms"}
@@ -75,6 +76,7 @@ std::string encode_account(const Account& account) {
                          {"password_hash", account.password_hash},
                          {"roles", account.roles},
                          {"created_ms", account.created_ms}};
+  if (!account.external_sub.empty()) json["external_sub"] = account.external_sub;
   return json.dump();
 }
 
@@ -98,6 +100,11 @@ bool decode_account(std::string_view text, Account* out) {
   }
   out->created_ms =
       (created != json.end() && created->is_number_integer()) ? created->get<int64_t>() : 0;
+  out->external_sub.clear();
+  if (auto sub = json.find("external_sub"); sub != json.end()) {
+    if (!sub->is_string()) return false;
+    out->external_sub = sub->get<std::string>();
+  }
   return true;
 }
 

@@ -4,6 +4,11 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
 #include "http_fixture.h"
 #include "oidc_test_keys.h"
 
@@ -34,8 +39,10 @@ class ApiOidcTest : public HttpServerTest {
     tokens_->set_external(config_.oidc, std::move(keys).value(), config_.admins);
   }
   std::string external_token(const ProviderKey& key, const std::string& user,
-                             json roles = json::array()) {
-    return key.sign(chat::testing::provider_claims(kIssuer, "chat", user, clock_.now_s(), roles));
+                             json roles = json::array(),
+                             const std::string& sub = chat::testing::kDefaultProviderSub) {
+    return key.sign(
+        chat::testing::provider_claims(kIssuer, "chat", user, clock_.now_s(), roles, sub));
   }
   int status_of(const std::string& token) {
     auto r = get("/v1/blocks", token);
@@ -145,6 +152,131 @@ TEST_F(ApiOidcTest, BadProviderTokensGetA401) {
   c = chat::testing::provider_claims(kIssuer, "other-audience", "erin", clock_.now_s());
   EXPECT_EQ(status_of(k1_->sign(c)), 401);
   EXPECT_EQ(data_->accounts->get_account("erin").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(ApiOidcTest, AnExternalAccountBelongsToTheProviderSubjectItWasProvisionedFor) {
+  control_.clear_requests();
+  EXPECT_EQ(status_of(external_token(*k1_, "erin", json::array(), "sub-erin")), 200);
+  auto account = data_->accounts->get_account("erin");
+  ASSERT_TRUE(account.is_ok());
+  EXPECT_EQ(account->external_sub, "sub-erin");
+  json add = control_.last_request();
+  EXPECT_EQ(add["op"], "user.add");
+  EXPECT_EQ(add["origin"], "external");
+  EXPECT_EQ(add["sub"], "sub-erin");
+  // The provider's "erin" is now someone else (deleted and re-created, or renamed).
+  auto r = get("/v1/blocks", external_token(*k1_, "erin", json::array(), "sub-newcomer"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_NE(r->body.find("sub differs"), std::string::npos) << r->body;
+  EXPECT_EQ(status_of(external_token(*k1_, "erin", json::array(), "sub-erin")), 200);
+  EXPECT_EQ(data_->accounts->get_account("erin")->external_sub, "sub-erin");
+}
+
+TEST_F(ApiOidcTest, AProviderTokenWithoutAUsableSubIsRefused) {
+  json c = chat::testing::provider_claims(kIssuer, "chat", "erin", clock_.now_s());
+  c.erase("sub");
+  EXPECT_EQ(status_of(k1_->sign(c)), 401);
+  for (json sub : {json(""), json(std::string(256, 's')), json(std::string("a\0b", 3)), json(1)}) {
+    c["sub"] = sub;
+    EXPECT_EQ(status_of(k1_->sign(c)), 401) << sub.dump();
+  }
+  EXPECT_EQ(data_->accounts->get_account("erin").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(ApiOidcTest, ConcurrentFirstRequestsAllSeeTheBrokersRefusal) {
+  // The first user.add is slow and refused; a second first request arriving
+  // meanwhile must not be served on the record the first is about to roll back.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool in_broker = false;
+  std::atomic<int> calls{0};
+  control_.set_handler([&](const json& request) -> Result<json> {
+    if (request["op"] != "user.add") return ok_reply();
+    if (calls.fetch_add(1) == 0) {
+      {
+        std::lock_guard lock(mu);
+        in_broker = true;
+      }
+      cv.notify_all();
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+    return permission_denied("dana exists as a local account");
+  });
+  const std::string token = external_token(*k1_, "dana");
+  const auto request = [this, &token] {
+    httplib::Client c("127.0.0.1", port_);
+    auto r = c.Get("/v1/blocks", {{"Authorization", "Bearer " + token}});
+    return r ? r->status : -1;
+  };
+  std::atomic<int> first{0};
+  std::thread a([&] { first = request(); });
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(5), [&] { return in_broker; }));
+  }
+  std::vector<int> others(3, 0);
+  std::vector<std::thread> threads;
+  for (int& status : others) threads.emplace_back([&] { status = request(); });
+  for (auto& t : threads) t.join();
+  a.join();
+  EXPECT_EQ(first.load(), 401);
+  for (int status : others) EXPECT_EQ(status, 401);
+  EXPECT_EQ(data_->accounts->get_account("dana").status().code(), StatusCode::kNotFound);
+}
+
+// OIDC on and no CHAT_ADMIN_PASSWORD: root is created as an external account
+// that no provider subject is bound to yet.
+class ApiOidcAdminTest : public HttpServerTest {
+ protected:
+  void SetUp() override {
+    start({{"CHAT_OIDC_ISSUER", kIssuer},
+           {"CHAT_OIDC_AUDIENCE", "chat"},
+           {"CHAT_OIDC_JWKS", "/unused/by/the/fixture.json"},
+           {"CHAT_ADMIN_PASSWORD", ""}});
+    auto keys = oidc::parse_jwks(chat::testing::jwks_of(key_));
+    ASSERT_TRUE(keys.is_ok());
+    tokens_->set_external(config_.oidc, std::move(keys).value(), config_.admins);
+  }
+  std::string root_token(const std::string& sub) {
+    return key_.sign(
+        chat::testing::provider_claims(kIssuer, "chat", "root", clock_.now_s(), {"admin"}, sub));
+  }
+  int status_of(const std::string& token) {
+    auto r = get("/v1/blocks", token);
+    return r ? r->status : -1;
+  }
+  ProviderKey key_ = ProviderKey::es256("k-admin");
+};
+
+TEST_F(ApiOidcAdminTest, AnExternalAdminIsBoundOnFirstUseAndTheBrokerIsTold) {
+  auto root = data_->accounts->get_account("root");
+  ASSERT_TRUE(root.is_ok());
+  ASSERT_TRUE(is_external_account(*root));
+  EXPECT_EQ(root->external_sub, "");
+  // announce_admins: user.add origin external, no sub while unbound.
+  control_.clear_requests();
+  ASSERT_TRUE(service_->announce_admins().is_ok());
+  EXPECT_EQ(control_.last_request()["origin"], "external");
+  EXPECT_FALSE(control_.last_request().contains("sub"));
+  // The broker has root bound to another sub already (its first CONNECT):
+  // refused, and not bound here.
+  control_.script(permission_denied("root belongs to another subject"));
+  EXPECT_EQ(status_of(root_token("sub-root")), 401);
+  EXPECT_EQ(data_->accounts->get_account("root")->external_sub, "");
+  // Otherwise the first use binds it, the broker first.
+  control_.clear_requests();
+  EXPECT_EQ(status_of(root_token("sub-root")), 200);
+  EXPECT_EQ(data_->accounts->get_account("root")->external_sub, "sub-root");
+  auto requests = control_.requests();
+  ASSERT_FALSE(requests.empty());
+  EXPECT_EQ(requests.front()["op"], "user.add");
+  EXPECT_EQ(requests.front()["sub"], "sub-root");
+  EXPECT_EQ(status_of(root_token("sub-other")), 401);
+  EXPECT_EQ(status_of(root_token("sub-root")), 200);
+  control_.clear_requests();
+  ASSERT_TRUE(service_->announce_admins().is_ok());
+  EXPECT_EQ(control_.last_request()["sub"], "sub-root");
 }
 
 Result<Config> config_with(std::map<std::string, std::string> env) {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <atomic>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -81,16 +82,46 @@ TEST(RateLimitsTest, FailuresAreForgottenAndInvalidNamesNeverTracked) {
   EXPECT_EQ(limits.accounts_tracked(), 1u);
 }
 
-TEST(RateLimitsTest, AFullLockoutTableLocksNoNewAccountButKeepsTheOldOnes) {
+TEST(RateLimitsTest, AFullLockoutTableLocksNoNewNameButKeepsTheOldOnes) {
   FakeClock clock;
   RateLimitOptions o = lockout_options();
   o.max_keys = 4;
   RateLimits limits(clock, o);
-  for (int i = 0; i < 4; ++i) limits.login_failed("u" + std::to_string(i));
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(limits.login_failed("late"), 0);
+  // Names that are no account fill their own table...
+  for (int i = 0; i < 4; ++i) limits.login_failed("u" + std::to_string(i), nullptr, false);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(limits.login_failed("late", nullptr, false), 0);
   EXPECT_EQ(limits.accounts_tracked(), 4u);
-  limits.login_failed("u0");
-  EXPECT_EQ(limits.login_failed("u0"), 1000);
+  limits.login_failed("u0", nullptr, false);
+  EXPECT_EQ(limits.login_failed("u0", nullptr, false), 1000);
+  // ...and never crowd a real account out of its lockout.
+  EXPECT_EQ(limits.login_failed("alice"), 0);
+  EXPECT_EQ(limits.login_failed("alice"), 0);
+  EXPECT_EQ(limits.login_failed("alice"), 1000);
+  EXPECT_EQ(limits.account_locked("alice"), 1000);
+}
+
+TEST(RateLimitsTest, ConcurrentGuessesCannotAllPassOneCheck) {
+  // 64 password grants for one account start at once (the HTTP pool's
+  // size): each is counted as it starts, so exactly lockout_after of them
+  // get to check a password, however the threads interleave.
+  FakeClock clock;
+  RateLimitOptions o = lockout_options();
+  o.lockout_after = 5;
+  RateLimits limits(clock, o);
+  std::atomic<int> checked{0}, refused{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 64; ++i) {
+    threads.emplace_back([&] {
+      auto attempt = limits.begin_password_attempt("alice", true);
+      (attempt.wait_ms > 0 ? refused : checked)++;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(checked.load(), 5);
+  EXPECT_EQ(refused.load(), 59);
+  // A success forgets the count (and the lock it set).
+  limits.login_succeeded("alice");
+  EXPECT_EQ(limits.begin_password_attempt("alice", true).wait_ms, 0);
 }
 
 TEST(RateLimitsTest, OffMeansOff) {
@@ -183,11 +214,12 @@ TEST_F(RateLimitsHttpTest, BruteForceLocksTheAccountWhateverThePassword) {
   auto right = password_grant("alice", "password1");
   auto wrong = password_grant("alice", "guess9");
   ASSERT_TRUE(right && wrong);
-  EXPECT_EQ(right->status, 429);
-  EXPECT_EQ(wrong->status, 429);
+  // RFC 6749's invalid_grant (CONTRACT §2), with Retry-After.
+  EXPECT_EQ(right->status, 400);
+  EXPECT_EQ(wrong->status, 400);
   EXPECT_EQ(retry_after(right), 2);
   EXPECT_EQ(body_of(right), body_of(wrong));
-  EXPECT_EQ(body_of(right)["error"], "rate_limited");
+  EXPECT_EQ(body_of(right)["error"], "invalid_grant");
   // Other accounts are not affected.
   EXPECT_EQ(password_grant("bob", "password1")->status, 200);
 
@@ -195,7 +227,7 @@ TEST_F(RateLimitsHttpTest, BruteForceLocksTheAccountWhateverThePassword) {
   clock_.advance_ms(2000);
   EXPECT_EQ(password_grant("alice", "guess4")->status, 400);
   auto again = password_grant("alice", "password1");
-  EXPECT_EQ(again->status, 429);
+  EXPECT_EQ(again->status, 400);
   EXPECT_EQ(retry_after(again), 4);
   clock_.advance_ms(4000);
   // The right password works again and resets the count.
@@ -217,7 +249,11 @@ TEST_F(RateLimitsHttpTest, UnknownAccountsLockExactlyLikeRealOnes) {
     ghost.emplace_back(g->status, body_of(g));
   }
   EXPECT_EQ(real, ghost);
-  EXPECT_EQ(real.back().first, 429);
+  EXPECT_EQ(real.back().first, 400);
+  EXPECT_NE(
+      real.back().second["error_description"].get<std::string>().find("too many failed logins"),
+      std::string::npos)
+      << real.back().second;
 }
 
 TEST_F(RateLimitsHttpTest, RestWritesPerUserGet429AdminsAndReadsDoNot) {

@@ -89,15 +89,19 @@ class BrokerOidcTest : public ::testing::Test {
     ASSERT_TRUE(external.is_ok());
     gatekeeper_->set_external(provider, std::move(external).value());
     AccountOrigins* origins = origins_.get();
+    origins_->set_admins(admins_);
     gatekeeper_->set_origin_check(
-        [origins](const std::string& user, bool ext) { return origins->admit(user, ext); });
+        [origins](const std::string& user, bool ext, const std::string& sub) {
+          return origins->admit(user, ext, sub);
+        });
     router_ = std::make_unique<Router>(clock_, *archive_, *directory_, port_, RouterOptions{});
     ASSERT_TRUE(router_->init().is_ok());
     router_->set_origins(origins_.get());
   }
   std::string external_token(const ProviderKey& key, const std::string& user,
-                             json roles = json::array()) {
-    return key.sign(testing::provider_claims(kIssuer, "chat", user, clock_.now_s(), roles));
+                             json roles = json::array(),
+                             const std::string& sub = testing::kDefaultProviderSub) {
+    return key.sign(testing::provider_claims(kIssuer, "chat", user, clock_.now_s(), roles, sub));
   }
   std::string local_token(const std::string& sub) {
     return signer_->sign({{"sub", sub},
@@ -129,6 +133,7 @@ class BrokerOidcTest : public ::testing::Test {
   NullPort port_;
   DeviceSession svc_;
   int handle_ = 1;
+  std::vector<std::string> admins_ = {"root"};  // plugin_opt_admins
 };
 ProviderKey* BrokerOidcTest::k1_ = nullptr;
 ProviderKey* BrokerOidcTest::k2_ = nullptr;
@@ -221,6 +226,157 @@ TEST_F(BrokerOidcTest, UserAddKeepsOriginsApartAndRemovalIsFinal) {
   EXPECT_TRUE(r["ok"].get<bool>()) << r.dump();
   EXPECT_FALSE(connect("erin", external_token(*k1_, "erin")).is_ok());
   EXPECT_FALSE(*archive_->has_user("erin"));
+}
+
+TEST_F(BrokerOidcTest, AnExternalAccountBelongsToTheProviderSubjectItWasProvisionedFor) {
+  ASSERT_TRUE(connect("erin", external_token(*k1_, "erin", json::array(), "sub-erin")).is_ok());
+  EXPECT_EQ(origins_->subject("erin"), "sub-erin");
+  // "erin" now names someone else at the provider (the first erin was
+  // deleted there, or renamed): a new sub, refused.
+  Status st = connect("erin", external_token(*k1_, "erin", json::array(), "sub-someone-else"));
+  EXPECT_EQ(st.code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(st.message().find("another subject"), std::string::npos) << st.message();
+  // The binding survives a restart (archive meta origin\0erin = external:sub-erin).
+  open();
+  EXPECT_EQ(origins_->subject("erin"), "sub-erin");
+  EXPECT_FALSE(connect("erin", external_token(*k1_, "erin", json::array(), "sub-x")).is_ok());
+  EXPECT_TRUE(connect("erin", external_token(*k1_, "erin", json::array(), "sub-erin")).is_ok());
+  auto marks = archive_->user_marks();
+  ASSERT_TRUE(marks.is_ok());
+  bool found = false;
+  for (const auto& [user, mark] : *marks) {
+    if (user == "erin") found = mark == "external:sub-erin";
+  }
+  EXPECT_TRUE(found);
+  // chat-api's user.add carries the sub: another one is refused, the same or none accepted.
+  json r = control({{"op", "user.add"},
+                    {"user", "erin"},
+                    {"origin", "external"},
+                    {"sub", "sub-x"},
+                    {"req", "1"}});
+  EXPECT_FALSE(r["ok"].get<bool>()) << r.dump();
+  r = control({{"op", "user.add"},
+               {"user", "erin"},
+               {"origin", "external"},
+               {"sub", "sub-erin"},
+               {"req", "2"}});
+  EXPECT_TRUE(r["ok"].get<bool>()) << r.dump();
+  r = control({{"op", "user.add"}, {"user", "erin"}, {"origin", "external"}, {"req", "3"}});
+  EXPECT_TRUE(r["ok"].get<bool>()) << r.dump();
+  EXPECT_EQ(origins_->subject("erin"), "sub-erin");
+  // A user.add provisions with the sub it carries.
+  r = control({{"op", "user.add"},
+               {"user", "frank"},
+               {"origin", "external"},
+               {"sub", "sub-frank"},
+               {"req", "4"}});
+  EXPECT_TRUE(r["ok"].get<bool>()) << r.dump();
+  EXPECT_EQ(origins_->subject("frank"), "sub-frank");
+  EXPECT_FALSE(connect("frank", external_token(*k1_, "frank")).is_ok());
+  EXPECT_TRUE(connect("frank", external_token(*k1_, "frank", json::array(), "sub-frank")).is_ok());
+  // A malformed sub, or one with a local origin, is a bad request.
+  for (const json& bad : {json{{"op", "user.add"}, {"user", "gil"}, {"sub", "s"}, {"req", "5"}},
+                          json{{"op", "user.add"},
+                               {"user", "gil"},
+                               {"origin", "external"},
+                               {"sub", std::string(256, 's')},
+                               {"req", "6"}},
+                          json{{"op", "user.add"},
+                               {"user", "gil"},
+                               {"origin", "external"},
+                               {"sub", 7},
+                               {"req", "7"}}}) {
+    r = control(bad);
+    EXPECT_FALSE(r["ok"].get<bool>()) << bad.dump();
+  }
+  EXPECT_FALSE(*archive_->has_user("gil"));
+}
+
+TEST_F(BrokerOidcTest, AProviderTokenWithoutAUsableSubIsRefused) {
+  json c = testing::provider_claims(kIssuer, "chat", "erin", clock_.now_s());
+  c.erase("sub");
+  EXPECT_EQ(connect("erin", k1_->sign(c)).code(), StatusCode::kUnauthenticated);
+  c["sub"] = std::string(256, 'x');
+  EXPECT_EQ(connect("erin", k1_->sign(c)).code(), StatusCode::kUnauthenticated);
+  c["sub"] = std::string("a\0b", 3);
+  EXPECT_EQ(connect("erin", k1_->sign(c)).code(), StatusCode::kUnauthenticated);
+  EXPECT_FALSE(*archive_->has_user("erin"));
+  EXPECT_FALSE(origins_->is_external("erin"));
+}
+
+TEST_F(BrokerOidcTest, AnOriginRecordNotUnderstoodRefusesEveryTokenWithoutCrashing) {
+  ASSERT_TRUE(archive_->set_user_mark("erin", "external").is_ok());  // no sub
+  ASSERT_TRUE(archive_->set_user_mark("hank", "\x01garbage").is_ok());
+  ASSERT_TRUE(archive_->add_user("hank").is_ok());
+  open();
+  EXPECT_EQ(origins_->unrecognized(), (std::vector<std::string>{"erin", "hank"}));
+  EXPECT_EQ(connect("erin", external_token(*k1_, "erin")).code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(connect("erin", local_token("erin")).code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(connect("hank", local_token("hank")).code(), StatusCode::kPermissionDenied);
+  json r = control({{"op", "user.add"}, {"user", "erin"}, {"origin", "external"}, {"req", "1"}});
+  EXPECT_FALSE(r["ok"].get<bool>()) << r.dump();
+  EXPECT_TRUE(connect("alice", local_token("alice")).is_ok());
+}
+
+TEST_F(BrokerOidcTest, AChatAdminsIdIsNeverProvisionedAtConnect) {
+  // chat-api has not announced root yet (CHAT_ADMIN_PASSWORD set: root will
+  // be a local account): a provider token for "root" must not take the id.
+  Status st = connect("root", external_token(*k1_, "root", {"admin"}));
+  EXPECT_EQ(st.code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(st.message().find("CHAT_ADMINS"), std::string::npos) << st.message();
+  EXPECT_FALSE(*archive_->has_user("root"));
+  EXPECT_FALSE(origins_->is_external("root"));
+  // chat-api announces root as local: the local admin connects, the provider never.
+  json r = control({{"op", "user.add"}, {"user", "root"}, {"req", "1"}});
+  EXPECT_TRUE(r["ok"].get<bool>()) << r.dump();
+  EXPECT_TRUE(connect("root", local_token("root")).is_ok());
+  EXPECT_FALSE(connect("root", external_token(*k1_, "root")).is_ok());
+  // Non-admin ids are still provisioned at CONNECT.
+  EXPECT_TRUE(connect("erin", external_token(*k1_, "erin")).is_ok());
+}
+
+TEST_F(BrokerOidcTest, AnExternalAdminCreatedByChatApiIsBoundOnFirstConnect) {
+  admins_ = {"root", "ops"};
+  open();
+  // OIDC on, no CHAT_ADMIN_PASSWORD: chat-api announces root as external, no sub yet.
+  json r = control({{"op", "user.add"}, {"user", "root"}, {"origin", "external"}, {"req", "1"}});
+  ASSERT_TRUE(r["ok"].get<bool>()) << r.dump();
+  EXPECT_EQ(origins_->subject("root"), "");
+  EXPECT_EQ(connect("root", local_token("root")).code(), StatusCode::kPermissionDenied);
+  ASSERT_TRUE(connect("root", external_token(*k1_, "root", {"admin"}, "sub-root")).is_ok());
+  EXPECT_EQ(origins_->subject("root"), "sub-root");
+  EXPECT_FALSE(connect("root", external_token(*k1_, "root", {"admin"}, "sub-other")).is_ok());
+  // Re-announced after a restart of chat-api (now with the sub): unchanged.
+  r = control({{"op", "user.add"},
+               {"user", "root"},
+               {"origin", "external"},
+               {"sub", "sub-root"},
+               {"req", "2"}});
+  EXPECT_TRUE(r["ok"].get<bool>()) << r.dump();
+  // chat-api bound "ops" first (REST): the broker binds the same sub.
+  r = control({{"op", "user.add"}, {"user", "ops"}, {"origin", "external"}, {"req", "3"}});
+  ASSERT_TRUE(r["ok"].get<bool>()) << r.dump();
+  r = control({{"op", "user.add"},
+               {"user", "ops"},
+               {"origin", "external"},
+               {"sub", "sub-ops"},
+               {"req", "4"}});
+  ASSERT_TRUE(r["ok"].get<bool>()) << r.dump();
+  EXPECT_FALSE(connect("ops", external_token(*k1_, "ops", json::array(), "sub-x")).is_ok());
+  EXPECT_TRUE(connect("ops", external_token(*k1_, "ops", json::array(), "sub-ops")).is_ok());
+}
+
+TEST(BrokerOidcConfig, AdminsOption) {
+  auto c = PluginConfig::from_options({{"data_dir", "/d"}, {"admins", " root, ops ,,root"}});
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c->admins, (std::vector<std::string>{"root", "ops"}));
+  EXPECT_TRUE(PluginConfig::from_options({{"data_dir", "/d"}})->admins.empty());
+  for (const char* bad : {"Root", "root,svc.api", "a b", "x@y"}) {
+    auto r = PluginConfig::from_options({{"data_dir", "/d"}, {"admins", bad}});
+    ASSERT_FALSE(r.is_ok()) << bad;
+    EXPECT_NE(r.status().message().find("plugin_opt_admins"), std::string::npos)
+        << r.status().message();
+  }
 }
 
 TEST(BrokerOidcConfig, OptionsAndErrorsNameTheKey) {

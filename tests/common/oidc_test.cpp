@@ -79,6 +79,28 @@ TEST_F(OidcTest, RefusesWrongIssuerAudienceTimeAndUnknownKid) {
   EXPECT_FALSE(check(none).is_ok());
 }
 
+TEST_F(OidcTest, SubIsKeptAndMustBeASubjectIdentifier) {
+  auto id = check(rsa_->sign(claims()));
+  ASSERT_TRUE(id.is_ok()) << id.status().to_string();
+  EXPECT_EQ(id->subject, "f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
+  auto c = claims();
+  c["sub"] = std::string(255, 's');
+  id = check(rsa_->sign(c));
+  ASSERT_TRUE(id.is_ok()) << id.status().to_string();
+  EXPECT_EQ(id->subject, std::string(255, 's'));
+  for (json sub : {json(std::string(256, 's')), json(std::string("a\0b", 3)), json(""), json(42),
+                   json(nullptr)}) {
+    c = claims();
+    c["sub"] = sub;
+    EXPECT_EQ(check(rsa_->sign(c)).status().code(), StatusCode::kUnauthenticated) << sub.dump();
+  }
+  c = claims();
+  c.erase("sub");
+  EXPECT_EQ(check(rsa_->sign(c)).status().code(), StatusCode::kUnauthenticated);
+  EXPECT_TRUE(is_valid_subject("x"));
+  EXPECT_FALSE(is_valid_subject(""));
+}
+
 TEST_F(OidcTest, UserClaimMustBeAUserId) {
   auto missing = claims();
   missing.erase("preferred_username");

@@ -96,4 +96,16 @@ TEST(KeyedRateLimiterTest, OffKeepsNothing) {
 }
 
 }  // namespace
+TEST(AddressKey, Ipv6ClientsCountByTheirSlash64) {
+  EXPECT_EQ(address_key("192.0.2.7"), "192.0.2.7");
+  EXPECT_EQ(address_key("::ffff:192.0.2.7"), "::ffff:192.0.2.7");
+  EXPECT_EQ(address_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::/64");
+  EXPECT_EQ(address_key("2001:db8:1:2::1"), address_key("2001:db8:1:2:ffff::9"));
+  EXPECT_NE(address_key("2001:db8:1:2::1"), address_key("2001:db8:1:3::1"));
+  EXPECT_EQ(address_key("::1"), "0:0:0:0::/64");
+  EXPECT_EQ(address_key("not an address"), "not an address");
+  EXPECT_EQ(address_key("fe80::1%eth0"), "fe80::1%eth0");  // scoped: unchanged
+  EXPECT_EQ(address_key(""), "");
+}
+
 }  // namespace chat

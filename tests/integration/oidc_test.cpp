@@ -27,8 +27,11 @@ class OidcStackTest : public ::testing::Test {
     replace_file(jwks_, jwks_of(k1_));
     ::chmod(jwks_.c_str(), 0644);
     StackOptions options;
-    options.env = {
-        {"CHAT_OIDC_ISSUER", kIssuer}, {"CHAT_OIDC_AUDIENCE", "chat"}, {"CHAT_OIDC_JWKS", jwks_}};
+    options.env = {{"CHAT_OIDC_ISSUER", kIssuer},
+                   {"CHAT_OIDC_AUDIENCE", "chat"},
+                   {"CHAT_OIDC_JWKS", jwks_},
+                   {"CHAT_ADMINS", "root"},
+                   {"CHAT_ADMIN_PASSWORD", "root-password-1"}};
     stack_ = std::make_unique<Stack>(options);
   }
   void TearDown() override {
@@ -37,8 +40,10 @@ class OidcStackTest : public ::testing::Test {
     std::filesystem::remove_all(dir_, ec);
   }
 
-  std::string token(const ProviderKey& key, const std::string& user) {
-    return key.sign(provider_claims(kIssuer, "chat", user, unix_now_s()));
+  std::string token(const ProviderKey& key, const std::string& user,
+                    const std::string& sub = kDefaultProviderSub) {
+    return key.sign(
+        provider_claims(kIssuer, "chat", user, unix_now_s(), nlohmann::json::array(), sub));
   }
   // CONNACK reason of a fresh connection (0 = accepted).
   int mqtt_connect(const std::string& user, const std::string& token) {
@@ -79,14 +84,26 @@ TEST_F(OidcStackTest, RotatedKeysWorkWithoutRestartAndRemovedKeysAreRefused) {
   rotate(jwks_of(k1_, k2_), /*hup_broker=*/false);
   EXPECT_TRUE(eventually([&] { return mqtt_connect("erin", t2) == 0 && rest(t2) == 200; }, 20s))
       << stack_->logs();
-  EXPECT_NE(stack_->log_tail("mosquitto", 1 << 20).find("(file changed)"), std::string::npos);
+  EXPECT_NE(stack_->log_tail("mosquitto", 1 << 20).find("chat: oidc.keys.loaded: count=2 file="),
+            std::string::npos);
+  EXPECT_NE(stack_->log_tail("mosquitto", 1 << 20).find(" trigger=file_changed"),
+            std::string::npos);
   EXPECT_EQ(mqtt_connect("erin", t1), 0);
   EXPECT_EQ(rest(t1), 200);
 
   // Step 2: the old key is withdrawn (SIGHUP to both); chat-api's remembered
-  // t1 goes with it.
+  // t1 goes with it. The broker's file watcher would get there by itself too:
+  // the keys must (also) have been loaded by Mosquitto's reload event.
   rotate(jwks_of(k2_));
   EXPECT_TRUE(eventually([&] { return mqtt_connect("erin", t1) != 0 && rest(t1) == 401; }, 20s))
+      << stack_->logs();
+  EXPECT_TRUE(eventually(
+      [&] {
+        return stack_->log_tail("mosquitto", 1 << 20)
+                   .find("chat: oidc.keys.loaded: count=1 file=" + jwks_ + " trigger=reload") !=
+               std::string::npos;
+      },
+      10s))
       << stack_->logs();
   EXPECT_EQ(mqtt_connect("erin", t2), 0);
   EXPECT_EQ(rest(t2), 200);
@@ -95,9 +112,11 @@ TEST_F(OidcStackTest, RotatedKeysWorkWithoutRestartAndRemovedKeysAreRefused) {
   rotate("{\"keys\": [");
   EXPECT_TRUE(eventually(
       [&] {
-        return stack_->log_tail("mosquitto", 1 << 20).find("keeping the previous keys") !=
+        return stack_->log_tail("mosquitto", 1 << 20)
+                       .find("chat: oidc.keys.rejected: setting=plugin_opt_oidc_jwks_file file=") !=
                    std::string::npos &&
-               stack_->log_tail("chat-api", 1 << 20).find("keeping the previous keys") !=
+               stack_->log_tail("chat-api", 1 << 20)
+                       .find("oidc.keys.rejected: setting=CHAT_OIDC_JWKS file=") !=
                    std::string::npos;
       },
       20s))
@@ -148,6 +167,29 @@ TEST_F(OidcStackTest, ExternalUsersAreProvisionedAndKeptApartFromLocalOnes) {
   // Nor can anyone sign up as erin.
   EXPECT_EQ(stack_->post_json("/v1/users", {{"user", "erin"}, {"password", "correct horse"}}).first,
             409);
+
+  // erin belongs to the provider's subject it was provisioned for: someone
+  // else who gets the username "erin" there later (another `sub`) is refused.
+  const std::string newcomer = token(k1_, "erin", "another-person");
+  EXPECT_NE(mqtt_connect("erin", newcomer), 0);
+  EXPECT_EQ(rest(newcomer), 401);
+  EXPECT_EQ(rest(erin), 200);
+  EXPECT_NE(stack_->log_tail("mosquitto", 1 << 20).find("belongs to another subject"),
+            std::string::npos)
+      << stack_->logs();
+  EXPECT_NE(stack_->log_tail("chat-api", 1 << 20)
+                .find("account.refused: user=erin origin=external reason=sub_mismatch"),
+            std::string::npos)
+      << stack_->logs();
+
+  // A CHAT_ADMINS id (a local admin here) is never the provider's, at the
+  // broker too (plugin_opt_admins).
+  std::ifstream conf_file(stack_->data_dir() + "/mosquitto.conf");
+  std::stringstream conf;
+  conf << conf_file.rdbuf();
+  EXPECT_NE(conf.str().find("\nplugin_opt_admins root\n"), std::string::npos);
+  EXPECT_NE(mqtt_connect("root", token(k1_, "root")), 0);
+  EXPECT_EQ(rest(token(k1_, "root")), 401);
 }
 
 TEST(OidcStartup, AnUnreadableOrBadJwksStopsChatApi) {

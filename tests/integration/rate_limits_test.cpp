@@ -169,25 +169,27 @@ TEST(RateLimits, LoginBruteForceLocksTheAccountOutWithBackoff) {
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 400) << r->body;
   }
-  // Locked: the right password is refused like a wrong one, with Retry-After.
+  // Locked: the right password is refused like a wrong one — RFC 6749's
+  // invalid_grant (CONTRACT §2) with Retry-After.
   auto locked = grant("correct%20horse");
   ASSERT_TRUE(locked);
-  EXPECT_EQ(locked->status, 429) << locked->body;
+  EXPECT_EQ(locked->status, 400) << locked->body;
   EXPECT_EQ(locked->get_header_value("Retry-After"), "1");
-  EXPECT_EQ(json::parse(locked->body)["error"], "rate_limited");
+  EXPECT_EQ(json::parse(locked->body)["error"], "invalid_grant");
   auto wrong = grant("guess-x");
   ASSERT_TRUE(wrong);
-  EXPECT_EQ(wrong->status, 429);
+  EXPECT_EQ(wrong->status, 400);
   EXPECT_EQ(wrong->body, locked->body);
 
-  // The lock ends on its own (poll: no sleeping), a further failure doubles it.
+  // The lock ends on its own (poll: no sleeping; a refusal while locked is
+  // not counted), and a further failure doubles it.
   ASSERT_TRUE(eventually([&] {
     auto r = grant("guess-3");
-    return r && r->status == 400;
+    return r && r->status == 400 && !r->has_header("Retry-After");
   }));
   auto doubled = grant("correct%20horse");
   ASSERT_TRUE(doubled);
-  EXPECT_EQ(doubled->status, 429);
+  EXPECT_EQ(doubled->status, 400);
   EXPECT_EQ(doubled->get_header_value("Retry-After"), "2");
 
   // The right password works once the lock is over, and resets the count.
@@ -200,7 +202,7 @@ TEST(RateLimits, LoginBruteForceLocksTheAccountOutWithBackoff) {
 
   // A security event in chat-api's log: the account and address, no password.
   const std::string log = stack.log_tail("chat-api", 200000);
-  EXPECT_NE(log.find("security: login lockout: account=alice ip=127.0.0.1"), std::string::npos)
+  EXPECT_NE(log.find("security.login_lockout: account=alice ip=127.0.0.1 "), std::string::npos)
       << log;
   EXPECT_EQ(log.find("correct horse"), std::string::npos);
   EXPECT_EQ(log.find("guess-"), std::string::npos);

@@ -87,6 +87,22 @@ TEST_F(AccountStoreTest, CreateGetPutDelete) {
   EXPECT_EQ(store_->create_account(account("")).code(), StatusCode::kInvalidArgument);
 }
 
+TEST_F(AccountStoreTest, AnExternalAccountKeepsTheProviderSubject) {
+  Account erin = account("erin", "");
+  erin.roles = {"external"};
+  erin.external_sub = "f81d4fae-7dec-11d0-a765-00a0c91e6bf6";
+  ASSERT_TRUE(store_->create_account(erin).is_ok());
+  ASSERT_TRUE(store_->create_account(account("alice")).is_ok());
+  open();
+  EXPECT_EQ(store_->get_account("erin")->external_sub, "f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
+  EXPECT_EQ(store_->get_account("alice")->external_sub, "");
+  // Rewriting the record (a ban, say) keeps it.
+  Account got = *store_->get_account("erin");
+  got.roles.push_back("banned");
+  ASSERT_TRUE(store_->put_account(got).is_ok());
+  EXPECT_EQ(store_->get_account("erin")->external_sub, "f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
+}
+
 TEST_F(AccountStoreTest, RevokedAccessTokensAndTheirRefreshTokens) {
   RefreshToken phone = token("alice");
   phone.access_jti = "jti-phone";

@@ -135,14 +135,18 @@ inline int64_t unix_now_s() {
       .count();
 }
 
+// The provider's `sub` (Keycloak: a UUID) that provider_claims() puts in by default.
+inline const std::string kDefaultProviderSub = "f81d4fae-7dec-11d0-a765-00a0c91e6bf6";
+
 // Keycloak-style access-token claims for `user` (preferred_username) with
-// realm roles.
+// realm roles, for the provider's subject `sub`.
 inline nlohmann::json provider_claims(const std::string& issuer, const std::string& audience,
                                       const std::string& user, int64_t now_s,
-                                      nlohmann::json roles = nlohmann::json::array()) {
+                                      nlohmann::json roles = nlohmann::json::array(),
+                                      const std::string& sub = kDefaultProviderSub) {
   return {{"iss", issuer},
           {"aud", nlohmann::json::array({audience, "account"})},
-          {"sub", "f81d4fae-7dec-11d0-a765-00a0c91e6bf6"},
+          {"sub", sub},
           {"typ", "Bearer"},
           {"azp", "chat-web"},
           {"preferred_username", user},

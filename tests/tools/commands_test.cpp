@@ -98,6 +98,12 @@ TEST_F(CommandsTest, Register) {
   Outcome ok = run({"register", "alice", "--password", "correct horse"});
   EXPECT_EQ(ok.status, 0) << ok.err;
   EXPECT_NE(ok.out.find("registered alice"), std::string::npos);
+  // The hint repeats the servers, shell-quoted (an empty --ca stays an argument).
+  Outcome hinted = run({"register", "dave", "--ca", "", "--password", "correct horse"});
+  ASSERT_EQ(hinted.status, 0) << hinted.err;
+  EXPECT_NE(hinted.out.find("next: chatctl --api '" + fake_.url() + "' --ca '' login dave"),
+            std::string::npos)
+      << hinted.out;
 
   Outcome taken = run({"register", "alice"}, {{"CHATCTL_PASSWORD", "another one"}});
   EXPECT_EQ(taken.status, 1);

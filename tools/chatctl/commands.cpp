@@ -77,10 +77,16 @@ int run_register(Context& ctx) {
       ctx.out.json_line({{"user", user}, {"registered", true}});
     } else {
       // The same servers for the login (it remembers them for the profile).
+      // Shell-quoted, so the hint can be pasted as it is ('' for an empty --ca).
+      auto quoted = [](const std::string& v) {
+        std::string q = "'";
+        for (char c : v) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+        return q + "'";
+      };
       std::string servers;
-      if (ctx.command_line.api) servers += " --api " + *ctx.command_line.api;
-      if (ctx.command_line.mqtt) servers += " --mqtt " + *ctx.command_line.mqtt;
-      if (ctx.command_line.ca_file) servers += " --ca " + *ctx.command_line.ca_file;
+      if (ctx.command_line.api) servers += " --api " + quoted(*ctx.command_line.api);
+      if (ctx.command_line.mqtt) servers += " --mqtt " + quoted(*ctx.command_line.mqtt);
+      if (ctx.command_line.ca_file) servers += " --ca " + quoted(*ctx.command_line.ca_file);
       ctx.out.line("registered " + user + " (next: chatctl" + servers + " login " + user + ")");
     }
     return kExitOk;

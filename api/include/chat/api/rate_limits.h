@@ -5,7 +5,10 @@
 //    failures the account is locked for CHAT_LOGIN_LOCKOUT_SECONDS, doubling
 //    with every further failure up to CHAT_LOGIN_LOCKOUT_MAX. A success
 //    resets it. Accounts that do not exist are locked the same way, so the
-//    answers never tell which accounts exist.
+//    answers never tell which accounts exist; they are tracked in a table of
+//    their own, so made-up names cannot crowd real accounts out of theirs.
+//    An attempt is counted when it starts (begin_password_attempt), before
+//    the password is checked: concurrent guesses cannot all pass one check.
 //  - REST writes (POST/PUT/PATCH/DELETE) of an authenticated user: a token
 //    bucket per user (CHAT_RATE_LIMIT_REST per second, CHAT_RATE_LIMIT_REST_BURST).
 // Every refusal says how long to wait (milliseconds; the HTTP edge rounds up
@@ -64,13 +67,29 @@ class RateLimits {
 
   // A token request from `ip`: 0 = go ahead, else ms to wait.
   int64_t login_attempt(const std::string& ip);
+
+  // A password grant for `account` is about to be checked. Atomically: when
+  // the account is locked, refused (wait_ms > 0, nothing counted); else the
+  // attempt counts as a failure right away (lock_ms: the lock that count set,
+  // 0 = none; failures: the count) and login_succeeded() forgets it if the
+  // password was right. `known`: the account exists (picks the table).
+  struct PasswordAttempt {
+    int64_t wait_ms = 0;
+    int64_t lock_ms = 0;
+    int failures = 0;
+  };
+  PasswordAttempt begin_password_attempt(const std::string& account, bool known);
+  // The attempt that set a lock (lock_ms > 0) did fail: count the lockout
+  // (for /metrics; an attempt that succeeded set no lockout after all).
+  void count_lockout();
   // 0 when `account` may try a password now, else the ms its lock has left.
   // Only syntactically valid user ids are tracked (others are never locked:
   // they can never be accounts, and anyone can tell).
   int64_t account_locked(const std::string& account);
   // A password grant for `account` failed. Returns the lock it now has
   // (ms, 0 = none) and sets *failures to the consecutive failures so far.
-  int64_t login_failed(const std::string& account, int* failures = nullptr);
+  // (begin_password_attempt already counts; this is the step alone.)
+  int64_t login_failed(const std::string& account, int* failures = nullptr, bool known = true);
   // A password grant for `account` succeeded: its failures are forgotten.
   void login_succeeded(const std::string& account);
   // A REST write by `user`: 0 = go ahead, else ms to wait.
@@ -87,14 +106,18 @@ class RateLimits {
     int64_t locked_until_ms = 0;
     int64_t last_ms = 0;
   };
-  void prune_failures(int64_t now);  // needs mu_
+  using FailureTable = std::unordered_map<std::string, Failures>;
+  void prune_failures(int64_t now);                                              // needs mu_
+  int64_t locked_for(const std::string& account, int64_t now);                   // needs mu_
+  int64_t count_failure(const std::string& account, bool known, int* failures);  // needs mu_
 
   const Clock& clock_;
   const RateLimitOptions options_;
   mutable std::mutex mu_;
   KeyedRateLimiter login_ips_;
   KeyedRateLimiter rest_users_;
-  std::unordered_map<std::string, Failures> failures_;
+  FailureTable failures_;          // accounts that exist
+  FailureTable unknown_failures_;  // names that are no account
   int64_t last_failure_prune_ms_ = 0;
   bool warned_full_ = false;
   RateLimitCounters counters_;

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -213,10 +214,15 @@ class Service {
   // POST /v1/admin/clients/{clientid}/kick (control client.kick): kNotFound
   // when that client id is not connected.
   Status admin_kick(const Principal& caller, std::string_view client_id);
-  // POST /v1/admin/tokens/{jti}/revoke: the broker records the revocation
+  // Whether an account (deleted ones' tombstones included) has this id: which
+  // lockout table a password grant for it is counted in. False on errors.
+  bool account_exists(std::string_view user) const;
+
+  // POST /v1/admin/tokens/{jti}/revoke: chat-api first refuses the token as
+  // a bearer token and revokes the refresh token issued with it (so the
+  // device cannot mint a new one), then the broker records the revocation
   // (control token.revoke: CONNECT with that token refused, its connections
-  // closed) first; then chat-api refuses it as a bearer token and revokes the
-  // refresh token issued with it, so the device cannot mint a new one.
+  // closed); kUnavailable when it did not answer (repeat the request).
   // kInvalidArgument for a jti that is empty, over 256 bytes or not printable
   // ASCII. Revoking an unknown or already revoked jti succeeds (idempotent).
   Result<RevokedToken> admin_revoke_token(const Principal& caller, std::string_view jti);
@@ -248,11 +254,21 @@ class Service {
 
  private:
   Result<TokenGrant> issue(const std::string& user, const std::string& device);
-  // user.add; `external`: the user comes from the external OIDC provider.
-  Status tell_broker_user_added(const std::string& user, bool external) const;
-  // First use of an external provider's token: an account record without a
-  // password, marked external, then user.add (origin external) at the broker.
-  Status provision_external(const std::string& user) const;
+  // user.add; `external`: the user comes from the external OIDC provider,
+  // bound to its subject `sub` ("" = not bound yet: a CHAT_ADMINS account).
+  Status tell_broker_user_added(const std::string& user, bool external,
+                                const std::string& sub = "") const;
+  // First use of an external provider's token for `user`, whose provider
+  // subject is `sub`: an account record without a password, marked external
+  // and bound to `sub`, then user.add (origin external, sub) at the broker;
+  // or the binding of an external CHAT_ADMINS account not bound yet (the
+  // broker first, then the record). Serialized (provision_mu_): a concurrent
+  // first request waits and sees the outcome of the one before it.
+  Status provision_external(const std::string& user, const std::string& sub) const;
+  // 401 for a provider token whose `sub` is not the one `user` is bound to
+  // (logged with both).
+  Status refuse_other_subject(const std::string& user, const std::string& bound_sub,
+                              const std::string& token_sub) const;
   // group.add / group.admin / group.remove with `by` = caller.
   Status group_op(const char* op, const Principal& caller, std::string_view gid,
                   std::string_view user);
@@ -266,6 +282,7 @@ class Service {
   const TokenIssuer& tokens_;
   const PasswordHasher& hasher_;
   const Clock& clock_;
+  mutable std::mutex provision_mu_;  // provision_external, start to end
 };
 
 // Creates the CHAT_ADMINS accounts that do not exist yet (password from
@@ -288,6 +305,10 @@ bool is_banned_account(const store::Account& account);
 // and only the provider's tokens speak for it.
 inline constexpr std::string_view kExternalRole = "external";
 bool is_external_account(const store::Account& account);
+// An external account whose user.add the broker has not confirmed yet: no
+// request is served on it until it is (Service::provision_external).
+inline constexpr std::string_view kPendingRole = "pending";
+bool is_pending_account(const store::Account& account);
 
 // The RFC 6749 §5.2 name for a failed grant's Status, or nullptr when the
 // failure is the server's (then the ordinary error mapping applies).

@@ -33,6 +33,8 @@ struct Principal {
   int64_t exp = 0;
   // Verified with the external provider's keys (docs/oidc.md), not ours.
   bool external = false;
+  // With `external`: the provider's `sub`, which the account must be bound to.
+  std::string external_sub;
 
   bool has_role(std::string_view role) const;
 };

@@ -26,7 +26,8 @@ struct Stats {
   //  "closed":{"client":..,"broker_closed":..,...},
   //  "bytes":{"to_broker":..,"to_client":..},"upstream_connect_failures":..}
   std::string to_json() const;
-  // One line for the log: "connections 3 (total 10), refused 2, ...".
+  // The fields of the periodic log line, key=value: "connections=3
+  // connections_total=10 refused=2 refused.origin=2 bytes_to_broker=... ...".
   std::string summary() const;
 
   bool operator==(const Stats&) const = default;

@@ -38,6 +38,10 @@ struct PluginConfig {
   // realm_access.roles). Default: none.
   oidc::Provider oidc;
   std::string oidc_jwks_file;
+  // plugin_opt_admins: CHAT_ADMINS, comma-separated user ids (not svc.*).
+  // An external token never provisions these at CONNECT: chat-api creates
+  // their accounts (user.add). Default: none.
+  std::vector<std::string> admins;
 
   // Options as (key, value) with the `plugin_opt_` prefix already removed by
   // Mosquitto. Unknown keys and bad values are errors naming the key.

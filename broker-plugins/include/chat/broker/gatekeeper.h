@@ -79,9 +79,11 @@ class Gatekeeper {
   void replace_external_keys(jwt::KeySet keys) { external_keys_ = std::move(keys); }
   bool has_external() const { return external_.enabled(); }
   // Decides whether `user` may log in with a token of this origin (`external`:
-  // the provider's) and provisions an external user on first use; called last,
-  // for a CONNECT that passed every other check. Default: none (all allowed).
-  using OriginCheck = std::function<Status(const std::string& user, bool external)>;
+  // the provider's, whose subject is `sub`; "" for the embedded issuer's) and
+  // provisions an external user on first use; called last, for a CONNECT that
+  // passed every other check. Default: none (all allowed).
+  using OriginCheck =
+      std::function<Status(const std::string& user, bool external, const std::string& sub)>;
   void set_origin_check(OriginCheck check) { origin_check_ = std::move(check); }
 
   // Told of every session that starts (true) or ends (false), takeovers
@@ -108,8 +110,9 @@ class Gatekeeper {
   size_t connected_devices() const;
 
  private:
-  // The provider's token as our claims: sub = the user claim, roles granted by us.
-  Result<jwt::Claims> verify_external(std::string_view token) const;
+  // The provider's token as our claims: sub = the user claim, roles granted
+  // by us; *provider_sub = the provider's own `sub`.
+  Result<jwt::Claims> verify_external(std::string_view token, std::string* provider_sub) const;
   bool allowed_write(const DeviceSession& s, std::string_view topic, int qos) const;
   bool allowed_subscribe(const DeviceSession& s, std::string_view filter) const;
 

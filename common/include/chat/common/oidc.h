@@ -22,6 +22,12 @@ inline constexpr std::string_view kDefaultUserClaim = "preferred_username";
 inline constexpr std::string_view kDefaultRolesClaim = "realm_access.roles";
 // Account origin names (the broker's archive and chat-api's account store).
 inline constexpr std::string_view kExternalOrigin = "external";
+// The longest provider `sub` accepted (OIDC Core §2: at most 255 ASCII characters).
+inline constexpr size_t kMaxSubjectBytes = 255;
+
+// Whether `sub` can be the provider's subject: non-empty, at most
+// kMaxSubjectBytes bytes, no NUL.
+bool is_valid_subject(std::string_view sub);
 
 // One external provider. Enabled when `issuer` is set.
 struct Provider {
@@ -47,15 +53,20 @@ std::optional<std::string> unverified_issuer(std::string_view token);
 
 // What a verified provider token says.
 struct ExternalIdentity {
-  std::string user;                         // from Provider::user_claim
+  std::string user;  // from Provider::user_claim
+  // The provider's `sub`: its stable identifier of the person, which never
+  // passes to someone else (OIDC Core §5.7). An account is bound to it at
+  // provisioning; a token with another `sub` is refused for that account.
+  std::string subject;
   std::vector<std::string> provider_roles;  // from Provider::roles_claim
   jwt::Claims claims;                       // exp, nbf, jti, iss, aud, sub as verified
 };
 
 // Signature (RS256/ES256 key named by `kid` in `keys`), iss, aud, exp, nbf,
-// then the user and roles claims. kUnauthenticated with the reason otherwise:
-// a missing or non-string user claim, one that is not a user id or names a
-// `svc.` service account, and a roles claim that is not an array of strings.
+// then the sub, user and roles claims. kUnauthenticated with the reason
+// otherwise: a `sub` that is not is_valid_subject(), a missing or non-string
+// user claim, one that is not a user id or names a `svc.` service account,
+// and a roles claim that is not an array of strings.
 Result<ExternalIdentity> verify(std::string_view token, const jwt::KeySet& keys,
                                 const Provider& provider, int64_t leeway_s, int64_t now_s);
 

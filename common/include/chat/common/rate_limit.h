@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include "chat/common/clock.h"
@@ -23,6 +24,13 @@ struct RateLimit {
   double burst = 1;  // bucket size, at least 1. Default: 1
   bool enabled() const { return rate > 0; }
 };
+
+// The key a per-address limit counts a client under: an IPv4 address (also
+// IPv4-mapped IPv6) as it is, an IPv6 address by its /64 prefix (one
+// subscriber usually holds a whole /64, and could otherwise rotate through
+// 2^64 addresses, a fresh bucket each), e.g. "2001:db8:1:2::/64". Anything
+// that does not parse as an address is returned unchanged.
+std::string address_key(std::string_view ip);
 
 class TokenBucket {
  public:

@@ -20,6 +20,10 @@ struct Account {
   std::string password_hash;  // encoded Argon2id string
   std::vector<std::string> roles;
   int64_t created_ms = 0;
+  // An external OIDC provider's account (docs/oidc.md): the provider's `sub`
+  // it is bound to; "" for a local account, and for a CHAT_ADMINS external
+  // account nobody has signed in to yet.
+  std::string external_sub;
 };
 
 struct RefreshToken {
