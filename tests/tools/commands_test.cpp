@@ -105,6 +105,18 @@ TEST_F(CommandsTest, Register) {
             std::string::npos)
       << hinted.out;
 
+  {
+    std::lock_guard<std::mutex> lock(fake_.mu());
+    fake_.locked.insert("dave");
+  }
+  Outcome locked = run({"login", "dave", "--password", "correct horse"});
+  EXPECT_EQ(locked.status, 1);
+  EXPECT_NE(locked.err.find("login refused for now: too many failed logins for this account; "
+                            "retry after 4 s"),
+            std::string::npos)
+      << locked.err;
+  EXPECT_EQ(locked.err.find("wrong user name"), std::string::npos) << locked.err;
+
   Outcome taken = run({"register", "alice"}, {{"CHATCTL_PASSWORD", "another one"}});
   EXPECT_EQ(taken.status, 1);
   EXPECT_NE(taken.err.find("already taken"), std::string::npos) << taken.err;

@@ -53,6 +53,7 @@ class FakeApi {
   bool groups_route_missing = false;   // answer 404 to GET /v1/groups (an older server)
   std::set<std::string> admins;        // users whose tokens carry the admin role
   std::set<std::string> banned;        // users banned through the admin API
+  std::set<std::string> locked;        // accounts answering the lockout
   std::set<std::string> revoked_jtis;  // jtis revoked through the admin API
   std::set<std::string> connected = {"bob:phone", "bob:laptop"};  // GET /v1/admin/clients
 
@@ -349,6 +350,14 @@ class FakeApi {
       std::string type = req.get_param_value("grant_type");
       if (type == "password") {
         std::string user = req.get_param_value("username");
+        if (locked.count(user)) {  // chat-api's lockout answer (docs/api.md)
+          res.set_header("Retry-After", "4");
+          return reply(
+              res, 400,
+              {{"error", "invalid_grant"},
+               {"error_description", "too many failed logins for this account; retry after 4 s"},
+               {"message", "too many failed logins for this account; retry after 4 s"}});
+        }
         auto it = passwords.find(user);
         if (it == passwords.end() || it->second != req.get_param_value("password")) {
           return error(res, 400, "invalid_grant");

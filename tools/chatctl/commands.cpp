@@ -117,8 +117,13 @@ int run_login(Context& ctx) {
     auto response = ctx.api.password_grant(user, *password, p.device);
     if (!response) return response.status();
     if (response->status == 400 || response->status == 401) {
-      return unauthenticated("login failed: wrong user name or password (" +
-                             format_http_error(response->status, response->body) + ")");
+      // A locked account answers invalid_grant too (docs/api.md): say that
+      // rather than "wrong password".
+      const std::string detail = format_http_error(response->status, response->body);
+      if (response->body.find("too many failed logins") != std::string::npos) {
+        return unauthenticated("login refused for now: " + detail);
+      }
+      return unauthenticated("login failed: wrong user name or password (" + detail + ")");
     }
     auto grant = parse_token_grant(*response);
     if (!grant) return grant.status();
