@@ -13,9 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <optional>
-#include <sstream>
 #include <string_view>
 #include <thread>
 
@@ -74,20 +72,9 @@ Status make_dir(const std::string& path, fs::perms perms) {
   return Status::ok();
 }
 
-// The external provider's JWKS file (CHAT_OIDC_JWKS), parsed.
-Result<jwt::KeySet> read_oidc_jwks(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return invalid_argument("cannot read '" + path + "': " + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  auto keys = oidc::parse_jwks(text.str());
-  if (!keys) return invalid_argument("'" + path + "': " + keys.status().message());
-  return keys;
-}
-
 // SIGHUP: rotation of the provider's keys. A bad file keeps the keys in use.
 void reload_oidc_jwks(const Config& config, TokenIssuer& tokens) {
-  auto keys = read_oidc_jwks(config.oidc_jwks);
+  auto keys = oidc::load_jwks_file(config.oidc_jwks);
   if (!keys) {
     logger().error(
         "oidc.keys.rejected: setting=CHAT_OIDC_JWKS file={} error={} keeping=previous_keys",
@@ -199,7 +186,7 @@ int run(int argc, char** argv) {
   }
   std::optional<jwt::KeySet> oidc_keys;
   if (config.oidc.enabled()) {
-    auto keys = read_oidc_jwks(config.oidc_jwks);
+    auto keys = oidc::load_jwks_file(config.oidc_jwks);
     if (!keys) {
       std::fprintf(stderr, "chat-api: CHAT_OIDC_JWKS: %s\n", keys.status().message().c_str());
       return 2;

@@ -1,6 +1,5 @@
 // Mosquitto 2.0 plugin entry points (plugin API v5): thin, noexcept
 // trampolines from C callbacks into the Gatekeeper and Router. No logic here.
-#include <sys/stat.h>
 
 #include <exception>
 #include <fstream>
@@ -85,21 +84,6 @@ class MosquittoPort final : public BrokerPort {
   void log(LogLevel level, const std::string& message) override { log_line(level, message); }
 };
 
-// What identifies one version of a file: replaced (rename) or rewritten.
-struct FileStamp {
-  ino_t inode = 0;
-  off_t size = -1;
-  int64_t mtime_ns = 0;
-  bool operator==(const FileStamp&) const = default;
-};
-
-FileStamp stamp_of(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return {};
-  return {st.st_ino, st.st_size,
-          static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec};
-}
-
 // How often TICK compares the provider's JWKS file with the one loaded.
 constexpr int64_t kJwksCheckIntervalS = 2;
 
@@ -120,7 +104,7 @@ struct Plugin {
   int64_t started_ms = 0;
   int64_t last_stats_s = 0;
   // The external provider's JWKS file as last read (rotation: reread when it changes).
-  FileStamp oidc_jwks_stamp;
+  std::optional<oidc::FileWatch> oidc_jwks_watch;
   int64_t last_jwks_check_s = 0;
 };
 
@@ -143,14 +127,10 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
   if (!keys) return invalid_argument("plugin_opt_jwks_file: " + keys.status().message());
   std::optional<jwt::KeySet> oidc_keys;
   if (p.config.oidc.enabled()) {
-    p.oidc_jwks_stamp = stamp_of(p.config.oidc_jwks_file);
-    auto text = read_file(p.config.oidc_jwks_file);
-    if (!text) return invalid_argument("plugin_opt_oidc_jwks_file: " + text.status().message());
-    auto parsed = oidc::parse_jwks(*text);
-    if (!parsed) {
-      return invalid_argument("plugin_opt_oidc_jwks_file " + p.config.oidc_jwks_file + ": " +
-                              parsed.status().message());
-    }
+    p.oidc_jwks_watch.emplace(p.config.oidc_jwks_file);
+    p.oidc_jwks_watch->mark_read();
+    auto parsed = oidc::load_jwks_file(p.config.oidc_jwks_file);
+    if (!parsed) return invalid_argument("plugin_opt_oidc_jwks_file: " + parsed.status().message());
     oidc_keys = std::move(parsed).value();
   }
 
@@ -246,10 +226,11 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
 // Rereads the external provider's JWKS (rotation). A bad file keeps the keys
 // in use. Never logs key material.
 void reload_oidc_keys(Plugin& p, const char* why) {
-  p.oidc_jwks_stamp = stamp_of(p.config.oidc_jwks_file);
+  // Marked read even when it does not parse: a bad file is reported once,
+  // not every check, and the next replacement is seen.
+  p.oidc_jwks_watch->mark_read();
   const std::string& path = p.config.oidc_jwks_file;
-  auto text = read_file(path);
-  auto keys = text ? oidc::parse_jwks(*text) : Result<jwt::KeySet>(text.status());
+  auto keys = oidc::load_jwks_file(path);
   if (!keys) {
     p.port.log(LogLevel::kError,
                "oidc.keys.rejected: setting=plugin_opt_oidc_jwks_file file=" + log_value(path) +
@@ -265,7 +246,7 @@ void reload_oidc_keys(Plugin& p, const char* why) {
 int on_reload(int, void*, void* userdata) noexcept {
   try {
     auto* p = static_cast<Plugin*>(userdata);
-    if (p->config.oidc.enabled()) reload_oidc_keys(*p, "reload");
+    if (p->oidc_jwks_watch) reload_oidc_keys(*p, "reload");
   } catch (const std::exception& e) {
     log_callback_error("reload", e);
   }
@@ -406,11 +387,9 @@ int on_tick(int, void*, void* userdata) noexcept {
     if (now == p->last_expiry_scan) return MOSQ_ERR_SUCCESS;  // once a second is enough
     p->last_expiry_scan = now;
     p->router->on_tick();
-    if (p->config.oidc.enabled() && now - p->last_jwks_check_s >= kJwksCheckIntervalS) {
+    if (p->oidc_jwks_watch && now - p->last_jwks_check_s >= kJwksCheckIntervalS) {
       p->last_jwks_check_s = now;
-      if (!(stamp_of(p->config.oidc_jwks_file) == p->oidc_jwks_stamp)) {
-        reload_oidc_keys(*p, "file_changed");
-      }
+      if (p->oidc_jwks_watch->changed()) reload_oidc_keys(*p, "file_changed");
     }
     if (now - p->last_stats_s >= kStatsIntervalS) {
       p->last_stats_s = now;

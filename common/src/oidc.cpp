@@ -1,7 +1,13 @@
 #include "chat/common/oidc.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "chat/common/ids.h"
 
@@ -138,5 +144,26 @@ Result<jwt::KeySet> parse_jwks(std::string_view json_text) {
   if (!keys) return invalid_argument(keys.status().message());
   return keys;
 }
+
+Result<jwt::KeySet> load_jwks_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return invalid_argument("cannot read '" + path + "': " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto keys = parse_jwks(text.str());
+  if (!keys) return invalid_argument("'" + path + "': " + keys.status().message());
+  return keys;
+}
+
+FileWatch::Stamp FileWatch::stamp() const {
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) != 0) return {};
+  return {true, static_cast<uint64_t>(st.st_ino), static_cast<int64_t>(st.st_size),
+          static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec};
+}
+
+void FileWatch::mark_read() { read_ = stamp(); }
+
+bool FileWatch::changed() const { return !(stamp() == read_); }
 
 }  // namespace chat::oidc

@@ -3,6 +3,10 @@
 #include "chat/common/oidc.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "oidc_test_keys.h"
 
@@ -190,6 +194,51 @@ TEST(OidcClaimPath, Syntax) {
   for (const char* bad : {"", ".", "a.", ".a", "a..b", "a b", "a$b", "a.b.c.d.e.f.g.h.i"}) {
     EXPECT_FALSE(is_valid_claim_path(bad)) << bad;
   }
+}
+
+// CHAT_OIDC_JWKS as chat-api and the plugin load it, and how the plugin sees
+// it rotated (a new file renamed over it, or the same file rewritten).
+TEST_F(OidcTest, JwksFileLoadAndRotationWatch) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("oidc-file-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "jwks.json").string();
+  auto write = [](const std::string& to, const std::string& text) {
+    std::ofstream(to, std::ios::binary | std::ios::trunc) << text;
+  };
+
+  EXPECT_EQ(load_jwks_file(path).status().code(), StatusCode::kInvalidArgument);  // missing
+  FileWatch watch(path);
+  watch.mark_read();
+  EXPECT_FALSE(watch.changed());
+
+  write(path, testing::jwks_of(*rsa_));
+  EXPECT_TRUE(watch.changed());  // appeared
+  auto keys = load_jwks_file(path);
+  ASSERT_TRUE(keys.is_ok()) << keys.status().to_string();
+  EXPECT_NE(keys->find("rsa-1"), nullptr);
+  watch.mark_read();
+  EXPECT_FALSE(watch.changed());
+
+  // Rotation by rename: a new inode, whatever the size and time.
+  write(path + ".new", testing::jwks_of(*ec_));
+  std::filesystem::rename(path + ".new", path);
+  EXPECT_TRUE(watch.changed());
+  keys = load_jwks_file(path);
+  ASSERT_TRUE(keys.is_ok());
+  EXPECT_NE(keys->find("ec-1"), nullptr);
+  EXPECT_EQ(keys->find("rsa-1"), nullptr);
+  watch.mark_read();
+
+  // Rewritten in place with something that is no JWKS: seen, and refused
+  // with the file named.
+  write(path, "{\"keys\": \"no\"}");
+  EXPECT_TRUE(watch.changed());
+  auto bad = load_jwks_file(path);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find(path), std::string::npos) << bad.status().message();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

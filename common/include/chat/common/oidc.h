@@ -80,4 +80,36 @@ std::vector<std::string> granted_roles(const std::vector<std::string>& provider_
 // kInvalidArgument when it is malformed or holds no usable key.
 Result<jwt::KeySet> parse_jwks(std::string_view json);
 
+// Reads the provider's JWKS file and parses it (parse_jwks). kInvalidArgument
+// naming the file when it cannot be read or holds no usable key. chat-api and
+// the broker plugin load CHAT_OIDC_JWKS with it, at start and on rotation.
+Result<jwt::KeySet> load_jwks_file(const std::string& path);
+
+// Whether a file was replaced (rename over it) or rewritten since it was last
+// read, by its inode, size and modification time: how the broker plugin sees
+// a rotated JWKS file without a signal. One stat() per changed() call.
+class FileWatch {
+ public:
+  explicit FileWatch(std::string path) : path_(std::move(path)) {}
+  // Remembers the file as it is now (call when reading it).
+  void mark_read();
+  // Whether it differs from the last mark_read() (a file that vanished or
+  // appeared counts as changed).
+  bool changed() const;
+  const std::string& path() const { return path_; }
+
+ private:
+  struct Stamp {
+    bool exists = false;
+    uint64_t inode = 0;
+    int64_t size = 0;
+    int64_t mtime_ns = 0;
+    bool operator==(const Stamp&) const = default;
+  };
+  Stamp stamp() const;
+
+  std::string path_;
+  Stamp read_;
+};
+
 }  // namespace chat::oidc
