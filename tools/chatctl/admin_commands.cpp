@@ -10,24 +10,6 @@
 namespace chat::tools {
 namespace {
 
-// A 2xx answer, or the failure reported and its exit status.
-struct Call {
-  Result<ApiResponse> response;
-  int exit_status = kExitOk;
-  bool ok() const { return exit_status == kExitOk; }
-};
-
-Call call(Context& ctx, Credentials& credentials, std::string_view method,
-          const std::string& path) {
-  Call c{authed_request(ctx, credentials, method, path)};
-  if (!c.response) {
-    c.exit_status = fail(ctx, c.response.status());
-  } else if (!c.response->ok()) {
-    c.exit_status = fail(ctx, status_from_response(*c.response));
-  }
-  return c;
-}
-
 int64_t int_field(const nlohmann::json& j, const char* name) {
   const auto& v = json_field(j, name);
   return v.is_number_integer() ? v.get<int64_t>() : 0;
@@ -50,7 +32,7 @@ const nlohmann::json* list_of(Context& ctx, const ApiResponse& response, const c
 int admin_users(Context& ctx, Credentials& credentials) {
   std::string path = "/v1/admin/users";
   if (ctx.command_line.limit) path += "?limit=" + std::to_string(*ctx.command_line.limit);
-  Call c = call(ctx, credentials, "GET", path);
+  RestCall c = rest_call(ctx, credentials, "GET", path);
   if (!c.ok()) return c.exit_status;
   const auto* users = list_of(ctx, *c.response, "users", "/v1/admin/users");
   if (users == nullptr) return kExitFailure;
@@ -73,7 +55,7 @@ int admin_users(Context& ctx, Credentials& credentials) {
 }
 
 int admin_clients(Context& ctx, Credentials& credentials) {
-  Call c = call(ctx, credentials, "GET", "/v1/admin/clients");
+  RestCall c = rest_call(ctx, credentials, "GET", "/v1/admin/clients");
   if (!c.ok()) return c.exit_status;
   const auto* clients = list_of(ctx, *c.response, "clients", "/v1/admin/clients");
   if (clients == nullptr) return kExitFailure;
@@ -94,7 +76,7 @@ int admin_clients(Context& ctx, Credentials& credentials) {
 }
 
 int admin_stats(Context& ctx, Credentials& credentials) {
-  Call c = call(ctx, credentials, "GET", "/v1/admin/stats");
+  RestCall c = rest_call(ctx, credentials, "GET", "/v1/admin/stats");
   if (!c.ok()) return c.exit_status;
   const auto& s = c.response->json;
   if (ctx.out.json()) {
@@ -135,7 +117,7 @@ int admin_change(Context& ctx, Credentials& credentials) {
     default:
       return kExitUsage;
   }
-  Call c = call(ctx, credentials, method, path);
+  RestCall c = rest_call(ctx, credentials, method, path);
   if (!c.ok()) return c.exit_status;
   if (action == "revoke") {
     const auto& closed = json_field(c.response->json, "closed");

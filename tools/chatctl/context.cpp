@@ -147,6 +147,17 @@ Result<ApiResponse> authed_request(Context& ctx, Credentials& credentials, std::
   return ctx.api.request(method, path, body, profile->access_token);
 }
 
+RestCall rest_call(Context& ctx, Credentials& credentials, std::string_view method,
+                   const std::string& path, const nlohmann::json* body) {
+  RestCall c{authed_request(ctx, credentials, method, path, body)};
+  if (!c.response) {
+    c.exit_status = fail(ctx, c.response.status());
+  } else if (!c.response->ok()) {
+    c.exit_status = fail(ctx, status_from_response(*c.response));
+  }
+  return c;
+}
+
 int fail(Context& ctx, const Status& status) {
   ctx.out.error(status);
   return kExitFailure;

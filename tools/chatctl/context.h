@@ -103,6 +103,16 @@ Result<ApiResponse> authed_get(Context& ctx, Credentials& credentials, std::stri
 Result<ApiResponse> authed_request(Context& ctx, Credentials& credentials, std::string_view method,
                                    std::string_view path, const nlohmann::json* body = nullptr);
 
+// authed_request for commands that need a 2xx answer: a transport failure or
+// a non-2xx answer is reported (fail()) and its exit status kept.
+struct RestCall {
+  Result<ApiResponse> response;
+  int exit_status = kExitOk;
+  bool ok() const { return exit_status == kExitOk; }
+};
+RestCall rest_call(Context& ctx, Credentials& credentials, std::string_view method,
+                   const std::string& path, const nlohmann::json* body = nullptr);
+
 // Reports a failed command and returns the exit status for it.
 int fail(Context& ctx, const Status& status);
 

@@ -8,25 +8,6 @@
 namespace chat::tools {
 namespace {
 
-// A 2xx answer, or the failure reported (with `what` for 403/404) and its
-// exit status.
-struct Call {
-  Result<ApiResponse> response;
-  int exit_status = kExitOk;
-  bool ok() const { return exit_status == kExitOk; }
-};
-
-Call call(Context& ctx, Credentials& credentials, std::string_view method, const std::string& path,
-          const nlohmann::json* body = nullptr) {
-  Call c{authed_request(ctx, credentials, method, path, body)};
-  if (!c.response) {
-    c.exit_status = fail(ctx, c.response.status());
-  } else if (!c.response->ok()) {
-    c.exit_status = fail(ctx, status_from_response(*c.response));
-  }
-  return c;
-}
-
 // The group object of an answer: the body itself, or its "group" member.
 const nlohmann::json& group_of(const nlohmann::json& body) {
   const auto& inner = json_field(body, "group");
@@ -40,7 +21,7 @@ int group_create(Context& ctx, Credentials& credentials) {
   std::string name = args.at(0);
   for (size_t i = 1; i < args.size(); ++i) name += " " + args[i];
   nlohmann::json body = {{"name", name}, {"members", ctx.command_line.members}};
-  Call c = call(ctx, credentials, "POST", "/v1/groups", &body);
+  RestCall c = rest_call(ctx, credentials, "POST", "/v1/groups", &body);
   if (!c.ok()) return c.exit_status;
   const auto& group = group_of(c.response->json);
   std::string gid = json_string(group, "id");
@@ -88,7 +69,7 @@ int group_change(Context& ctx, Credentials& credentials) {
     default:
       return kExitUsage;
   }
-  Call c = call(ctx, credentials, method, path);
+  RestCall c = rest_call(ctx, credentials, method, path);
   if (!c.ok()) return c.exit_status;
   if (ctx.out.json()) {
     ctx.out.json_line({{"group", gid}, {"action", action}, {"user", user}, {"by", me}});
@@ -99,7 +80,7 @@ int group_change(Context& ctx, Credentials& credentials) {
 }
 
 int group_list(Context& ctx, Credentials& credentials) {
-  Call c = call(ctx, credentials, "GET", "/v1/groups");
+  RestCall c = rest_call(ctx, credentials, "GET", "/v1/groups");
   if (!c.ok()) return c.exit_status;
   const auto& groups = json_field(c.response->json, "groups");
   if (!groups.is_array()) {
@@ -118,7 +99,7 @@ int group_list(Context& ctx, Credentials& credentials) {
 
 int group_show(Context& ctx, Credentials& credentials) {
   const std::string& gid = ctx.command_line.args.at(0);
-  Call c = call(ctx, credentials, "GET", group_path(gid));
+  RestCall c = rest_call(ctx, credentials, "GET", group_path(gid));
   if (!c.ok()) return c.exit_status;
   const auto& group = group_of(c.response->json);
   if (ctx.out.json()) {
@@ -159,7 +140,8 @@ int run_block(Context& ctx, bool block) {
   if (!user) return fail(ctx, user.status());
   Credentials credentials(ctx.store, ctx.api, ctx.clock, *user);
   const std::string& peer = ctx.command_line.args.at(0);
-  Call c = call(ctx, credentials, block ? "POST" : "DELETE", "/v1/blocks/" + url_encode(peer));
+  RestCall c =
+      rest_call(ctx, credentials, block ? "POST" : "DELETE", "/v1/blocks/" + url_encode(peer));
   if (!c.ok()) return c.exit_status;
   if (ctx.out.json()) {
     ctx.out.json_line({{"user", peer}, {"blocked", block}});
@@ -173,7 +155,7 @@ int run_blocks(Context& ctx) {
   auto user = active_user(ctx);
   if (!user) return fail(ctx, user.status());
   Credentials credentials(ctx.store, ctx.api, ctx.clock, *user);
-  Call c = call(ctx, credentials, "GET", "/v1/blocks");
+  RestCall c = rest_call(ctx, credentials, "GET", "/v1/blocks");
   if (!c.ok()) return c.exit_status;
   // {"blocked":[...]}; older drafts said "blocks".
   const auto* list = &json_field(c.response->json, "blocked");
