@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -33,18 +35,101 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds tim
   }
 }
 
-int free_port() {
+// Ports for the processes under test come from 20000-32767, below the
+// kernel's ephemeral range (32768-60999 here), so no outgoing connection or
+// port-0 listener of a parallel test can take one between our pick and the
+// child's bind. Parallel test processes (ctest -j, the Node tests) reserve a
+// port by creating <tmp>/chat-test-ports/<port> exclusively with their pid in
+// it (tests/js/lib/harness.mjs does the same); files of dead pids are taken
+// over. Reservations are released when the test process exits.
+namespace {
+constexpr int kPortLow = 20000;
+constexpr int kPortHigh = 32767;
+
+std::string port_dir() {
+  const char* tmp = std::getenv("TMPDIR");
+  return std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/chat-test-ports";
+}
+
+std::mutex reserved_mu;
+std::vector<std::string>* reserved = nullptr;  // lock files we own
+
+void release_ports() {
+  std::lock_guard<std::mutex> lock(reserved_mu);
+  if (reserved == nullptr) return;
+  for (const auto& f : *reserved) ::unlink(f.c_str());
+  reserved->clear();
+}
+
+bool bindable(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // as the servers do
   sockaddr_in a{};
   a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  int port = ntohs(a.sin_port);
+  a.sin_addr.s_addr = htonl(INADDR_ANY);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
   ::close(fd);
-  return port;
+  return ok;
+}
+
+// Creates `path` holding our pid unless a live process holds it.
+bool claim(const std::string& path) {
+  const std::string me = std::to_string(::getpid());
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) {
+    if (errno != EEXIST) return false;
+    std::ifstream in(path);
+    long owner = 0;
+    if (!(in >> owner) || owner <= 0) return false;  // being written, or foreign
+    if (::kill(static_cast<pid_t>(owner), 0) == 0 || errno != ESRCH) return false;
+    // The owner is gone: take the file over atomically, then check we won.
+    std::string tmp = path + "." + me;
+    {
+      std::ofstream out(tmp);
+      out << me;
+    }
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+      ::unlink(tmp.c_str());
+      return false;
+    }
+  } else {
+    bool ok = ::write(fd, me.data(), me.size()) == static_cast<ssize_t>(me.size());
+    ::close(fd);
+    if (!ok) return false;
+  }
+  std::ifstream in(path);
+  std::string holder;
+  return static_cast<bool>(in >> holder) && holder == me;
+}
+}  // namespace
+
+int free_port() {
+  static std::atomic<int> next{kPortLow +
+                               static_cast<int>(::getpid() * 7919 % (kPortHigh - kPortLow))};
+  const std::string dir = port_dir();
+  if (::mkdir(dir.c_str(), 0777) == 0) ::chmod(dir.c_str(), 01777);
+  for (int tries = 0; tries < kPortHigh - kPortLow; ++tries) {
+    int port = next.fetch_add(1);
+    port = kPortLow + (port - kPortLow) % (kPortHigh - kPortLow);
+    std::string path = dir + "/" + std::to_string(port);
+    if (!claim(path)) continue;
+    if (!bindable(port)) {  // in use by something outside the scheme
+      ::unlink(path.c_str());
+      continue;
+    }
+    std::lock_guard<std::mutex> lock(reserved_mu);
+    if (reserved == nullptr) {
+      reserved = new std::vector<std::string>();
+      std::atexit(release_ports);
+    }
+    reserved->push_back(path);
+    return port;
+  }
+  throw std::runtime_error("no free port in " + std::to_string(kPortLow) + "-" +
+                           std::to_string(kPortHigh));
 }
 
 bool port_open(int port) {
@@ -264,7 +349,9 @@ void Stack::start_api() {
   api_.start({CHAT_BIN_DIR "/chat-api"}, env(), data_dir_ + "/logs/chat-api.log");
   wait_port(http_port_);
   // Ready means the control channel to the broker is up as well.
-  eventually([&] { return get("/healthz", "").first == 200; }, 20s);
+  if (!eventually([&] { return get("/healthz", "").first == 200; }, 20s) || !api_.running()) {
+    throw std::runtime_error("chat-api never became healthy\n" + logs());
+  }
 }
 
 void Stack::kill_api(int sig) {

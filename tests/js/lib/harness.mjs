@@ -42,17 +42,71 @@ export async function eventually(pred, timeoutMs = 10000, what = 'condition', in
   }
 }
 
-// A port nothing listens on right now (the kernel picks it).
-export function freePort() {
-  return new Promise((resolve, reject) => {
+// A port for a process under test, reserved against parallel test processes
+// the same way as free_port() in tests/integration/stack.cpp: from
+// 20000-32767 (below the kernel's ephemeral range, so no outgoing connection
+// takes it), claimed by creating <tmp>/chat-test-ports/<port> exclusively
+// with our pid in it (files of dead pids are taken over), and released when
+// this process exits.
+const PORT_LOW = 20000;
+const PORT_HIGH = 32767;
+const portDir = path.join(process.env.TMPDIR || '/tmp', 'chat-test-ports');
+const reservedPorts = [];
+let nextPort = PORT_LOW + ((process.pid * 7919) % (PORT_HIGH - PORT_LOW));
+process.on('exit', () => {
+  for (const f of reservedPorts) {
+    try { fs.unlinkSync(f); } catch { /* already gone */ }
+  }
+});
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return e.code !== 'ESRCH';
+  }
+}
+
+function claimPort(file) {
+  const me = String(process.pid);
+  try {
+    fs.writeFileSync(file, me, { flag: 'wx' });
+  } catch (e) {
+    if (e.code !== 'EEXIST') return false;
+    let owner = 0;
+    try { owner = Number.parseInt(fs.readFileSync(file, 'utf8'), 10); } catch { return false; }
+    if (!(owner > 0) || alive(owner)) return false;
+    const tmp = `${file}.${me}`;
+    fs.writeFileSync(tmp, me);
+    try { fs.renameSync(tmp, file); } catch { fs.rmSync(tmp, { force: true }); return false; }
+  }
+  try { return fs.readFileSync(file, 'utf8') === me; } catch { return false; }
+}
+
+function bindable(port) {
+  return new Promise((resolve) => {
     const srv = net.createServer();
     srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '0.0.0.0', () => srv.close(() => resolve(true)));
   });
+}
+
+export async function freePort() {
+  fs.mkdirSync(portDir, { recursive: true, mode: 0o1777 });
+  for (let tries = 0; tries < PORT_HIGH - PORT_LOW; tries++) {
+    const port = PORT_LOW + ((nextPort++ - PORT_LOW) % (PORT_HIGH - PORT_LOW));
+    const file = path.join(portDir, String(port));
+    if (!claimPort(file)) continue;
+    if (!(await bindable(port))) {
+      fs.rmSync(file, { force: true });
+      continue;
+    }
+    reservedPorts.push(file);
+    return port;
+  }
+  throw new Error(`no free port in ${PORT_LOW}-${PORT_HIGH}`);
 }
 
 // Whether 127.0.0.1:port accepts a TCP connection.
