@@ -12,6 +12,11 @@ find_package(GTest REQUIRED)
 pkg_check_modules(MOSQUITTO REQUIRED IMPORTED_TARGET libmosquitto)
 pkg_check_modules(ARGON2 REQUIRED IMPORTED_TARGET libargon2)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+pkg_check_modules(VIPS REQUIRED IMPORTED_TARGET vips)  # media thumbnails (libvips-dev)
+# Outbound HTTP/2 for the push providers (libcurl4-openssl-dev, built with nghttp2),
+# and the HTTP/2 server of the fake APNs used by tests (libnghttp2-dev).
+pkg_check_modules(CURL REQUIRED IMPORTED_TARGET libcurl)
+pkg_check_modules(NGHTTP2 REQUIRED IMPORTED_TARGET libnghttp2)
 
 # The broker plugin headers (mosquitto-dev) have no pkg-config file.
 find_path(MOSQUITTO_BROKER_INCLUDE_DIR mosquitto_broker.h REQUIRED)

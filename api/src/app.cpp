@@ -18,9 +18,14 @@
 #include <thread>
 
 #include "chat/api/control.h"
+#include "chat/api/devices.h"
 #include "chat/api/http_server.h"
 #include "chat/api/log.h"
+#include "chat/api/media.h"
 #include "chat/api/passwords.h"
+#include "chat/api/push_metrics.h"
+#include "chat/api/push_providers.h"
+#include "chat/api/push_worker.h"
 #include "chat/api/service.h"
 #include "chat/api/tokens.h"
 #include "chat/common/clock.h"
@@ -205,6 +210,14 @@ int run(int argc, char** argv) {
   sigaddset(&signals, SIGHUP);  // reloads CHAT_OIDC_JWKS
   if (!init_only) pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // Push providers from CHAT_FCM_* / CHAT_APNS_*: their key files are checked
+  // now, so a bad setting fails at once (exit 2), before the archive wait.
+  auto providers = make_push_providers(config);
+  if (!providers) {
+    std::fprintf(stderr, "chat-api: %s\n", providers.status().message().c_str());
+    return 2;
+  }
+
   auto data = init_data_dir(config);
   if (!data) return fail(data.status().message());
   PasswordHasher hasher;
@@ -228,12 +241,26 @@ int run(int argc, char** argv) {
   auto archive = open_archive_reader(config, kArchivePatience);
   if (!archive) return fail(archive.status().message());
 
-  Service* service_ptr = nullptr;  // set below, before the control client starts
+  // Push (docs/push.md): targets, queue and feed cursor in api/push.
+  const std::string push_path = (fs::path(config.api_dir()) / "push").string();
+  auto push_store = store::PushStore::open(push_path);
+  if (!push_store) {
+    return fail("push database " + push_path + ": " + push_store.status().message());
+  }
+
+  Service* service_ptr = nullptr;         // set below, before the control client starts
+  DeviceRegistry* devices_ptr = nullptr;  // idem
+  PushWorker* push_ptr = nullptr;         // idem
   ControlClientOptions control_options;
   control_options.port = config.mqtt_port;
   control_options.username = std::string(kServiceUser);
   control_options.mint_password = [&service_ptr] { return service_ptr->mint_service_token(); };
-  control_options.on_connected = [&service_ptr] { service_ptr->announce_admins().ignore_error(); };
+  control_options.on_connected = [&service_ptr, &devices_ptr] {
+    service_ptr->announce_admins().ignore_error();
+    // A broker restored from a backup may hold an older device list.
+    devices_ptr->request_resync();
+  };
+  control_options.on_push = [&push_ptr] { push_ptr->wake(); };
   ControlClient control(control_options);
 
   Service service(config, *data->accounts, **archive, control, **tokens, hasher, clock);
@@ -244,6 +271,33 @@ int run(int argc, char** argv) {
   service.set_bridge_probe(
       [bridge_host, port = config.ws_port] { return accepts_connections(bridge_host, port, 500); });
 
+  // Media (docs/media.md): metadata in api/media, blobs under media/.
+  auto media_store = store::MediaStore::open(config.media_db_path());
+  if (!media_store) {
+    return fail("media database " + config.media_db_path() + ": " + media_store.status().message());
+  }
+  MediaOptions media_options;
+  media_options.dir = config.media_dir();
+  media_options.key_path = config.media_key_path();
+  media_options.max_bytes = config.media_max_bytes;
+  media_options.url_ttl_s = config.media_url_ttl_s;
+  auto media = MediaLibrary::open(media_options, **media_store, **archive, clock);
+  if (!media) return fail(media.status().message());
+  service.set_media(media->get());
+
+  PushMetrics push_metrics;
+  DeviceRegistry devices(**push_store, control, clock, config.push.max_devices);
+  devices_ptr = &devices;
+  devices.request_resync();  // compared with the broker's copy once connected
+  PushWorkerOptions push_options;
+  push_options.workers = config.push.workers;
+  push_options.preview = config.push.preview;
+  push_options.max_attempts = config.push.max_attempts;
+  push_options.max_age_ms = config.push.max_age_s * 1000;
+  PushWorker push(**push_store, **archive, devices, control, std::move(providers).value(),
+                  push_metrics, clock, push_options);
+  push_ptr = &push;
+
   HttpOptions http_options;
   http_options.threads = config.http_threads;
   http_options.max_body_bytes = config.max_body_bytes;
@@ -252,6 +306,8 @@ int run(int argc, char** argv) {
   http_options.tls_key = config.tls_key;
   http_options.tls_ca = config.tls_ca;
   http_options.rate_limits = config.rate_limits;
+  http_options.devices = &devices;
+  http_options.push_metrics = &push_metrics;
   if (std::error_code ec; fs::is_regular_file(fs::path(http_options.web.dir) / "index.html", ec)) {
     logger().info("web.served: dir={} path=/", log_value(http_options.web.dir));
   } else {
@@ -269,6 +325,7 @@ int run(int argc, char** argv) {
   if (!port) return fail(port.status().message() + " (CHAT_BIND / CHAT_HTTP_PORT)");
 
   control.start();
+  push.start();
   logger().info("listening: scheme={} bind={} port={} broker_control=127.0.0.1:{}",
                 config.tls() ? "https" : "http", log_value(config.bind), *port, config.mqtt_port);
 
@@ -296,6 +353,7 @@ int run(int argc, char** argv) {
   Status served = http.listen();
   done.store(true);
   signal_thread.join();
+  push.stop();  // sends in flight finish; queued ones wait for the next start
   control.stop();
   if (!served.is_ok()) return fail(served.message());
   logger().info("stopped: status=ok");

@@ -56,6 +56,9 @@ std::string Config::api_dir() const { return join(data_dir, "api"); }
 std::string Config::accounts_path() const { return join(api_dir(), "accounts"); }
 std::string Config::archive_path() const { return join(data_dir, "archive"); }
 std::string Config::archive_secondary_path() const { return join(api_dir(), "archive-secondary"); }
+std::string Config::media_dir() const { return join(data_dir, "media"); }
+std::string Config::media_db_path() const { return join(api_dir(), "media"); }
+std::string Config::media_key_path() const { return join(api_dir(), "media-url.key"); }
 
 namespace {
 
@@ -228,6 +231,19 @@ Result<Config> Config::from_lookup(const Lookup& raw_lookup) {
     if (auto v = lookup("CHAT_TLS_CA")) c.tls_ca = *v;
   }
   c.ws_tls = c.tls();
+
+  n = static_cast<int64_t>(c.media_max_bytes);
+  if (Status s = read_int(lookup, "CHAT_MEDIA_MAX_BYTES", 1, int64_t{16} << 30, &n); !s.is_ok()) {
+    return s;
+  }
+  c.media_max_bytes = static_cast<uint64_t>(n);
+  if (Status s = read_int(lookup, "CHAT_MEDIA_URL_TTL", 60, 365 * 24 * 3600, &c.media_url_ttl_s);
+      !s.is_ok()) {
+    return s;
+  }
+
+  if (Status s = read_push_provider_config(lookup, &c.push_providers); !s.is_ok()) return s;
+  if (Status s = read_push_settings(lookup, &c.push); !s.is_ok()) return s;
 
   return c;
 }

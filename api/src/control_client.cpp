@@ -104,10 +104,24 @@ struct ControlClient::Impl {
     } catch (const mqtt::exception& e) {
       logger().warn("control.subscribe_failed: topic=stats error={}", log_value(e.what()));
     }
+    if (!opts.on_push) return;
+    // Push wake-ups: a missed one only delays (the push feed also polls).
+    try {
+      auto tok = client->subscribe(std::string(topics::kControlPush), 0);
+      if (!tok->wait_for(kConnectTimeout)) {
+        logger().warn("control.subscribe_failed: topic=push error=timeout");
+      }
+    } catch (const mqtt::exception& e) {
+      logger().warn("control.subscribe_failed: topic=push error={}", log_value(e.what()));
+    }
   }
 
   void on_message(mqtt::const_message_ptr msg) {
     if (msg && msg->get_topic() == topics::kControlStats) return on_stats(msg->get_payload_str());
+    if (msg && msg->get_topic() == topics::kControlPush) {
+      if (opts.on_push) opts.on_push();
+      return;
+    }
     if (!msg || msg->get_topic() != topics::kControlResponse) return;
     json answer = json::parse(msg->get_payload_str(), nullptr, /*allow_exceptions=*/false);
     if (!answer.is_object() || !answer.contains("req") || !answer["req"].is_string()) {

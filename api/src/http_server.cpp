@@ -19,6 +19,7 @@
 
 #include "chat/api/log.h"
 #include "chat/common/log_fields.h"
+#include "http_internal.h"
 
 namespace chat::api {
 
@@ -448,11 +449,38 @@ std::unique_ptr<httplib::Server> make_server(const HttpOptions& o, std::string* 
       [&o, error](SSL_CTX& ctx) { return setup_tls(ctx, o, error); });
 }
 
+// ---- body limits -----------------------------------------------------------
+
+// Whether the request's Content-Length says more than `max` bytes (a
+// malformed one counts as over: httplib would refuse it anyway).
+bool body_over(const Request& req, size_t max) {
+  if (!req.has_header("Content-Length")) return false;
+  const std::string text = req.get_header_value("Content-Length");
+  uint64_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  return ec != std::errc() || end != text.data() + text.size() || n > max;
+}
+
 // ---- access log ------------------------------------------------------------
 
 thread_local std::chrono::steady_clock::time_point t_request_start{};
 
 }  // namespace
+
+// ---- for the routes defined in other files (http_internal.h) ---------------
+
+namespace http_internal {
+
+void write_error(Response& res, int status, std::string_view code, std::string_view message) {
+  ::chat::api::write_error(res, status, code, message);
+}
+void write_status(Response& res, const Status& status) { ::chat::api::write_status(res, status); }
+std::optional<Principal> require_principal(const Service& service, const Request& req,
+                                           Response& res) {
+  return ::chat::api::require_principal(service, req, res);
+}
+
+}  // namespace http_internal
 
 Status check_tls(const HttpOptions& options) {
   if (options.tls_cert.empty()) return Status::ok();
@@ -474,14 +502,24 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
   const int threads = options_.threads > 0 ? options_.threads : 1;
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server_->set_tcp_nodelay(true);
-  server_->set_payload_max_length(options_.max_body_bytes);
+  // Media uploads (POST /v1/media) stream up to their own, larger limit;
+  // every other body keeps max_body_bytes, checked before it is read.
+  const uint64_t media_max = http_internal::media_max_bytes(service_);
+  server_->set_payload_max_length(
+      static_cast<size_t>(std::max<uint64_t>(options_.max_body_bytes, media_max)));
   server_->set_keep_alive_max_count(1000);
 
-  server_->set_pre_routing_handler([limits = rate_limits_.get()](const Request&, Response&) {
-    t_request_start = std::chrono::steady_clock::now();
-    t_rate_limits = limits;
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
+  server_->set_pre_routing_handler(
+      [limits = rate_limits_.get(), max_body = options_.max_body_bytes](const Request& req,
+                                                                        Response& res) {
+        t_request_start = std::chrono::steady_clock::now();
+        t_rate_limits = limits;
+        if (!http_internal::is_media_upload(req) && body_over(req, max_body)) {
+          write_error(res, 413, "too_large", "request body too large");
+          return httplib::Server::HandlerResponse::Handled;
+        }
+        return httplib::Server::HandlerResponse::Unhandled;
+      });
   server_->set_error_handler(
       httplib::Server::HandlerWithResponse([](const Request&, Response& res) {
         // Our handlers write their own JSON errors; fill in the library's own
@@ -721,12 +759,17 @@ void HttpServer::register_routes() {
                  write_json(res, 200, render_page(*page));
                });
 
-  server_->Delete("/v1/users/me", [&service](const Request& req, Response& res) {
-    auto caller = require_principal(service, req, res);
-    if (!caller) return;
-    if (Status s = service.delete_account(*caller); !s.is_ok()) return write_status(res, s);
-    res.status = 204;
-  });
+  server_->Delete("/v1/users/me",
+                  [&service, devices = options_.devices](const Request& req, Response& res) {
+                    auto caller = require_principal(service, req, res);
+                    if (!caller) return;
+                    if (Status s = service.delete_account(*caller); !s.is_ok())
+                      return write_status(res, s);
+                    // Its devices get no more pushes (the broker forgot them with the user).
+                    if (devices != nullptr)
+                      http_internal::forget_push_targets(*devices, caller->user);
+                    res.status = 204;
+                  });
 
   // ---- groups ----
 
@@ -831,7 +874,9 @@ void HttpServer::register_routes() {
 
   register_metrics_route();
   register_admin_routes();
-  register_web_routes();  // last: see there
+  register_media_routes();   // media_routes.cpp
+  register_device_routes();  // device_routes.cpp
+  register_web_routes();     // last: see there
 }
 
 // GET/POST/DELETE /v1/admin/... (issue 5): admin role only. Every request that
@@ -970,10 +1015,12 @@ void HttpServer::register_metrics_route() {
     MetricsInput in;
     in.http = http_metrics_.get();
     in.rate_limits = rate_limits_->counters();
+    in.media = service.media();
     in.process_start_s = process_start_time_s();
     in.broker_connected = service.broker_connected();
     in.broker = service.broker_stats();
     if (bridge_stats_) in.bridge = bridge_stats_();
+    in.push = options_.push_metrics;
     in.now = std::chrono::steady_clock::now();
     res.status = 200;
     res.set_header("Cache-Control", "no-store");

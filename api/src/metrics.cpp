@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <regex>
 
+#include "chat/api/media.h"
+#include "chat/api/push_metrics.h"
 #include "chat/api/web.h"
 
 namespace chat::api {
@@ -129,6 +131,11 @@ constexpr const char* kRoutes[] = {
     "/v1/blocks",
     "/v1/blocks/{user}",
     "/v1/reports",
+    "/v1/media",
+    "/v1/media/{id}",
+    "/v1/media/{id}/thumbnail",
+    "/v1/devices",
+    "/v1/devices/{device}",
 };
 
 bool matches_route(std::string_view pattern, std::string_view path) {
@@ -435,6 +442,22 @@ void write_rate_limits(PromWriter& w, const RateLimitCounters& c) {
   w.sample("chat_login_lockouts_total", {}, static_cast<double>(c.lockouts));
 }
 
+void write_media(PromWriter& w, const MediaCounters& c) {
+  w.family("chat_media_uploads_total", "Media uploads stored (POST /v1/media answered 201).",
+           "counter");
+  w.sample("chat_media_uploads_total", {}, static_cast<double>(c.uploads));
+  w.family("chat_media_upload_bytes_total", "Bytes of the media uploads stored.", "counter");
+  w.sample("chat_media_upload_bytes_total", {}, static_cast<double>(c.upload_bytes));
+  w.family("chat_media_deduplicated_total",
+           "Uploads whose bytes were stored already (kept once, content-addressed).", "counter");
+  w.sample("chat_media_deduplicated_total", {}, static_cast<double>(c.deduplicated));
+  w.family("chat_media_refused_total", "Uploads refused (too large, type not allowed, empty).",
+           "counter");
+  w.sample("chat_media_refused_total", {}, static_cast<double>(c.refused));
+  w.family("chat_media_thumbnails_total", "Thumbnails made.", "counter");
+  w.sample("chat_media_thumbnails_total", {}, static_cast<double>(c.thumbnails));
+}
+
 const double kProcessStart =
     std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 
@@ -449,6 +472,8 @@ std::string render_metrics(const MetricsInput& in) {
   if (in.http != nullptr) in.http->write(w);
   write_broker(w, in);
   if (in.rate_limits) write_rate_limits(w, *in.rate_limits);
+  if (in.media != nullptr) write_media(w, in.media->counters());
+  if (in.push != nullptr) in.push->write(w);
   if (in.bridge) write_bridge(w, *in.bridge);
   return w.take();
 }

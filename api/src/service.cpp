@@ -7,6 +7,7 @@
 #include <set>
 
 #include "chat/api/log.h"
+#include "chat/api/media.h"
 #include "chat/api/secrets.h"
 #include "chat/common/ids.h"
 #include "chat/common/log_fields.h"
@@ -737,6 +738,9 @@ Status Service::delete_account(const Principal& caller) {
   // their connections are closed. Not found: an earlier attempt got that far.
   auto answer = control_.call({{"op", "user.remove"}, {"user", caller.user}}, kControlTimeout);
   if (!answer && answer.status().code() != StatusCode::kNotFound) return answer.status();
+  if (media_ != nullptr) {
+    if (Status s = media_->delete_user_media(caller.user); !s.is_ok()) return s;
+  }
 
   store::Account tombstone;
   tombstone.user = caller.user;

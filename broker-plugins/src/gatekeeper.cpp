@@ -112,7 +112,8 @@ bool Gatekeeper::allowed(const void* handle, std::string_view client_id, Access 
         return false;
       }
       if (s != nullptr && s->service) {
-        return topic == topics::kControlResponse || topic == topics::kControlStats;
+        return topic == topics::kControlResponse || topic == topics::kControlStats ||
+               topic == topics::kControlPush;
       }
       std::string_view t = topic;
       if (t.substr(0, 2) == "u/" && t.substr(2, user.size()) == user &&
@@ -130,7 +131,10 @@ bool Gatekeeper::allowed(const void* handle, std::string_view client_id, Access 
 }
 
 bool Gatekeeper::allowed_subscribe(const DeviceSession& s, std::string_view filter) const {
-  if (s.service) return filter == topics::kControlResponse || filter == topics::kControlStats;
+  if (s.service) {
+    return filter == topics::kControlResponse || filter == topics::kControlStats ||
+           filter == topics::kControlPush;
+  }
   if (topics::is_own_inbox_filter(filter, s.user)) return true;
   std::string peer;
   if (topics::parse_presence(filter, &peer)) {

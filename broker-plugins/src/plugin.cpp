@@ -21,6 +21,7 @@ extern "C" {
 #include "chat/broker/directory.h"
 #include "chat/broker/gatekeeper.h"
 #include "chat/broker/presence.h"
+#include "chat/broker/push_devices.h"
 #include "chat/broker/router.h"
 #include "chat/broker/stats.h"
 #include "chat/common/ids.h"
@@ -96,6 +97,7 @@ struct Plugin {
   std::unique_ptr<Directory> directory;
   std::unique_ptr<BanList> bans;
   std::unique_ptr<AccountOrigins> origins;
+  std::unique_ptr<PushDevices> push_devices;
   std::unique_ptr<PresenceTracker> presence;
   std::unique_ptr<Gatekeeper> gatekeeper;
   std::unique_ptr<Router> router;
@@ -153,6 +155,9 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
   if (!loaded.is_ok()) return loaded;
   p.origins = std::make_unique<AccountOrigins>(*p.archive);
   loaded = p.origins->load();
+  if (!loaded.is_ok()) return loaded;
+  p.push_devices = std::make_unique<PushDevices>(*p.archive);
+  loaded = p.push_devices->load();
   if (!loaded.is_ok()) return loaded;
 
   store::Archive* a = p.archive.get();
@@ -219,6 +224,10 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
   p.router->set_stats(&p.stats);
   p.router->set_admin(p.bans.get(), p.gatekeeper.get());
   p.router->set_origins(p.origins.get());
+  const Gatekeeper* gatekeeper = p.gatekeeper.get();
+  p.router->set_push(p.push_devices.get(), [gatekeeper](const std::string& client_id) {
+    return gatekeeper->is_connected(client_id);
+  });
   p.started_ms = SystemClock::instance().now_ms();
   return p.router->init();
 }

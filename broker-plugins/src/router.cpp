@@ -44,6 +44,12 @@ std::string new_group_id() {
   return id;
 }
 
+// Message types that wake a phone (docs/push.md): what a person reads as a new
+// message. Edits, deletions, reactions and system messages do not.
+bool is_push_type(std::string_view type) {
+  return type == "text" || type == "media" || type == "e2e";
+}
+
 // 1-100 characters (code points), no control characters.
 bool valid_group_name(const std::string& name) {
   size_t n = 0;
@@ -233,6 +239,8 @@ Router::Stamped Router::stamp_and_archive(const DeviceSession& sender, const std
   req.cid = msg.cid;
   req.envelope = out.envelope;
   req.participants = participants;
+  req.media = media_reference(msg);  // indexed: who may fetch it (docs/media.md)
+  if (push_devices_ != nullptr && is_push_type(f.type)) req.push = push_record(f, participants);
   const auto append_start = std::chrono::steady_clock::now();
   Status st = archive_.append(req);
   if (stats_ != nullptr) {
@@ -245,8 +253,36 @@ Router::Stamped Router::stamp_and_archive(const DeviceSession& sender, const std
               "archive.append_failed: client=" + log_value(sender.client_id) +
                   " action=dropped_without_puback error=" + log_value(st.to_string()));
     out.done = fail();
+  } else if (!req.push.empty()) {
+    // Wakes chat-api's push feed (it also polls, so a lost wake-up only delays).
+    port_.publish("", std::string(topics::kControlPush), json{{"id", f.id}}.dump(), 0, false);
   }
   return out;
+}
+
+std::string Router::push_record(const EnvelopeFields& f,
+                                const std::vector<std::string>& participants) const {
+  json targets = json::array();
+  for (const auto& user : participants) {
+    if (user == f.from) continue;  // never the sender's own devices
+    const std::vector<std::string>* devices = push_devices_->devices_of(user);
+    if (devices == nullptr) continue;
+    for (const auto& device : *devices) {
+      std::string client_id = user + ":" + device;
+      // Connected: it gets the message live. Per device, so an open web tab
+      // does not silence the phone.
+      if (is_connected_ && is_connected_(client_id)) continue;
+      targets.push_back(std::move(client_id));
+    }
+  }
+  if (targets.empty()) return {};
+  nlohmann::ordered_json record;
+  record["id"] = f.id;
+  record["conv"] = f.conv;
+  record["from"] = f.from;
+  record["type"] = f.type;
+  record["targets"] = std::move(targets);
+  return record.dump();
 }
 
 MessageOutcome Router::direct_message(const DeviceSession& sender, const std::string& peer,
@@ -717,6 +753,53 @@ Status Router::control_admin(const std::string& op, const json& doc, json* resul
   return invalid_argument("unknown op: " + op);
 }
 
+// Push (docs/push.md): chat-api tells which devices have push targets, and
+// which push records it has taken over.
+Status Router::control_push(const std::string& op, const json& doc, json* result) {
+  if (push_devices_ == nullptr) return unavailable("push is not set up");
+  if (op == "push.devices") {
+    const auto user = doc.find("user");
+    const auto devices = doc.find("devices");
+    if (user == doc.end() || !user->is_string() ||
+        !is_valid_user_id(user->get_ref<const std::string&>())) {
+      return invalid_argument("user must be a user id");
+    }
+    if (devices == doc.end() || !devices->is_array()) {
+      return invalid_argument("devices must be an array of device ids");
+    }
+    std::vector<std::string> list;
+    for (const auto& d : *devices) {
+      if (!d.is_string()) return invalid_argument("devices must be an array of device ids");
+      list.push_back(d.get<std::string>());
+    }
+    const std::string& id = user->get_ref<const std::string&>();
+    // Forgetting works for any id (an account deleted meanwhile); adding needs a user.
+    if (!list.empty()) {
+      auto exists = archive_.has_user(id);
+      if (!exists) return exists.status();
+      if (!*exists) return not_found("no such user: " + id);
+    }
+    Status st = push_devices_->set(id, std::move(list));
+    if (!st.is_ok()) return st;
+    const auto* now = push_devices_->devices_of(id);
+    *result = json{{"user", id}, {"devices", now != nullptr ? *now : std::vector<std::string>()}};
+    return Status::ok();
+  }
+  if (op == "push.done") {
+    const auto upto = doc.find("upto");
+    if (upto == doc.end() || !upto->is_string() ||
+        !is_valid_message_id(upto->get_ref<const std::string&>())) {
+      return invalid_argument("upto must be a message id");
+    }
+    size_t deleted = 0;
+    Status st = archive_.delete_push_records(upto->get<std::string>(), &deleted);
+    if (!st.is_ok()) return st;
+    *result = json{{"deleted", deleted}};
+    return Status::ok();
+  }
+  return invalid_argument("unknown op: " + op);
+}
+
 void Router::on_control(const DeviceSession& sender, std::string_view payload) {
   auto doc = parse_limited(payload, 1024 * 1024);
   std::string req;
@@ -764,6 +847,8 @@ void Router::on_control(const DeviceSession& sender, std::string_view payload) {
     if (!user_arg("user", &user)) return reply(sender, req, invalid_argument("bad user"));
     Status st = archive_.remove_user(user);
     if (st.is_ok() && origins_ != nullptr) st = origins_->removed(user);
+    // A removed user's devices get no more pushes.
+    if (st.is_ok() && push_devices_ != nullptr) st = push_devices_->set(user, {});
     if (st.is_ok()) {
       directory_.forget_user(user);
       port_.kick_user(user);
@@ -790,6 +875,11 @@ void Router::on_control(const DeviceSession& sender, std::string_view payload) {
       op.rfind("client.", 0) == 0) {
     json result;
     Status st = control_admin(op, doc, &result);
+    return reply(sender, req, st, result);
+  }
+  if (op.rfind("push.", 0) == 0) {
+    json result;
+    Status st = control_push(op, doc, &result);
     return reply(sender, req, st, result);
   }
   if (op == "ping") return reply(sender, req, Status::ok());

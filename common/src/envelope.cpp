@@ -114,6 +114,11 @@ bool parse_client_message(std::string_view payload, size_t max_payload, ClientMe
   }
   auto body = doc.find("body");
   if (body == doc.end()) return refuse(RefusalCode::kInvalidPayload, "body is missing");
+  if (type->get_ref<const std::string&>() == "media") {
+    if (std::string why = check_media_body(*body); !why.empty()) {
+      return refuse(RefusalCode::kInvalidPayload, why);
+    }
+  }
 
   if (out) {
     out->cid = cid_s;
@@ -121,6 +126,41 @@ bool parse_client_message(std::string_view payload, size_t max_payload, ClientMe
     out->body = std::move(*body);
   }
   return true;
+}
+
+std::string check_media_body(const nlohmann::json& body) {
+  if (!body.is_object()) return "a media message's body must be an object";
+  auto media = body.find("media");
+  if (media == body.end() || !media->is_string()) {
+    return "a media message's body.media must be the media id string";
+  }
+  const auto& id = media->get_ref<const std::string&>();
+  bool id_ok = !id.empty() && id.size() <= 64;
+  for (char c : id) {
+    id_ok = id_ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '_' || c == '-');
+  }
+  if (!id_ok) return "body.media must be a media id ([A-Za-z0-9_-]{1,64})";
+  for (const char* name : {"content_type", "sha256", "url", "caption"}) {
+    auto it = body.find(name);
+    if (it != body.end() && !it->is_string())
+      return std::string("body.") + name + " must be a string";
+  }
+  if (auto size = body.find("size"); size != body.end() && !size->is_number_unsigned()) {
+    return "body.size must be a non-negative integer";
+  }
+  if (auto thumb = body.find("thumbnail");
+      thumb != body.end() && !thumb->is_boolean() && !thumb->is_string()) {
+    return "body.thumbnail must be a boolean or a URL string";
+  }
+  return "";
+}
+
+std::string media_reference(const ClientMessage& message) {
+  if (message.type != "media" || !message.body.is_object()) return "";
+  auto media = message.body.find("media");
+  if (media == message.body.end() || !media->is_string()) return "";
+  return media->get<std::string>();
 }
 
 std::string extract_cid(std::string_view payload) {

@@ -80,6 +80,13 @@ constexpr char kMetaBanScope[] = "ban";
 constexpr char kMetaOriginScope[] = "origin";
 // Revoked access tokens: revoked\0<jti> -> "<exp seconds>" ("0": unknown).
 constexpr char kMetaRevokedScope[] = "revoked";
+// Media messages by the media id they reference, under this scope:
+// mediaref\0<media id>\0<conv>\0<msg id> -> <sender>.
+constexpr char kMetaMediaRefScope[] = "mediaref";
+// Push records (docs/push.md): push\0<message id> -> record JSON, written with
+// the message; and the devices with push targets: pushdev\0<user> -> JSON array.
+constexpr char kMetaPushScope[] = "push";
+constexpr char kMetaPushDevicesScope[] = "pushdev";
 constexpr size_t kMaxJtiBytes = 256;
 constexpr char kSchemaVersion[] = "1";
 
@@ -728,6 +735,9 @@ struct ArchiveView::Impl {
   // Users known to exist (Archive::has_user). Valid for the same reason as
   // unread_cache: users are added and removed only through this writer.
   std::unordered_set<std::string> known_users;
+  // Push records up to this id were deleted (delete_push_records starts here,
+  // not at the scope's first key: the tombstones before it are not walked).
+  std::string push_deleted_upto;
 
   // Reader state (ArchiveReader). A catch-up numbered n > begun-at-call-start
   // began after the caller did, so its result serves the caller too.
@@ -1100,6 +1110,57 @@ Result<std::vector<std::pair<std::string, int64_t>>> ArchiveView::revoked_tokens
   return out;
 }
 
+Result<std::vector<ArchiveView::MediaRef>> ArchiveView::media_refs(
+    const std::string& media_id) const {
+  std::vector<MediaRef> out;
+  if (!valid_key_part(media_id)) return out;
+  Status st = impl_->pin()->scan(
+      kMeta, make_key(kMetaMediaRefScope, media_id), "archive media refs scan",
+      [&](std::string_view conv_and_id, std::string_view from) {
+        const size_t sep = conv_and_id.find('\0');
+        if (sep == std::string_view::npos) return;
+        out.push_back(MediaRef{std::string(conv_and_id.substr(0, sep)),
+                               std::string(conv_and_id.substr(sep + 1)), std::string(from)});
+      });
+  if (!st.is_ok()) return st;
+  return out;
+}
+
+Result<std::vector<PushRecord>> ArchiveView::push_records(const std::string& after,
+                                                          size_t limit) const {
+  std::vector<PushRecord> out;
+  if (has_nul(after) || limit == 0) return out;
+  const auto db = impl_->pin();
+  const std::string end = scope_end(kMetaPushScope);
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions read_options;
+  read_options.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db->db->NewIterator(read_options, db->cf(kMeta)));
+  std::string start = make_key(kMetaPushScope, after);
+  if (!after.empty()) start.append(kSep);  // the first key after `after`'s own
+  for (it->Seek(start); it->Valid() && out.size() < limit; it->Next()) {
+    out.push_back(PushRecord{std::string(key_rest(it->key(), sizeof kMetaPushScope - 1)),
+                             it->value().ToString()});
+  }
+  if (!it->status().ok()) return from_rocksdb(it->status(), "archive push records scan");
+  return out;
+}
+
+Result<std::vector<std::pair<std::string, std::vector<std::string>>>> ArchiveView::push_devices()
+    const {
+  std::vector<std::pair<std::string, std::vector<std::string>>> out;
+  Status st = impl_->pin()->scan(kMeta, kMetaPushDevicesScope, "archive push devices scan",
+                                 [&](std::string_view user, std::string_view value) {
+                                   auto j = nlohmann::json::parse(value, nullptr, false);
+                                   std::vector<std::string> devices;
+                                   // A damaged value counts as no devices.
+                                   if (!string_array(j, &devices)) devices.clear();
+                                   out.emplace_back(std::string(user), std::move(devices));
+                                 });
+  if (!st.is_ok()) return st;
+  return out;
+}
+
 // ---------------------------------------------------------------------------
 // Archive: the single writer.
 
@@ -1191,6 +1252,7 @@ Status Archive::append(const AppendRequest& request) {
   if (has_nul(request.client_id) || has_nul(request.cid)) {
     return invalid_argument("archive: malformed client id or cid");
   }
+  if (has_nul(request.media)) return invalid_argument("archive: malformed media id");
 
   d.batch.Clear();
   rocksdb::Status s;
@@ -1224,6 +1286,18 @@ Status Archive::append(const AppendRequest& request) {
   if (!request.client_id.empty() && !request.cid.empty()) {
     make_key(&d.scratch_key, request.client_id, request.cid);
     s = d.batch.Put(d.w().cf(kDedup), d.scratch_key, d.scratch_message_key);
+    if (!s.ok()) return from_rocksdb(s, "archive batch");
+  }
+  if (!request.media.empty()) {
+    make_key(&d.scratch_key, kMetaMediaRefScope, request.media);
+    d.scratch_key.append(kSep);
+    d.scratch_key.append(d.scratch_message_key);  // <conv>\0<id>
+    s = d.batch.Put(d.w().cf(kMeta), d.scratch_key, request.from);
+    if (!s.ok()) return from_rocksdb(s, "archive batch");
+  }
+  if (!request.push.empty()) {
+    make_key(&d.scratch_key, kMetaPushScope, request.id);
+    s = d.batch.Put(d.w().cf(kMeta), d.scratch_key, request.push);
     if (!s.ok()) return from_rocksdb(s, "archive batch");
   }
   s = d.batch.Put(d.w().cf(kMeta), kMetaMaxId, request.id);
@@ -1515,6 +1589,50 @@ Status Archive::forget_revoked(const std::string& jti) {
   rocksdb::Status s = impl_->w().db->Delete(impl_->write_options, impl_->w().cf(kMeta),
                                             make_key(kMetaRevokedScope, jti));
   if (!s.ok()) return from_rocksdb(s, "archive forget_revoked");
+  return Status::ok();
+}
+
+Status Archive::set_push_devices(const std::string& user, const std::vector<std::string>& devices) {
+  if (!valid_key_part(user)) return invalid_argument("archive: malformed user id");
+  for (const auto& device : devices) {
+    if (!valid_key_part(device)) return invalid_argument("archive: malformed device id");
+  }
+  const std::string key = make_key(kMetaPushDevicesScope, user);
+  rocksdb::Status s = devices.empty()
+                          ? impl_->w().db->Delete(impl_->write_options, impl_->w().cf(kMeta), key)
+                          : impl_->w().db->Put(impl_->write_options, impl_->w().cf(kMeta), key,
+                                               nlohmann::json(devices).dump());
+  if (!s.ok()) return from_rocksdb(s, "archive set_push_devices");
+  return Status::ok();
+}
+
+Status Archive::delete_push_records(const std::string& upto, size_t* deleted) {
+  if (deleted != nullptr) *deleted = 0;
+  if (!is_valid_message_id(upto)) return invalid_argument("archive: malformed push record id");
+  Impl& d = *impl_;
+  if (upto <= d.push_deleted_upto) return Status::ok();
+  // Keys up to and including push\0<upto>: the bound is the first key after it.
+  std::string end = make_key(kMetaPushScope, upto);
+  end.append(kSep);
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions read_options;
+  read_options.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(d.w().db->NewIterator(read_options, d.w().cf(kMeta)));
+  rocksdb::WriteBatch batch;
+  std::string start = make_key(kMetaPushScope, d.push_deleted_upto);
+  if (!d.push_deleted_upto.empty()) start.append(kSep);
+  for (it->Seek(start); it->Valid(); it->Next()) {
+    rocksdb::Status s = batch.Delete(d.w().cf(kMeta), it->key());
+    if (!s.ok()) return from_rocksdb(s, "archive batch");
+  }
+  if (!it->status().ok()) return from_rocksdb(it->status(), "archive push records scan");
+  it.reset();
+  if (batch.Count() > 0) {
+    rocksdb::Status s = d.w().db->Write(d.write_options, &batch);
+    if (!s.ok()) return from_rocksdb(s, "archive delete_push_records");
+  }
+  d.push_deleted_upto = upto;
+  if (deleted != nullptr) *deleted = batch.Count();
   return Status::ok();
 }
 

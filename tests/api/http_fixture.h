@@ -186,6 +186,8 @@ class HttpServerTest : public ::testing::Test {
     options.web = WebOptions::from_config(config_);
     options.rate_limits = config_.rate_limits;
     options.clock = &clock_;
+    if (customize_options_) customize_options_(options);
+    if (customize_service_) customize_service_(*service_);
     server_ = std::make_unique<HttpServer>(*service_, options);
     auto port = server_->bind("127.0.0.1", 0);
     ASSERT_TRUE(port.is_ok()) << port.status().to_string();
@@ -435,6 +437,11 @@ class HttpServerTest : public ::testing::Test {
   std::thread thread_;
   int port_ = 0;
   std::unique_ptr<httplib::Client> client_;
+  // Set before start() to add to the server's options (push_test.cpp: the device registry).
+  std::function<void(HttpOptions&)> customize_options_;
+  // Set before start() to equip the service before the server is made
+  // (media_test.cpp: the media library).
+  std::function<void(Service&)> customize_service_;
 };
 
 }  // namespace chat::api::test_support

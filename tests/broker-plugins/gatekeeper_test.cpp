@@ -105,6 +105,7 @@ TEST_F(GatekeeperTest, AclTable) {
       {Access::kSubscribe, "presence/alice", 0, true},
       {Access::kSubscribe, "$CONTROL/chat/v1/response", 1, false},
       {Access::kSubscribe, "$CONTROL/chat/v1/stats", 0, false},
+      {Access::kSubscribe, "$CONTROL/chat/v1/push", 0, false},
       {Access::kSubscribe, "$CONTROL/#", 0, false},
       {Access::kWrite, "dm/bob", 1, true},
       {Access::kWrite, "dm/bob", 2, true},
@@ -122,6 +123,7 @@ TEST_F(GatekeeperTest, AclTable) {
       {Access::kRead, "u/alicex/msg", 1, false},
       {Access::kRead, "presence/bob", 0, true},
       {Access::kRead, "$CONTROL/chat/v1/stats", 0, false},
+      {Access::kRead, "$CONTROL/chat/v1/push", 0, false},
       {Access::kUnsubscribe, "anything", 0, true},
   };
   for (const auto& c : cases) {
@@ -149,6 +151,10 @@ TEST_F(GatekeeperTest, ServiceRoleMayOnlyUseTheControlTopic) {
   EXPECT_TRUE(gk_->allowed(&h1_, "svc.api:1", Access::kSubscribe, "$CONTROL/chat/v1/stats", 0));
   EXPECT_TRUE(gk_->allowed(&h1_, "svc.api:1", Access::kRead, "$CONTROL/chat/v1/stats", 0));
   EXPECT_FALSE(gk_->allowed(&h1_, "svc.api:1", Access::kWrite, "$CONTROL/chat/v1/stats", 0));
+  // Push wake-ups (docs/push.md): the same.
+  EXPECT_TRUE(gk_->allowed(&h1_, "svc.api:1", Access::kSubscribe, "$CONTROL/chat/v1/push", 0));
+  EXPECT_TRUE(gk_->allowed(&h1_, "svc.api:1", Access::kRead, "$CONTROL/chat/v1/push", 0));
+  EXPECT_FALSE(gk_->allowed(&h1_, "svc.api:1", Access::kWrite, "$CONTROL/chat/v1/push", 0));
   EXPECT_FALSE(gk_->allowed(&h1_, "svc.api:1", Access::kSubscribe, "$CONTROL/#", 0));
   EXPECT_EQ(gk_->connected_devices(), 0u);
 }

@@ -134,5 +134,34 @@ TEST(Envelope, ErrorEventAndCidExtraction) {
   EXPECT_FALSE(no_cid.contains("cid"));
 }
 
+TEST(Envelope, MediaMessagesNeedAMediaIdBody) {
+  auto parse = [](const std::string& body) {
+    ClientMessage m;
+    Refusal why;
+    const bool ok = parse_client_message(R"({"cid":"c1","type":"media","body":)" + body + "}",
+                                         kDefaultMaxPayload, &m, &why);
+    return std::make_pair(ok, ok ? media_reference(m) : why.reason);
+  };
+  EXPECT_EQ(parse(R"({"media":"AbC_-123"})"), std::make_pair(true, std::string("AbC_-123")));
+  auto full = parse(
+      R"({"media":"x1","content_type":"image/png","size":12,"sha256":"ab","url":"/v1/media/x1",)"
+      R"("thumbnail":true,"caption":"hi","extra":[1]})");
+  EXPECT_TRUE(full.first) << full.second;
+  EXPECT_TRUE(parse(R"({"media":"x1","thumbnail":"/v1/media/x1/thumbnail"})").first);
+  for (const char* bad :
+       {R"("x1")", R"({"url":"/v1/media/x1"})", R"({"media":7})", R"({"media":""})",
+        R"({"media":"../x"})", R"({"media":"x1","size":-1})", R"({"media":"x1","size":"12"})",
+        R"({"media":"x1","caption":5})", R"({"media":"x1","thumbnail":1})",
+        R"({"media":"x1","content_type":null})"}) {
+    EXPECT_FALSE(parse(bad).first) << bad;
+  }
+  // Other types reference nothing, whatever their body says.
+  ClientMessage text;
+  Refusal why;
+  ASSERT_TRUE(parse_client_message(R"({"cid":"c","type":"text","body":{"media":"x"}})",
+                                   kDefaultMaxPayload, &text, &why));
+  EXPECT_EQ(media_reference(text), "");
+}
+
 }  // namespace
 }  // namespace chat

@@ -75,6 +75,8 @@ class Stack {
   void start_bridge();
   void kill_bridge(int sig = SIGKILL);
 
+  // chat-api's process id (-1 before start_api): for /proc/<pid>/status.
+  pid_t api_pid() const { return api_.pid(); }
   int mqtt_port() const { return mqtt_port_; }
   int http_port() const { return http_port_; }
   int ws_port() const { return ws_port_; }

@@ -90,6 +90,49 @@ class ArchiveTest : public ::testing::Test {
   uint64_t counter_ = 0;
 };
 
+TEST_F(ArchiveTest, MediaMessagesAreIndexedByMediaId) {
+  auto send_media = [this](const std::string& conv, const std::string& from,
+                           const std::vector<std::string>& participants, const std::string& media) {
+    std::string id = id_of(++counter_);
+    AppendRequest request;
+    request.id = id;
+    request.conv = conv;
+    request.from = from;
+    request.client_id = from + ":phone";
+    request.cid = "m" + std::to_string(counter_);
+    request.envelope = envelope_for(id, conv, from);
+    request.participants = participants;
+    request.media = media;
+    EXPECT_TRUE(archive_->append(request).is_ok());
+    return id;
+  };
+  const std::string a = send_media("dm:alice:bob", "alice", {"alice", "bob"}, "M1");
+  send("dm:alice:bob", "bob", {"alice", "bob"});
+  const std::string b = send_media("g:G1", "bob", {"bob", "carol"}, "M1");
+  send_media("dm:alice:bob", "alice", {"alice", "bob"}, "M10");  // a longer id, same prefix
+  auto refs = archive_->media_refs("M1");
+  ASSERT_TRUE(refs.is_ok());
+  ASSERT_EQ(refs->size(), 2u);
+  EXPECT_EQ((*refs)[0].conv, "dm:alice:bob");
+  EXPECT_EQ((*refs)[0].id, a);
+  EXPECT_EQ((*refs)[0].from, "alice");
+  EXPECT_EQ((*refs)[1].conv, "g:G1");
+  EXPECT_EQ((*refs)[1].id, b);
+  EXPECT_EQ((*refs)[1].from, "bob");
+  EXPECT_EQ(archive_->media_refs("M10")->size(), 1u);
+  EXPECT_TRUE(archive_->media_refs("nope")->empty());
+  EXPECT_TRUE(archive_->media_refs("")->empty());
+  // A media id with a NUL byte is refused, and the message with it.
+  AppendRequest bad;
+  bad.id = id_of(++counter_);
+  bad.conv = "dm:alice:bob";
+  bad.from = "alice";
+  bad.envelope = "{}";
+  bad.participants = {"alice", "bob"};
+  bad.media = std::string("M\0x", 3);
+  EXPECT_EQ(archive_->append(bad).code(), StatusCode::kInvalidArgument);
+}
+
 // 23 messages in dm:alice:bob, interleaved with a conversation whose id has
 // the first as a prefix (must not leak into the page).
 std::vector<std::string> fill_two_conversations(

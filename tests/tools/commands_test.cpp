@@ -604,3 +604,53 @@ TEST_F(RememberedServersTest, ACorruptRememberedValueIsAClearError) {
 
 }  // namespace
 }  // namespace chat::tools
+
+namespace chat::tools {
+namespace {
+
+class DevicesCommandTest : public CommandsTest {};
+
+TEST_F(DevicesCommandTest, RegisterListAndUnregisterThisDevice) {
+  register_and_login("bob");
+  Outcome none = run({"devices"});
+  ASSERT_EQ(none.status, 0) << none.err;
+  EXPECT_EQ(none.out, "");
+  EXPECT_NE(none.err.find("no devices with push"), std::string::npos) << none.err;
+
+  Outcome reg =
+      run({"devices", "register", "--platform", "fcm", "--token", "tok-abc", "--device", "phone"});
+  ASSERT_EQ(reg.status, 0) << reg.err;
+  EXPECT_EQ(reg.out, "registered phone  fcm  token ...abc\n");
+  {
+    std::lock_guard<std::mutex> lock(fake_.mu());
+    EXPECT_EQ(fake_.last_push_token, "tok-abc");
+    EXPECT_EQ(fake_.devices["bob"].count("phone"), 1u);
+  }
+  // Without --device: the profile's own device id.
+  Outcome own = run({"devices", "register", "--platform", "apns", "--token", "tok-xyz"});
+  ASSERT_EQ(own.status, 0) << own.err;
+  Outcome list = run({"devices", "list"});
+  ASSERT_EQ(list.status, 0) << list.err;
+  EXPECT_NE(list.out.find("phone  fcm  token ...abc\n"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("apns  token ...xyz\n"), std::string::npos) << list.out;
+  EXPECT_EQ(list.out.find("tok-abc"), std::string::npos);
+
+  Outcome gone = run({"devices", "unregister", "phone"});
+  ASSERT_EQ(gone.status, 0) << gone.err;
+  EXPECT_EQ(gone.out, "unregistered phone\n");
+  Outcome again = run({"devices", "unregister", "phone"});
+  EXPECT_EQ(again.status, 1);
+  EXPECT_NE(again.err.find("no push target"), std::string::npos) << again.err;
+}
+
+TEST_F(DevicesCommandTest, UsageErrors) {
+  EXPECT_EQ(run({"devices", "register", "--platform", "fcm"}).status, kExitUsage);
+  EXPECT_EQ(run({"devices", "register", "--platform", "gcm", "--token", "t"}).status, kExitUsage);
+  EXPECT_EQ(run({"devices", "list", "--token", "t"}).status, kExitUsage);
+  EXPECT_EQ(run({"devices", "frobnicate"}).status, kExitUsage);
+  EXPECT_EQ(run({"devices", "unregister", "bob:phone"}).status, kExitUsage);
+  EXPECT_EQ(run({"send", "bob", "hi", "--platform", "fcm"}).status, kExitUsage);
+}
+
+}  // namespace
+}  // namespace chat::tools

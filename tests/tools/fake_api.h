@@ -50,6 +50,9 @@ class FakeApi {
   std::vector<std::string> requests;                    // "METHOD path?query" log
   std::map<std::string, nlohmann::json> groups;         // gid -> {"id","name","members","admins"}
   std::map<std::string, std::set<std::string>> blocks;  // user -> blocked users
+  // user -> device -> {"device","platform","token_hint"} (POST /v1/devices)
+  std::map<std::string, std::map<std::string, nlohmann::json>> devices;
+  std::string last_push_token;         // the token of the last POST /v1/devices
   bool groups_route_missing = false;   // answer 404 to GET /v1/groups (an older server)
   std::set<std::string> admins;        // users whose tokens carry the admin role
   std::set<std::string> banned;        // users banned through the admin API
@@ -223,6 +226,44 @@ class FakeApi {
       for (const auto& peer : blocks[me]) list.push_back(peer);
       reply(res, 200, {{"blocked", list}});
     });
+
+    // Push targets (docs/api.md): the caller's own devices.
+    server_.Post("/v1/devices", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::string me = authenticate(req, res);
+      if (me.empty()) return;
+      auto body = nlohmann::json::parse(req.body, nullptr, false);
+      if (!body.is_object() || !body.contains("device") || !body.contains("token")) {
+        return error(res, 400, "invalid_argument", "device, platform and token required");
+      }
+      const std::string device = body["device"], token = body["token"];
+      last_push_token = token;
+      nlohmann::json d = {{"device", device},
+                          {"platform", body.value("platform", "")},
+                          {"token_hint", "..." + token.substr(token.size() - 3)},
+                          {"created_ms", 1}};
+      const bool created = devices[me].count(device) == 0;
+      devices[me][device] = d;
+      reply(res, created ? 201 : 200, d);
+    });
+    server_.Get("/v1/devices", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::string me = authenticate(req, res);
+      if (me.empty()) return;
+      nlohmann::json list = nlohmann::json::array();
+      for (const auto& [id, d] : devices[me]) list.push_back(d);
+      reply(res, 200, {{"devices", list}});
+    });
+    server_.Delete(R"(/v1/devices/([^/]+))",
+                   [this](const httplib::Request& req, httplib::Response& res) {
+                     std::lock_guard<std::mutex> lock(mu_);
+                     std::string me = authenticate(req, res);
+                     if (me.empty()) return;
+                     if (devices[me].erase(req.matches[1]) == 0) {
+                       return error(res, 404, "not_found", "this device has no push target");
+                     }
+                     res.status = 204;
+                   });
   }
 
   // The admin API (docs/api.md "Admin"): 403 for non-admins.

@@ -2,6 +2,10 @@
 
 #include <httplib.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
 #include "chatctl/json_access.h"
 #include "chatctl/output.h"
 
@@ -171,6 +175,66 @@ Result<ApiResponse> ApiClient::request(std::string_view method, std::string_view
     return impl_->finish(impl_->client.Delete(p, headers, content, type), method, path);
   }
   return invalid_argument("unsupported HTTP method " + std::string(method));
+}
+
+Result<ApiResponse> ApiClient::post_file(std::string_view path, const std::string& file_path,
+                                         std::string_view bearer) {
+  std::FILE* f = std::fopen(file_path.c_str(), "rb");
+  if (f == nullptr) return not_found("cannot open " + file_path + ": " + std::strerror(errno));
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(f, &std::fclose);
+  if (std::fseek(f, 0, SEEK_END) != 0) return invalid_argument(file_path + " is not a file");
+  const long size = std::ftell(f);
+  if (size < 0 || std::fseek(f, 0, SEEK_SET) != 0)
+    return invalid_argument(file_path + " is not a file");
+  std::string p = impl_->full_path(path);
+  // The server decides the type from the bytes; this only labels the body.
+  auto result = impl_->client.Post(
+      p, impl_->headers(bearer), static_cast<size_t>(size),
+      [f](size_t offset, size_t length, httplib::DataSink& sink) {
+        char buf[64 * 1024];
+        if (std::fseek(f, static_cast<long>(offset), SEEK_SET) != 0) return false;
+        size_t n = std::fread(buf, 1, std::min(length, sizeof buf), f);
+        if (n == 0) return false;
+        return sink.write(buf, n);
+      },
+      "application/octet-stream");
+  return impl_->finish(result, "POST", path);
+}
+
+Result<Download> ApiClient::download(std::string_view path, std::string_view bearer,
+                                     std::string_view range, const DownloadSink& on_data) {
+  std::string p = impl_->full_path(path);
+  auto headers = impl_->headers(bearer);
+  headers.erase("Accept");
+  if (!range.empty()) headers.emplace("Range", std::string(range));
+  Download out;
+  bool stopped = false;
+  auto result = impl_->client.Get(
+      p, headers,
+      [&out](const httplib::Response& r) {
+        out.status = r.status;
+        out.content_type = r.get_header_value("Content-Type");
+        out.content_range = r.get_header_value("Content-Range");
+        out.content_length = r.get_header_value<uint64_t>("Content-Length");
+        return true;
+      },
+      [&](const char* data, size_t n) {
+        if (out.status < 200 || out.status >= 300) {
+          if (out.error_body.size() < 64 * 1024) out.error_body.append(data, n);
+          return true;
+        }
+        if (!on_data(out, data, n)) {
+          stopped = true;
+          return false;
+        }
+        return true;
+      });
+  if (stopped) return unavailable("download stopped");
+  if (!result) {
+    return unavailable("cannot reach the API at " + impl_->url.scheme_host_port + " (GET " +
+                       std::string(path) + "): " + transport_error_text(result.error()));
+  }
+  return out;
 }
 
 Result<ApiResponse> ApiClient::create_user(std::string_view user, std::string_view password) {

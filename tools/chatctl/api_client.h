@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -51,6 +52,16 @@ using FormFields = std::vector<std::pair<std::string, std::string>>;
 // a=1&b=2, each name and value url_encode()d.
 std::string encode_form(const FormFields& fields);
 
+// What a streamed download (ApiClient::download) got: the status and the
+// headers that matter; the body of a non-2xx answer (a JSON error) is kept.
+struct Download {
+  int status = 0;
+  std::string content_type;
+  std::string content_range;  // "bytes a-b/n" (206), "bytes */n" (416)
+  uint64_t content_length = 0;
+  std::string error_body;
+};
+
 class ApiClient {
  public:
   // Timeouts: 5 s to connect, 30 s to read or write. `ca_file` ("" = system
@@ -70,6 +81,18 @@ class ApiClient {
   // Any of GET, POST, PUT, DELETE; `body` (nullptr: none) is sent as JSON.
   Result<ApiResponse> request(std::string_view method, std::string_view path,
                               const nlohmann::json* body, std::string_view bearer);
+
+  // POST the file's bytes as the body (streamed from disk, Content-Length
+  // set; POST /v1/media). kNotFound when the file cannot be opened.
+  Result<ApiResponse> post_file(std::string_view path, const std::string& file_path,
+                                std::string_view bearer);
+  // GET `path` with its body handed to `on_data` as it arrives (2xx only; not
+  // kept), together with the answer's status and headers; `range` ("" none)
+  // is sent as the Range header. `on_data` returning false stops the
+  // transfer (kUnavailable).
+  using DownloadSink = std::function<bool(const Download& head, const char* data, size_t n)>;
+  Result<Download> download(std::string_view path, std::string_view bearer, std::string_view range,
+                            const DownloadSink& on_data);
 
   // POST /v1/users {"user","password"}.
   Result<ApiResponse> create_user(std::string_view user, std::string_view password);

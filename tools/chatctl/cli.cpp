@@ -28,8 +28,10 @@ constexpr CommandSpec kCommands[] = {
     {"register", Command::kRegister, 1, 1, "register USER [--password P]"},
     {"login", Command::kLogin, 1, 1, "login USER [--password P]"},
     {"logout", Command::kLogout, 0, 0, "logout"},
-    {"send", Command::kSend, 2, kUnbounded,
-     "send PEER TEXT... | send PEER - | send --group GID TEXT..."},
+    {"send", Command::kSend, 1, kUnbounded,
+     "send PEER TEXT... | send PEER - | send --group GID TEXT... | "
+     "send PEER|g:GID --file PATH [--caption TEXT]"},
+    {"fetch", Command::kFetch, 1, 1, "fetch MEDIA_ID|URL [-o FILE]"},
     {"listen", Command::kListen, 0, 0, "listen [--count N] [--timeout S] [--no-receipts]"},
     {"history", Command::kHistory, 1, 1, "history PEER [--limit N] [--before ID]"},
     {"conversations", Command::kConversations, 0, 0, "conversations"},
@@ -44,6 +46,9 @@ constexpr CommandSpec kCommands[] = {
     {"blocks", Command::kBlocks, 0, 0, "blocks"},
     {"admin", Command::kAdmin, 1, 2,
      "admin users [--limit N] | clients | stats | ban USER | unban USER | kick CLIENTID"},
+    {"devices", Command::kDevices, 0, 2,
+     "devices [list] | devices register --platform fcm|apns --token T | devices unregister "
+     "[DEVICE]"},
 };
 
 struct AdminSpec {
@@ -166,9 +171,9 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
       help = true;
       continue;
     }
-    if (word.rfind("--", 0) != 0) return usage_error("unknown option " + word);
+    if (word != "-o" && word.rfind("--", 0) != 0) return usage_error("unknown option " + word);
 
-    std::string name = word.substr(2);
+    std::string name = word == "-o" ? std::string("output") : word.substr(2);
     std::optional<std::string> inline_value;
     if (auto eq = name.find('='); eq != std::string::npos) {
       inline_value = name.substr(eq + 1);
@@ -186,8 +191,9 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
       continue;
     }
     static constexpr std::string_view kValued[] = {
-        "api",   "mqtt",   "as",    "device",  "home",  "ca",     "password",
-        "limit", "before", "count", "timeout", "group", "members"};
+        "api",      "mqtt",     "as",     "device", "home",    "ca",
+        "password", "limit",    "before", "count",  "timeout", "group",
+        "members",  "platform", "token",  "file",   "caption", "output"};
     bool known = false;
     for (auto k : kValued) known = known || (k == name);
     if (!known) return usage_error("unknown option --" + name);
@@ -252,11 +258,32 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
       if (!gid) return usage_error("--group: " + gid.status().message());
       out.group = *gid;
       command_options.emplace_back(name, Command::kSend);
+    } else if (name == "file") {
+      if (value.empty()) return usage_error("--file needs a path");
+      out.file = value;
+      command_options.emplace_back(name, Command::kSend);
+    } else if (name == "caption") {
+      out.caption = value;
+      command_options.emplace_back(name, Command::kSend);
+    } else if (name == "output") {
+      if (value.empty()) return usage_error("-o needs a file name");
+      out.output = value;
+      command_options.emplace_back(name, Command::kFetch);
     } else if (name == "members") {
       auto members = parse_member_list(value);
       if (!members) return usage_error("--members: " + members.status().message());
       out.members.insert(out.members.end(), members->begin(), members->end());
       command_options.emplace_back(name, Command::kGroup);
+    } else if (name == "platform") {
+      if (value != "fcm" && value != "apns") {
+        return usage_error("--platform: expected fcm or apns, got '" + value + "'");
+      }
+      out.platform = value;
+      command_options.emplace_back(name, Command::kDevices);
+    } else if (name == "token") {
+      if (value.empty()) return usage_error("--token needs the provider's push token");
+      out.push_token = value;
+      command_options.emplace_back(name, Command::kDevices);
     }
   }
 
@@ -337,8 +364,20 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
   }
   if (out.command == Command::kSend && out.group) {
     // send --group GID TEXT...: the same as send g:GID TEXT...
-    if (out.args.empty()) return usage_error("usage: chatctl send --group GID TEXT...");
+    if (out.args.empty() && !out.file) {
+      return usage_error("usage: chatctl send --group GID TEXT...");
+    }
     out.args.insert(out.args.begin(), "g:" + *out.group);
+  }
+  if (out.command == Command::kSend) {
+    // send PEER --file PATH: the peer alone; otherwise PEER and the text.
+    if (out.file && out.args.size() != 1) {
+      return usage_error("usage: chatctl send PEER|g:GID --file PATH [--caption TEXT]");
+    }
+    if (!out.file && out.caption) return usage_error("--caption goes with --file");
+    if (!out.file && out.args.size() < 2) {
+      return usage_error("usage: chatctl " + std::string(spec->synopsis));
+    }
   }
   if (out.command != Command::kGroup && out.command != Command::kAdmin &&
       (out.args.size() < spec->min_args || out.args.size() > spec->max_args)) {
@@ -346,6 +385,26 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
   }
   if (out.command == Command::kGroup && out.group_action == GroupAction::kNone) {
     return usage_error("usage: chatctl " + std::string(spec->synopsis));
+  }
+  if (out.command == Command::kDevices) {
+    const std::string action = out.args.empty() ? "list" : out.args.front();
+    const bool registering = action == "register";
+    if ((action == "list" || registering) && out.args.size() > 1) {
+      return usage_error("usage: chatctl " + std::string(spec->synopsis));
+    }
+    if (action != "list" && !registering && action != "unregister") {
+      return usage_error("unknown devices command '" + action + "'; usage: chatctl " +
+                         std::string(spec->synopsis));
+    }
+    if (registering && (!out.platform || !out.push_token)) {
+      return usage_error("usage: chatctl devices register --platform fcm|apns --token T");
+    }
+    if (!registering && (out.platform || out.push_token)) {
+      return usage_error("--platform and --token apply to 'devices register' only");
+    }
+    if (action == "unregister" && out.args.size() == 2 && !is_valid_device_id(out.args[1])) {
+      return usage_error("'" + out.args[1] + "' is not a valid device id ([A-Za-z0-9_-]{1,64})");
+    }
   }
   if ((out.command == Command::kBlock || out.command == Command::kUnblock) &&
       !is_valid_user_id(out.args.front())) {
@@ -399,6 +458,14 @@ Commands:
   send PEER TEXT...              send a direct message and wait until the server has it
   send PEER -                    send each line of standard input as a message
   send --group GID TEXT...       send to a group (the same as send g:GID TEXT...)
+  send PEER|g:GID --file PATH [--caption TEXT]
+                                 upload a photo, video, audio file or PDF (at most 64 MiB by
+                                 default; the type comes from its bytes) and send it as a media
+                                 message; --group GID works here too
+  fetch MEDIA_ID|URL [-o FILE]   download a media file (an id from a media message, or its
+                                 signed /v1/media/... URL); FILE default: the id plus an
+                                 extension; an existing partial FILE is resumed; a progress bar
+                                 on a terminal
   listen [--count N] [--timeout S] [--no-receipts]
                                  print messages as they arrive (catching up with /v1/sync first),
                                  receipts, typing, group events and presence; acknowledges
@@ -431,6 +498,12 @@ Commands:
   admin revoke JTI               revoke one access token (its connections close; it and the
                                  refresh token issued with it are refused); `admin clients
                                  --json` shows each connection's jti
+  devices [list]                 your devices with push targets (token hints only)
+  devices register --platform fcm|apns --token T
+                                 register this device's push token (--device, else the
+                                 profile's device id); its notifications then reach it while
+                                 it is offline
+  devices unregister [DEVICE]    remove the push target of this device (or DEVICE)
   token                          print a valid access token (refreshed when needed)
   help                           this text
 
@@ -459,6 +532,8 @@ Examples:
   GID=$(chatctl --as alice group create Climbing --members bob,carol)
   chatctl --as bob send --group "$GID" who is in for Saturday?
   chatctl --as carol read g:"$GID"
+  chatctl --as alice send bob --file photo.jpg --caption "the view"
+  chatctl --as bob fetch 3xV9c2kQ0fS7yT1uW4eZbA -o photo.jpg
   curl -H "Authorization: Bearer $(chatctl token)" http://127.0.0.1:8080/v1/conversations
 
 Exit status: 0 ok, 1 refused or failed, 2 bad command line.

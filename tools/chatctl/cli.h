@@ -38,6 +38,8 @@ enum class Command {
   kUnblock,        // unblock USER
   kBlocks,         // blocks
   kAdmin,          // admin ACTION ... (admin role)
+  kFetch,          // fetch MEDIA [-o FILE]
+  kDevices,        // devices [list] | register --platform P --token T | unregister [DEVICE]
 };
 
 // `group` subcommands.
@@ -93,7 +95,12 @@ struct CommandLine {
   std::optional<double> timeout_seconds;  // listen: --timeout S (S > 0)
   bool no_receipts = false;               // listen: --no-receipts
   std::optional<std::string> group;       // send: --group GID (without "g:")
+  std::optional<std::string> file;        // send: --file PATH (a media message)
+  std::optional<std::string> caption;     // send --file: --caption TEXT
+  std::optional<std::string> output;      // fetch: -o / --output FILE
   std::vector<std::string> members;       // group create: --members a,b,c (user ids)
+  std::optional<std::string> platform;    // devices register: --platform fcm|apns
+  std::optional<std::string> push_token;  // devices register: --token T
 };
 
 // "GID" or "g:GID" -> GID; kInvalidArgument when not a valid group id.

@@ -335,6 +335,8 @@ int run_chatctl(const std::vector<std::string>& args, const EnvLookup& env, std:
       return run_logout(ctx);
     case Command::kSend:
       return run_send(ctx);
+    case Command::kFetch:
+      return run_fetch(ctx);
     case Command::kListen:
       return run_listen(ctx);
     case Command::kHistory:
@@ -357,6 +359,8 @@ int run_chatctl(const std::vector<std::string>& args, const EnvLookup& env, std:
       return run_blocks(ctx);
     case Command::kAdmin:
       return run_admin(ctx);
+    case Command::kDevices:
+      return run_devices(ctx);
     case Command::kHelp:
       break;
   }

@@ -26,12 +26,14 @@ int run_token(Context& ctx);
 int run_history(Context& ctx);
 int run_conversations(Context& ctx);
 int run_send(Context& ctx);    // send_command.cpp
+int run_fetch(Context& ctx);   // media_command.cpp
 int run_listen(Context& ctx);  // listen_command.cpp
 int run_group(Context& ctx);   // group_commands.cpp
 int run_block(Context& ctx, bool block);
 int run_blocks(Context& ctx);
 int run_read(Context& ctx);  // read_command.cpp
 int run_typing(Context& ctx);
-int run_admin(Context& ctx);  // admin_commands.cpp
+int run_admin(Context& ctx);    // admin_commands.cpp
+int run_devices(Context& ctx);  // device_commands.cpp
 
 }  // namespace chat::tools

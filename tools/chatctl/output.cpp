@@ -3,6 +3,7 @@
 #include <ctime>
 
 #include "chatctl/json_access.h"
+#include "chatctl/media.h"
 
 namespace chat::tools {
 namespace {
@@ -134,6 +135,17 @@ std::string format_body(std::string_view type, const nlohmann::json& body) {
     shown = "(encrypted)";
   } else if (body.is_string()) {
     shown = body.get<std::string>();
+  } else if (type == "media" && body.is_object() && json_field(body, "media").is_string()) {
+    // [media] image/jpeg 1.2 MiB "caption" (chatctl fetch <id>)
+    const std::string content_type = json_string(body, "content_type");
+    shown = content_type.empty() ? std::string("file") : content_type;
+    if (json_field(body, "size").is_number_unsigned()) {
+      shown += " " + human_size(json_field(body, "size").get<uint64_t>());
+    }
+    if (!json_string(body, "caption").empty()) {
+      shown += " " + dump_json(json_string(body, "caption"));
+    }
+    shown += " (chatctl fetch " + json_string(body, "media") + ")";
   } else if (type == "media" && body.is_object() && json_field(body, "url").is_string()) {
     shown = json_string(body, "url");
   } else {

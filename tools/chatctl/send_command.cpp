@@ -18,6 +18,7 @@
 #include "chat/common/topics.h"
 #include "chatctl/commands.h"
 #include "chatctl/json_access.h"
+#include "chatctl/media.h"
 #include "chatctl/random_ids.h"
 
 namespace chat::tools {
@@ -59,9 +60,12 @@ class Sender {
     if (session_) session_->link->disconnect(std::chrono::milliseconds(300));
   }
 
-  SendOutcome send(const std::string& text) {
+  SendOutcome send(const std::string& text) { return send_message("text", text); }
+
+  // Any message type (a media message: type "media", body as media.h makes it).
+  SendOutcome send_message(const std::string& type, const nlohmann::json& body) {
     const std::string cid = new_message_cid(ctx_.clock.now_ms());
-    const std::string payload = dump_json({{"cid", cid}, {"type", "text"}, {"body", text}});
+    const std::string payload = dump_json({{"cid", cid}, {"type", type}, {"body", body}});
     const auto deadline = SteadyClock::now() + kSendTimeout;
 
     uint64_t seq = 0;  // the current attempt's publish; 0 = not published on this session
@@ -235,6 +239,13 @@ int run_send(Context& ctx) {
   std::string tx_device = device->substr(0, 61) + "-tx";
   StopSignal stop;
   Sender sender(ctx, credentials, tx_device, *topic);
+  if (ctx.command_line.file) {
+    // Upload first (media_command.cpp), then the message naming it.
+    auto body = upload_media(ctx, credentials, *ctx.command_line.file,
+                             ctx.command_line.caption.value_or(""));
+    if (!body) return fail(ctx, body.status());
+    return report(ctx, peer, sender.send_message("media", *body)) ? kExitOk : kExitFailure;
+  }
   if (!from_stdin) {
     std::string text = args[1];
     for (size_t i = 2; i < args.size(); ++i) text += " " + args[i];

@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include "chat/api/push_config.h"
+#include "chat/api/push_settings.h"
 #include "chat/api/rate_limits.h"
 #include "chat/common/oidc.h"
 #include "chat/common/settings.h"
@@ -108,8 +110,23 @@ struct Config {
   std::string tls_ca;
   bool tls() const { return !tls_cert.empty(); }
 
+  // Push providers: CHAT_FCM_*, CHAT_APNS_*, CHAT_PUSH_CA (push_config.h has
+  // each default). Default: none configured.
+  PushProviderConfig push_providers;
+  // The push pipeline: CHAT_PUSH_WORKERS, CHAT_PUSH_MAX_DEVICES,
+  // CHAT_PUSH_PREVIEW, CHAT_PUSH_MAX_ATTEMPTS, CHAT_PUSH_MAX_AGE
+  // (push_settings.h has each default).
+  PushSettings push;
+
   // Largest request body accepted (not configurable yet). Default: 64 KiB.
   size_t max_body_bytes = 64 * 1024;
+
+  // Media (docs/media.md). CHAT_MEDIA_MAX_BYTES. Default: 67108864 (64 MiB).
+  // Largest upload to POST /v1/media, 1 to 17179869184 (16 GiB); larger is 413.
+  uint64_t media_max_bytes = 64ull * 1024 * 1024;
+  // CHAT_MEDIA_URL_TTL. Default: 604800 (7 days). Lifetime in seconds of the
+  // signed media URLs chat-api hands out, 60 to 31536000.
+  int64_t media_url_ttl_s = 7 * 24 * 3600;
 
   bool is_admin(std::string_view user) const;
 
@@ -121,6 +138,9 @@ struct Config {
   std::string accounts_path() const;           // api/accounts
   std::string archive_path() const;            // archive (the broker's primary)
   std::string archive_secondary_path() const;  // api/archive-secondary
+  std::string media_dir() const;               // media/ (blobs, thumbnails, uploads in progress)
+  std::string media_db_path() const;           // api/media (media metadata, RocksDB)
+  std::string media_key_path() const;          // api/media-url.key (signs media URLs, 0600)
 
   // Reads the CHAT_* variables from the process environment.
   static Result<Config> from_env();

@@ -16,7 +16,9 @@
 // Ops used: user.add, user.remove {"user"}; group.create {"name","members","by"};
 // group.add, group.remove, group.admin {"gid","user","by"}; block.set
 // {"user","peer","blocked"}; user.ban, user.unban {"user"}; client.kick
-// {"clientid"}; client.list {}.
+// {"clientid"}; client.list {}; push.devices {"user","devices"}, push.done
+// {"upto"} (docs/push.md). With on_push set it also subscribes to the
+// broker's push wake-ups on $CONTROL/chat/v1/push.
 #pragma once
 
 #include <chrono>
@@ -81,6 +83,10 @@ struct ControlClientOptions {
   // Runs on the client's own thread after each successful connect (it may
   // call call()). Default: none.
   std::function<void()> on_connected;
+  // Runs on Paho's callback thread for each push wake-up the broker publishes
+  // on $CONTROL/chat/v1/push (docs/push.md); must return at once (no call()).
+  // Set: the client subscribes to that topic on each connect. Default: none.
+  std::function<void()> on_push;
 };
 
 // The broker connection: Paho MQTT C++ async client, MQTT 3.1.1, clean

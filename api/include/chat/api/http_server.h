@@ -38,6 +38,9 @@ class Server;
 
 namespace chat::api {
 
+class DeviceRegistry;
+class PushMetrics;
+
 // The one Status -> HTTP status mapping of this edge.
 int http_status(StatusCode code);
 
@@ -53,6 +56,11 @@ struct HttpOptions {
   std::string tls_ca;
   RateLimitOptions rate_limits;  // Default: RateLimitOptions' defaults (all on).
   const Clock* clock = nullptr;  // for the rate limits. Default: SystemClock.
+  // Push (docs/push.md): the device registry behind /v1/devices (unset: those
+  // routes answer 503) and the pipeline's counters for /metrics (unset: not
+  // shown). Borrowed; must outlive the server.
+  DeviceRegistry* devices = nullptr;
+  const PushMetrics* push_metrics = nullptr;
 };
 
 // The TLS 1.2 cipher suites https allows (OpenSSL names): ECDHE key exchange
@@ -96,6 +104,8 @@ class HttpServer {
   void register_web_routes();
   void register_metrics_route();
   void register_admin_routes();
+  void register_media_routes();   // media_routes.cpp
+  void register_device_routes();  // device_routes.cpp
 
   Service& service_;
   HttpOptions options_;

@@ -33,6 +33,9 @@
 
 namespace chat::api {
 
+class PushMetrics;
+class MediaLibrary;  // media.h
+
 inline constexpr std::string_view kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
 
 // A label set, in output order.
@@ -141,6 +144,8 @@ struct MetricsInput {
   std::optional<BrokerStatsSnapshot> broker;
   std::optional<BridgeSample> bridge;            // nullopt: not polled
   std::optional<RateLimitCounters> rate_limits;  // chat-api's own abuse limits
+  const PushMetrics* push = nullptr;             // the push pipeline's counters, when set up
+  const MediaLibrary* media = nullptr;           // media upload counters, when set up
   std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now();
 };
 

@@ -113,6 +113,8 @@ struct AdminStats {
   std::optional<BrokerStatsSnapshot> broker;  // the latest broker stats snapshot, if any
 };
 
+class MediaLibrary;  // media.h
+
 struct Health {
   bool archive_ok = false;
   std::string archive_error;
@@ -194,7 +196,8 @@ class Service {
   Result<std::vector<std::string>> blocks(const Principal& caller);
   // POST /v1/reports: validates and stores the report; returns its id.
   Result<std::string> report(const Principal& caller, const ReportInput& input);
-  // DELETE /v1/users/me: control user.remove, then the account becomes a
+  // DELETE /v1/users/me: control user.remove, then the user's media uploads
+  // go (blobs nobody else references too), then the account becomes a
   // tombstone (no password, id never reusable) and its refresh tokens are
   // revoked. kPermissionDenied for a CHAT_ADMINS account.
   Status delete_account(const Principal& caller);
@@ -236,6 +239,12 @@ class Service {
   // covers it). Unset: not checked. Set once, before the HTTP server starts.
   void set_bridge_probe(std::function<bool()> probe) { bridge_probe_ = std::move(probe); }
 
+  // Media (media.h): the routes of /v1/media use it, and delete_account
+  // removes the user's uploads. Unset: /v1/media answers 503. Set once,
+  // before the HTTP server starts; borrowed.
+  void set_media(MediaLibrary* media) { media_ = media; }
+  MediaLibrary* media() const { return media_; }
+
   // GET /metrics: whether the broker control connection is up, and the
   // broker plugin's latest stats snapshot (nullopt until one arrived).
   bool broker_connected() const { return control_.connected(); }
@@ -276,6 +285,7 @@ class Service {
 
   const Config& config_;
   std::function<bool()> bridge_probe_;
+  MediaLibrary* media_ = nullptr;
   store::AccountStore& accounts_;
   store::ArchiveReader& archive_;
   ControlChannel& control_;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -20,6 +21,7 @@
 #include "chat/broker/broker_port.h"
 #include "chat/broker/directory.h"
 #include "chat/broker/gatekeeper.h"
+#include "chat/broker/push_devices.h"
 #include "chat/broker/stats.h"
 #include "chat/common/clock.h"
 #include "chat/common/envelope.h"
@@ -92,6 +94,18 @@ class Router {
   // Where user.add / user.remove record account origins (borrowed; must
   // outlive the router). Unset: user.add ignores "origin".
   void set_origins(AccountOrigins* origins) { origins_ = origins; }
+  // Push (docs/push.md): the devices with push targets (borrowed; must
+  // outlive the router), and whether a client id is connected now. With it,
+  // archiving a text, media or e2e message also writes a push record naming
+  // each recipient device that has a push target and is not connected (in the
+  // message's own batch), then publishes a wake-up on topics::kControlPush;
+  // and the control ops push.devices / push.done work. Unset: no push
+  // records, and those ops answer "unavailable".
+  using ConnectedCheck = std::function<bool(const std::string& client_id)>;
+  void set_push(PushDevices* devices, ConnectedCheck is_connected) {
+    push_devices_ = devices;
+    is_connected_ = std::move(is_connected);
+  }
 
  private:
   struct Receipt {
@@ -142,6 +156,11 @@ class Router {
   Status control_group(const std::string& op, const nlohmann::json& doc, nlohmann::json* result);
   nlohmann::json group_json(const Group& group) const;
   Status control_admin(const std::string& op, const nlohmann::json& doc, nlohmann::json* result);
+  Status control_push(const std::string& op, const nlohmann::json& doc, nlohmann::json* result);
+  // The push record of a message about to be archived ("" when no recipient
+  // device needs a push). `participants` includes the sender.
+  std::string push_record(const EnvelopeFields& f,
+                          const std::vector<std::string>& participants) const;
 
   const Clock& clock_;
   store::Archive& archive_;
@@ -160,6 +179,8 @@ class Router {
   BanList* bans_ = nullptr;
   const Gatekeeper* gatekeeper_ = nullptr;
   AccountOrigins* origins_ = nullptr;
+  PushDevices* push_devices_ = nullptr;
+  ConnectedCheck is_connected_;
 };
 
 }  // namespace chat::broker

@@ -44,6 +44,17 @@ bool parse_client_message(std::string_view payload, size_t max_payload, ClientMe
 
 bool is_valid_message_type(std::string_view type);
 
+// A `media` message's body (docs/media.md): an object whose "media" is the id
+// POST /v1/media returned ([A-Za-z0-9_-]{1,64}); "content_type", "sha256",
+// "url", "caption" strings, "size" a non-negative integer and "thumbnail" a
+// boolean or a string when present. Other members are allowed. Returns "" when
+// valid, or why not.
+std::string check_media_body(const nlohmann::json& body);
+
+// The media id a validated message references: body.media of a `media`
+// message, "" for every other type.
+std::string media_reference(const ClientMessage& message);
+
 // Best effort: the `cid` of a payload that failed validation, for the error
 // event ("" when none can be read).
 std::string extract_cid(std::string_view payload);

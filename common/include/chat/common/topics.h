@@ -12,6 +12,9 @@ inline constexpr std::string_view kControlResponse = "$CONTROL/chat/v1/response"
 // The broker plugin's periodic stats snapshot (docs/protocol.md): published
 // to subscribers every few seconds; only the service role may subscribe.
 inline constexpr std::string_view kControlStats = "$CONTROL/chat/v1/stats";
+// Push wake-ups (docs/push.md): the broker publishes {"id":"<message id>"}
+// (QoS 0) after archiving a push record; only the service role may subscribe.
+inline constexpr std::string_view kControlPush = "$CONTROL/chat/v1/push";
 // Where the router parks publishes it has fully handled (duplicates): a `$`
 // topic no client may subscribe to, so Mosquitto acknowledges and drops it.
 inline constexpr std::string_view kDiscard = "$chat/discard";

@@ -22,7 +22,12 @@
 //   meta         schema_version, max_id; ban\0<user> -> "" (banned users, issue 5:
 //                a key range, so archives made before bans open unchanged);
 //                revoked\0<jti> -> "<exp seconds>" (revoked access tokens);
-//                origin\0<user> -> "external" | "deleted" (account origin marks)
+//                origin\0<user> -> "external" | "deleted" (account origin marks);
+//                mediaref\0<media id>\0<conv>\0<msg id> -> <sender> (media messages: who may
+//                fetch an upload, see ArchiveView::media_refs);
+//                push\0<message id> -> push record JSON (docs/push.md: written in
+//                the message's own batch, deleted by push.done);
+//                pushdev\0<user> -> ["<device>",...] (devices with push targets)
 // clang-format on
 // Server ids are fixed-width strings that sort in archive order, so "after id X"
 // is a byte-order seek.
@@ -101,6 +106,18 @@ struct AppendRequest {
   std::string envelope;   // JSON text delivered to devices
   // Users whose inbox and conversation list get the message, sender included.
   std::vector<std::string> participants;
+  // The media id a `media` message references ("" none): indexed in the same
+  // batch (meta mediaref\0...), so chat-api can tell who may fetch it.
+  std::string media;
+  // A push record (docs/push.md) written in the same batch under the
+  // message's id, or "" for none: {"id","conv","from","type","targets":[...]}.
+  std::string push;
+};
+
+// A push record as stored: the message id it is keyed by, and its JSON.
+struct PushRecord {
+  std::string id;
+  std::string json;
 };
 
 struct ArchiveOptions {
@@ -155,6 +172,22 @@ class ArchiveView {
   // Revoked access tokens (admin API): (jti, exp in seconds or 0 when
   // unknown), in jti byte order.
   Result<std::vector<std::pair<std::string, int64_t>>> revoked_tokens() const;
+
+  // Media messages that referenced `media_id` (AppendRequest::media), in
+  // conv then id order. Empty for an unknown or malformed id.
+  struct MediaRef {
+    std::string conv;
+    std::string id;    // the message's id
+    std::string from;  // its sender
+  };
+  Result<std::vector<MediaRef>> media_refs(const std::string& media_id) const;
+
+  // Push records (docs/push.md) with ids greater than `after` ("" = from the
+  // first), oldest first, at most `limit`.
+  Result<std::vector<PushRecord>> push_records(const std::string& after, size_t limit) const;
+  // Devices with push targets as the broker knows them: (user, device ids),
+  // in user byte order.
+  Result<std::vector<std::pair<std::string, std::vector<std::string>>>> push_devices() const;
 
  protected:
   struct Impl;
@@ -220,6 +253,13 @@ class Archive final : public ArchiveView {
   Status set_revoked(const std::string& jti, int64_t exp_s);
   // Drops a revocation record (the token has expired; nothing left to refuse).
   Status forget_revoked(const std::string& jti);
+
+  // Replaces the user's devices with push targets (an empty list removes
+  // the entry). kInvalidArgument for a malformed user or device id.
+  Status set_push_devices(const std::string& user, const std::vector<std::string>& devices);
+  // Deletes every push record with an id up to and including `upto`;
+  // *deleted (optional) receives how many. kInvalidArgument for a malformed id.
+  Status delete_push_records(const std::string& upto, size_t* deleted = nullptr);
 
   // Greatest message id ever appended ("" when empty): the id generator's floor
   // after a restart.
