@@ -8,16 +8,6 @@ namespace {
 
 using json = nlohmann::json;
 
-PushResult result(PushOutcome outcome, int status, std::string reason,
-                  std::chrono::seconds retry_after = std::chrono::seconds(0)) {
-  PushResult r;
-  r.outcome = outcome;
-  r.http_status = status;
-  r.reason = std::move(reason);
-  r.retry_after = retry_after;
-  return r;
-}
-
 // APNs device tokens are hex strings (64 characters today; Apple allows them
 // to grow). Anything else would not be a valid URL path segment either.
 bool is_device_token(std::string_view token) {
@@ -88,7 +78,7 @@ std::string ApnsProvider::payload_json(const PushNotification& n) {
 
 PushResult ApnsProvider::send(const PushTarget& target, const PushNotification& notification) {
   if (!is_device_token(target.token)) {
-    return result(PushOutcome::kUnregistered, 0, "apns: the device token is not hex");
+    return PushResult::of(PushOutcome::kUnregistered, 0, "apns: the device token is not hex");
   }
   const std::string url = options_.endpoint + "/3/device/" + target.token;
   const std::string body = payload_json(notification);
@@ -97,7 +87,7 @@ PushResult ApnsProvider::send(const PushTarget& target, const PushNotification& 
   std::string refused;
   for (int attempt = 0; attempt < 2; ++attempt) {
     const std::string token = provider_token(refused);
-    if (token.empty()) return result(PushOutcome::kRetry, 0, "apns: cannot sign the token");
+    if (token.empty()) return PushResult::of(PushOutcome::kRetry, 0, "apns: cannot sign the token");
     const int64_t expiration = clock_->now_s() + options_.expiration.count();
     HttpHeaders headers = {{"authorization", "bearer " + token},
                            {"apns-topic", options_.topic},
@@ -107,9 +97,10 @@ PushResult ApnsProvider::send(const PushTarget& target, const PushNotification& 
                            {"content-type", "application/json"}};
     if (!collapse_id.empty()) headers.emplace_back("apns-collapse-id", collapse_id);
     auto response = http_->post(url, headers, body);
-    if (!response) return result(PushOutcome::kRetry, 0, "apns: " + response.status().message());
+    if (!response)
+      return PushResult::of(PushOutcome::kRetry, 0, "apns: " + response.status().message());
     const int status = response->status;
-    if (status == 200) return result(PushOutcome::kSent, status, "sent");
+    if (status == 200) return PushResult::of(PushOutcome::kSent, status, "sent");
     const std::string reason_code = apns_reason(response->body);
     const std::string reason =
         "apns: " + std::to_string(status) + (reason_code.empty() ? "" : " " + reason_code);
@@ -121,7 +112,7 @@ PushResult ApnsProvider::send(const PushTarget& target, const PushNotification& 
     }
     if (status == 410 || (status == 400 && (reason_code == "BadDeviceToken" ||
                                             reason_code == "DeviceTokenNotForTopic"))) {
-      return result(PushOutcome::kUnregistered, status, reason);
+      return PushResult::of(PushOutcome::kUnregistered, status, reason);
     }
     if (status == 429 || status >= 500) {
       std::chrono::seconds after(0);
@@ -129,11 +120,11 @@ PushResult ApnsProvider::send(const PushTarget& target, const PushNotification& 
         after = parse_retry_after(*v, std::chrono::system_clock::now())
                     .value_or(std::chrono::seconds(0));
       }
-      return result(PushOutcome::kRetry, status, reason, after);
+      return PushResult::of(PushOutcome::kRetry, status, reason, after);
     }
-    return result(PushOutcome::kRejected, status, reason);
+    return PushResult::of(PushOutcome::kRejected, status, reason);
   }
-  return result(PushOutcome::kRejected, 403, "apns: 403 after a new provider token");
+  return PushResult::of(PushOutcome::kRejected, 403, "apns: 403 after a new provider token");
 }
 
 }  // namespace chat::api

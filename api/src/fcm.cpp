@@ -49,16 +49,6 @@ std::string sign_rs256(EVP_PKEY* pkey, std::string_view input) {
   return sig;
 }
 
-PushResult result(PushOutcome outcome, int status, std::string reason,
-                  std::chrono::seconds retry_after = std::chrono::seconds(0)) {
-  PushResult r;
-  r.outcome = outcome;
-  r.http_status = status;
-  r.reason = std::move(reason);
-  r.retry_after = retry_after;
-  return r;
-}
-
 std::chrono::seconds retry_after_of(const HttpResponse& response) {
   auto v = response.header("retry-after");
   if (!v) return std::chrono::seconds(0);
@@ -176,7 +166,7 @@ std::string FcmProvider::access_token(const std::string& stale, PushResult* fail
 
   const std::string assertion = make_assertion(now_ms / 1000);
   if (assertion.empty()) {
-    *failure = result(PushOutcome::kRetry, 0, "fcm oauth: cannot sign the assertion");
+    *failure = PushResult::of(PushOutcome::kRetry, 0, "fcm oauth: cannot sign the assertion");
     return "";
   }
   const std::string form =
@@ -186,7 +176,7 @@ std::string FcmProvider::access_token(const std::string& stale, PushResult* fail
       {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}},
       form);
   if (!response) {
-    *failure = result(PushOutcome::kRetry, 0, "fcm oauth: " + response.status().message());
+    *failure = PushResult::of(PushOutcome::kRetry, 0, "fcm oauth: " + response.status().message());
     return "";
   }
   const int status = response->status;
@@ -198,9 +188,10 @@ std::string FcmProvider::access_token(const std::string& stale, PushResult* fail
       if (const std::string* e = string_field(doc, "error")) code = safe_code(*e);
     }
     const bool transient = status == 429 || status >= 500;
-    *failure = result(transient ? PushOutcome::kRetry : PushOutcome::kRejected, status,
-                      "fcm oauth: " + std::to_string(status) + (code.empty() ? "" : " " + code),
-                      retry_after_of(*response));
+    *failure =
+        PushResult::of(transient ? PushOutcome::kRetry : PushOutcome::kRejected, status,
+                       "fcm oauth: " + std::to_string(status) + (code.empty() ? "" : " " + code),
+                       retry_after_of(*response));
     return "";
   }
   json doc = json::parse(response->body, nullptr, false);
@@ -212,7 +203,8 @@ std::string FcmProvider::access_token(const std::string& stale, PushResult* fail
     }
   }
   if (token == nullptr) {
-    *failure = result(PushOutcome::kRetry, status, "fcm oauth: no access_token in the answer");
+    *failure =
+        PushResult::of(PushOutcome::kRetry, status, "fcm oauth: no access_token in the answer");
     return "";
   }
   token_ = *token;
@@ -250,9 +242,10 @@ PushResult FcmProvider::send(const PushTarget& target, const PushNotification& n
         send_url_,
         {{"Authorization", "Bearer " + token}, {"Content-Type", "application/json; charset=UTF-8"}},
         body);
-    if (!response) return result(PushOutcome::kRetry, 0, "fcm: " + response.status().message());
+    if (!response)
+      return PushResult::of(PushOutcome::kRetry, 0, "fcm: " + response.status().message());
     const int status = response->status;
-    if (status >= 200 && status < 300) return result(PushOutcome::kSent, status, "sent");
+    if (status >= 200 && status < 300) return PushResult::of(PushOutcome::kSent, status, "sent");
     const std::string code = safe_code(fcm_error_code(response->body));
     const std::string reason = "fcm: " + std::to_string(status) + (code.empty() ? "" : " " + code);
     if (status == 401 && attempt == 0) {
@@ -260,15 +253,15 @@ PushResult FcmProvider::send(const PushTarget& target, const PushNotification& n
       continue;
     }
     if (status == 404 || code == "UNREGISTERED") {
-      return result(PushOutcome::kUnregistered, status, reason);
+      return PushResult::of(PushOutcome::kUnregistered, status, reason);
     }
     if (status == 429 || status == 500 || status == 502 || status == 503 || status == 504 ||
         code == "QUOTA_EXCEEDED" || code == "UNAVAILABLE" || code == "INTERNAL") {
-      return result(PushOutcome::kRetry, status, reason, retry_after_of(*response));
+      return PushResult::of(PushOutcome::kRetry, status, reason, retry_after_of(*response));
     }
-    return result(PushOutcome::kRejected, status, reason);
+    return PushResult::of(PushOutcome::kRejected, status, reason);
   }
-  return result(PushOutcome::kRejected, 401, "fcm: 401 after a new access token");
+  return PushResult::of(PushOutcome::kRejected, 401, "fcm: 401 after a new access token");
 }
 
 }  // namespace chat::api

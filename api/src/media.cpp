@@ -23,6 +23,7 @@
 
 #include "chat/api/log.h"
 #include "chat/api/secrets.h"
+#include "chat/common/hex.h"
 #include "chat/common/jwt.h"
 #include "chat/common/log_fields.h"
 #include "chat/common/topics.h"
@@ -40,16 +41,6 @@ constexpr size_t kMaxRefsChecked = 1000;
 std::string errno_text() { return std::strerror(errno); }
 
 EVP_MD_CTX* md(void* p) { return static_cast<EVP_MD_CTX*>(p); }
-
-std::string hex(const unsigned char* p, size_t n) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(n * 2, '0');
-  for (size_t i = 0; i < n; ++i) {
-    out[2 * i] = kHex[p[i] >> 4];
-    out[2 * i + 1] = kHex[p[i] & 0xf];
-  }
-  return out;
-}
 
 Status fsync_path(const std::string& path, int flags) {
   int fd = ::open(path.c_str(), flags | O_CLOEXEC);
@@ -227,7 +218,7 @@ Result<store::MediaRecord> MediaLibrary::finish(Upload& up, const std::string& u
   record.id = random_token(kMediaIdBytes);
   record.uploader = uploader;
   record.content_type = *up.type_;
-  record.sha256 = hex(digest, len);
+  record.sha256 = to_hex(digest, len);
   record.size = up.size_;
   record.created_ms = clock_.now_ms();
 

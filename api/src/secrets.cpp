@@ -6,22 +6,10 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "chat/common/hex.h"
 #include "chat/common/jwt.h"
 
 namespace chat::api {
-namespace {
-
-std::string to_hex(const unsigned char* p, size_t n) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(n * 2, '0');
-  for (size_t i = 0; i < n; ++i) {
-    out[2 * i] = kHex[p[i] >> 4];
-    out[2 * i + 1] = kHex[p[i] & 0xf];
-  }
-  return out;
-}
-
-}  // namespace
 
 std::string random_bytes(size_t n) {
   std::string out(n, '\0');

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
 
 namespace chat::api {
 
@@ -43,6 +44,16 @@ struct PushResult {
   int http_status = 0;                  // 0 when no HTTP answer arrived
   std::chrono::seconds retry_after{0};  // the provider's Retry-After, 0 when absent
   std::string reason;                   // short, loggable (never the token)
+
+  static PushResult of(PushOutcome outcome, int status, std::string reason,
+                       std::chrono::seconds retry_after = std::chrono::seconds(0)) {
+    PushResult r;
+    r.outcome = outcome;
+    r.http_status = status;
+    r.reason = std::move(reason);
+    r.retry_after = retry_after;
+    return r;
+  }
 };
 
 class PushProvider {
