@@ -88,7 +88,10 @@ PushResult ApnsProvider::send(const PushTarget& target, const PushNotification& 
   for (int attempt = 0; attempt < 2; ++attempt) {
     const std::string token = provider_token(refused);
     if (token.empty()) return PushResult::of(PushOutcome::kRetry, 0, "apns: cannot sign the token");
-    const int64_t expiration = clock_->now_s() + options_.expiration.count();
+    // From the message's time: a notification retried late does not outlive it.
+    const int64_t from_s =
+        notification.message_ms > 0 ? notification.message_ms / 1000 : clock_->now_s();
+    const int64_t expiration = from_s + options_.expiration.count();
     HttpHeaders headers = {{"authorization", "bearer " + token},
                            {"apns-topic", options_.topic},
                            {"apns-push-type", "alert"},

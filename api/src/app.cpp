@@ -281,6 +281,7 @@ int run(int argc, char** argv) {
   media_options.key_path = config.media_key_path();
   media_options.max_bytes = config.media_max_bytes;
   media_options.url_ttl_s = config.media_url_ttl_s;
+  media_options.min_free_bytes = static_cast<uint64_t>(config.media_min_free_mb) << 20;
   auto media = MediaLibrary::open(media_options, **media_store, **archive, clock);
   if (!media) return fail(media.status().message());
   service.set_media(media->get());

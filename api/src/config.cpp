@@ -241,6 +241,11 @@ Result<Config> Config::from_lookup(const Lookup& raw_lookup) {
       !s.is_ok()) {
     return s;
   }
+  if (Status s =
+          read_int(lookup, "CHAT_MEDIA_MIN_FREE_MB", 0, int64_t{1} << 30, &c.media_min_free_mb);
+      !s.is_ok()) {
+    return s;
+  }
 
   if (Status s = read_push_provider_config(lookup, &c.push_providers); !s.is_ok()) return s;
   if (Status s = read_push_settings(lookup, &c.push); !s.is_ok()) return s;

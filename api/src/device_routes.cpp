@@ -79,6 +79,11 @@ void HttpServer::register_device_routes() {
       return http_internal::write_status(
           res, invalid_argument("\"device\", \"platform\" and \"token\" strings are required"));
     }
+    if (*platform == "fcm" || *platform == "apns") {
+      if (Status s = check_push_token(*platform, *token); !s.is_ok()) {
+        return http_internal::write_error(res, 400, "invalid_token", s.message());
+      }
+    }
     auto created = registry->register_device(caller->user, *device, *platform, *token);
     if (!created) return write_device_status(res, created.status());
     // The token is not echoed: the hint is enough to recognise it.

@@ -17,7 +17,28 @@ bool is_valid_token(std::string_view token) {
   return std::all_of(token.begin(), token.end(), [](char c) { return c > ' ' && c < 127; });
 }
 
+bool is_hex_digit(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
 }  // namespace
+
+Status check_push_token(std::string_view platform, std::string_view token) {
+  if (platform == "apns") {
+    if (token.size() < 64 || token.size() > 200 || token.size() % 2 != 0 ||
+        !std::all_of(token.begin(), token.end(), is_hex_digit)) {
+      return invalid_argument(
+          "an APNs device token must be 64 to 200 hex digits (an even count): send the "
+          "device token's bytes hex-encoded");
+    }
+    return Status::ok();
+  }
+  if (!is_valid_token(token)) {
+    return invalid_argument("token must be 1 to " + std::to_string(kMaxPushTokenBytes) +
+                            " printable ASCII characters without spaces");
+  }
+  return Status::ok();
+}
 
 std::string token_hint(std::string_view token) {
   if (token.size() < 12) return "";
@@ -28,7 +49,33 @@ DeviceRegistry::DeviceRegistry(store::PushStore& store, ControlChannel& control,
                                size_t max_devices)
     : store_(store), control_(control), clock_(clock), max_devices_(max_devices) {}
 
+std::shared_ptr<DeviceRegistry::UserSync> DeviceRegistry::sync_of(const std::string& user) {
+  std::lock_guard lock(sync_mu_);
+  auto& sync = sync_[user];
+  if (!sync) sync = std::make_shared<UserSync>();
+  return sync;
+}
+
+void DeviceRegistry::note_change(const std::string& user) {
+  auto sync = sync_of(user);
+  std::lock_guard lock(sync_mu_);
+  ++sync->changed;
+}
+
 Status DeviceRegistry::tell_broker(const std::string& user) {
+  auto sync = sync_of(user);
+  uint64_t needed = 0;
+  {
+    std::lock_guard lock(sync_mu_);
+    needed = sync->changed;
+  }
+  std::lock_guard send(sync->send_mu);
+  uint64_t version = 0;
+  {
+    std::lock_guard lock(sync_mu_);
+    if (sync->confirmed >= needed) return Status::ok();  // a send since our change covered it
+    version = sync->changed;
+  }
   auto targets = store_.targets_of(user);
   if (!targets) return targets.status();
   std::vector<std::string> devices;
@@ -40,6 +87,8 @@ Status DeviceRegistry::tell_broker(const std::string& user) {
                   log_value(answer.status().to_string()));
     return answer.status();
   }
+  std::lock_guard lock(sync_mu_);
+  sync->confirmed = std::max(sync->confirmed, version);
   return Status::ok();
 }
 
@@ -65,10 +114,7 @@ Result<bool> DeviceRegistry::register_device(const std::string& user, std::strin
   if (platform != "fcm" && platform != "apns") {
     return invalid_argument("platform must be \"fcm\" or \"apns\"");
   }
-  if (!is_valid_token(token)) {
-    return invalid_argument("token must be 1 to " + std::to_string(kMaxPushTokenBytes) +
-                            " printable ASCII characters without spaces");
-  }
+  if (Status s = check_push_token(platform, token); !s.is_ok()) return s;
   store::PushTargetRecord target;
   target.user = user;
   target.device = std::string(device);
@@ -76,8 +122,13 @@ Result<bool> DeviceRegistry::register_device(const std::string& user, std::strin
   target.token = std::string(token);
   target.created_ms = clock_.now_ms();
 
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   auto change = store_.put_target(target, max_devices_);
+  if (change) {
+    note_change(user);
+    if (!change->displaced_user.empty()) note_change(change->displaced_user);
+  }
+  lock.unlock();  // the broker is told outside the lock
   if (!change) {
     if (change.status().code() == StatusCode::kResourceExhausted) {
       return resource_exhausted("at most " + std::to_string(max_devices_) +
@@ -104,8 +155,12 @@ Status DeviceRegistry::unregister_device(const std::string& user, std::string_vi
   if (!is_valid_device_id(device)) {
     return invalid_argument("device must match ^[A-Za-z0-9_-]{1,64}$");
   }
-  std::lock_guard lock(mu_);
-  Status s = store_.delete_target(user, std::string(device));
+  Status s;
+  {
+    std::lock_guard lock(mu_);
+    s = store_.delete_target(user, std::string(device));
+    if (s.is_ok()) note_change(user);
+  }
   if (s.code() == StatusCode::kNotFound) return not_found("this device has no push target");
   if (!s.is_ok()) return s;
   logger().info("push.unregistered: user={} device={}", log_value(user), log_value(device));
@@ -123,8 +178,12 @@ Result<std::vector<DeviceInfo>> DeviceRegistry::list(const std::string& user) co
 }
 
 Status DeviceRegistry::forget_user(const std::string& user) {
-  std::lock_guard lock(mu_);
-  auto removed = store_.delete_targets_of(user);
+  Result<size_t> removed = size_t{0};
+  {
+    std::lock_guard lock(mu_);
+    removed = store_.delete_targets_of(user);
+    if (removed && *removed > 0) note_change(user);
+  }
   if (!removed) return removed.status();
   if (*removed == 0) return Status::ok();
   logger().info("push.forgotten: user={} targets={}", log_value(user), *removed);
@@ -135,8 +194,12 @@ Status DeviceRegistry::forget_user(const std::string& user) {
 
 Result<bool> DeviceRegistry::remove_unregistered(const std::string& user, const std::string& device,
                                                  const std::string& token) {
-  std::lock_guard lock(mu_);
-  auto removed = store_.delete_target_if_token(user, device, token);
+  Result<bool> removed = false;
+  {
+    std::lock_guard lock(mu_);
+    removed = store_.delete_target_if_token(user, device, token);
+    if (removed && *removed) note_change(user);
+  }
   if (!removed) return removed;
   if (!*removed) return false;
   logger().info("push.target_removed: user={} device={} reason=unregistered", log_value(user),
@@ -183,7 +246,7 @@ Status DeviceRegistry::reconcile(store::ArchiveReader& archive) {
   }
   size_t sent = 0;
   for (const auto& user : differ) {
-    std::lock_guard lock(mu_);
+    note_change(user);  // the broker's list differs: send even if a send was confirmed
     Status s = tell_broker(user);
     // A user the broker no longer knows cannot get devices: nothing to send.
     if (!s.is_ok() && s.code() != StatusCode::kNotFound) {

@@ -73,6 +73,19 @@ std::string fcm_error_code(const std::string& body) {
   return "";
 }
 
+// 400 INVALID_ARGUMENT is FCM's answer to a malformed message and to a token
+// that is not (or no longer) an FCM registration token; only the error's
+// message tells them apart ("The registration token is not a valid FCM
+// registration token").
+bool is_invalid_registration_token(const std::string& body) {
+  json doc = json::parse(body, nullptr, false);
+  if (!doc.is_object()) return false;
+  auto error = doc.find("error");
+  if (error == doc.end() || !error->is_object()) return false;
+  const std::string* message = string_field(*error, "message");
+  return message != nullptr && message->find("registration token") != std::string::npos;
+}
+
 // A short, loggable reason: letters, digits and _ only, at most 64 bytes.
 std::string safe_code(std::string_view code) {
   std::string out;
@@ -252,7 +265,9 @@ PushResult FcmProvider::send(const PushTarget& target, const PushNotification& n
       refused = token;  // a new access token, then once more
       continue;
     }
-    if (status == 404 || code == "UNREGISTERED") {
+    if (status == 404 || code == "UNREGISTERED" ||
+        (status == 400 && code == "INVALID_ARGUMENT" &&
+         is_invalid_registration_token(response->body))) {
       return PushResult::of(PushOutcome::kUnregistered, status, reason);
     }
     if (status == 429 || status == 500 || status == 502 || status == 503 || status == 504 ||

@@ -514,9 +514,20 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
                                                                         Response& res) {
         t_request_start = std::chrono::steady_clock::now();
         t_rate_limits = limits;
-        if (!http_internal::is_media_upload(req) && body_over(req, max_body)) {
-          write_error(res, 413, "too_large", "request body too large");
-          return httplib::Server::HandlerResponse::Handled;
+        if (!http_internal::is_media_upload(req)) {
+          // Only the media upload streams a body of unknown length; anywhere
+          // else httplib would read all of it (up to the media limit) first.
+          if (req.has_header("Transfer-Encoding")) {
+            write_error(res, 411, "length_required",
+                        "a chunked body is only accepted by POST /v1/media; send a "
+                        "Content-Length of at most " +
+                            std::to_string(max_body) + " bytes");
+            return httplib::Server::HandlerResponse::Handled;
+          }
+          if (body_over(req, max_body)) {
+            write_error(res, 413, "too_large", "request body too large");
+            return httplib::Server::HandlerResponse::Handled;
+          }
         }
         return httplib::Server::HandlerResponse::Unhandled;
       });

@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -104,10 +105,17 @@ bool MediaLibrary::Upload::decide_type() {
 
 bool MediaLibrary::Upload::write(const char* data, size_t n) {
   if (!error_.is_ok()) return false;
-  if (too_large_ || refused_type_) return drain(n);
+  if (too_large_ || refused_type_ || no_space_) return drain(n);
   if (size_ + n > lib_->options_.max_bytes) {
     too_large_ = true;
     return drain(n);
+  }
+  if (size_ + n >= next_space_check_) {
+    if (!lib_->has_room(kSpaceCheckBytes)) {
+      no_space_ = true;
+      return drain(n);
+    }
+    next_space_check_ = size_ + n + kSpaceCheckBytes;
   }
   if (head_.size() < kSniffBytes) {
     head_.append(data, std::min(n, kSniffBytes - head_.size()));
@@ -185,6 +193,23 @@ Result<std::unique_ptr<MediaLibrary::Upload>> MediaLibrary::begin_upload() {
   return up;
 }
 
+bool MediaLibrary::has_room(uint64_t incoming) const {
+  if (options_.min_free_bytes == 0) return true;
+  struct statvfs fs_stats {};
+  if (::statvfs(options_.dir.c_str(), &fs_stats) != 0) {
+    logger().warn("media.statvfs_failed: error={}", log_value(errno_text()));
+    return true;  // the write itself will fail if the disk is really full
+  }
+  const uint64_t free_bytes =
+      static_cast<uint64_t>(fs_stats.f_bavail) * static_cast<uint64_t>(fs_stats.f_frsize);
+  if (free_bytes >= options_.min_free_bytes && free_bytes - options_.min_free_bytes >= incoming) {
+    return true;
+  }
+  logger().warn("media.disk_floor: free_mb={} floor_mb={} incoming={}", free_bytes >> 20,
+                options_.min_free_bytes >> 20, incoming);
+  return false;
+}
+
 std::string MediaLibrary::blob_path(const store::MediaRecord& r) const {
   return (fs::path(options_.dir) / "blobs" / r.sha256.substr(0, 2) / r.sha256.substr(2, 2) /
           r.sha256)
@@ -225,7 +250,14 @@ Result<store::MediaRecord> MediaLibrary::finish(Upload& up, const std::string& u
   const std::string blob = blob_path(record);
   const std::string thumb = thumbnail_path(record);
   // The thumbnail is made from the temporary file, outside the lock (slow).
+  // Whatever path finish() leaves by, a thumbnail not moved into place goes.
   std::string thumb_tmp;
+  struct RemoveThumbTmp {
+    std::string& path;
+    ~RemoveThumbTmp() {
+      if (!path.empty()) ::unlink(path.c_str());
+    }
+  } remove_thumb_tmp{thumb_tmp};
   std::error_code ec;
   if (has_thumbnail_type(record.content_type) && !fs::exists(thumb, ec)) {
     thumb_tmp = up.tmp_path_ + ".thumb.jpg";
@@ -269,7 +301,6 @@ Result<store::MediaRecord> MediaLibrary::finish(Upload& up, const std::string& u
       return s;
     }
   }
-  if (!thumb_tmp.empty()) ::unlink(thumb_tmp.c_str());
   {
     std::lock_guard lock(counters_mu_);
     ++counters_.uploads;

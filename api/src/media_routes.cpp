@@ -154,6 +154,24 @@ void HttpServer::register_media_routes() {
                            "the upload limit is " + std::to_string(max) + " bytes");
       }
     }
+    const std::string length = req.get_header_value("Content-Length");
+    uint64_t incoming = 0;
+    if (!length.empty()) parse_u64(length, &incoming);
+    auto no_space = [&] {
+      media->note_refused();
+      logger().warn("media.refused: user={} reason=disk_floor", log_value(caller->user));
+      write_error(res, 507, "insufficient_storage",
+                  "the server is short of disk space; try again later");
+    };
+    if (!media->has_room(incoming)) {
+      // Read and drop at most kUploadDrainBytes, so the client sees the answer.
+      uint64_t drained = 0;
+      read_body([&drained](const char*, size_t n) {
+        drained += n;
+        return drained <= kUploadDrainBytes;
+      });
+      return no_space();
+    }
     auto upload = media->begin_upload();
     if (!upload) return write_status(res, upload.status());
     MediaLibrary::Upload& up = **upload;
@@ -165,6 +183,7 @@ void HttpServer::register_media_routes() {
       return write_error(res, 413, "too_large",
                          "the upload limit is " + std::to_string(max) + " bytes");
     }
+    if (up.no_space()) return no_space();
     if (up.refused_type()) {
       media->note_refused();
       logger().info("media.refused: user={} reason=type", log_value(caller->user));

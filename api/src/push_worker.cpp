@@ -17,6 +17,8 @@ namespace {
 
 // How often a pending device-list resync is tried (docs/push.md).
 constexpr auto kResyncInterval = std::chrono::seconds(5);
+// Wake-ups closer together than this share one archive catch-up.
+constexpr auto kMinCatchUpInterval = std::chrono::milliseconds(50);
 
 const char* outcome_name(PushOutcome outcome) {
   switch (outcome) {
@@ -163,7 +165,22 @@ Result<size_t> PushWorker::take_records() {
         logger().warn("push.record_malformed: id={} action=skipped", log_value(record.id));
         continue;
       }
+      // The age limit runs from the message's time (records written before
+      // "ts" existed: from now).
+      auto ts = j.find("ts");
+      const int64_t created_ms = ts != j.end() && ts->is_number_integer() && ts->get<int64_t>() > 0
+                                     ? ts->get<int64_t>()
+                                     : now;
       for (const auto& [user, device] : targets) {
+        if (now - created_ms > options_.max_age_ms) {
+          auto target = store_.target(user, device);
+          const std::string platform =
+              target && target->has_value() ? (*target)->platform : std::string("unknown");
+          metrics_.failed(platform, "expired");
+          logger().warn("push.given_up: message={} target={} platform={} attempts=0 reason=expired",
+                        log_value(record.id), log_value(user + ":" + device), log_value(platform));
+          continue;
+        }
         store::PushJob job;
         job.message_id = record.id;
         job.user = user;
@@ -171,7 +188,7 @@ Result<size_t> PushWorker::take_records() {
         job.conv = string_member(j, "conv");
         job.from = string_member(j, "from");
         job.type = string_member(j, "type");
-        job.created_ms = now;
+        job.created_ms = created_ms;
         job.due_ms = now;
         jobs.push_back(std::move(job));
       }
@@ -237,13 +254,20 @@ void PushWorker::process(const store::PushJob& job) {
                      log_value(s.to_string()));
     }
   };
+  // A store failure before the send: retried after a backoff (attempts
+  // unchanged), never at once (that would spin the dispatcher).
+  const auto store_failed = [&](const char* step, const Status& error) {
+    store::PushJob next = job;
+    next.due_ms = now + push_retry_delay_ms(options_, std::max(job.attempts, 1), {});
+    Status s = store_.reschedule(next);
+    logger().error(
+        "push.store_failed: message={} target={} step={} error={} retry_in_ms={} "
+        "rescheduled={}",
+        log_value(job.message_id), log_value(target_of(job)), step, log_value(error.to_string()),
+        next.due_ms - now, s.is_ok());
+  };
   auto target = store_.target(job.user, job.device);
-  if (!target) {
-    logger().error("push.store_failed: message={} target={} step=target error={}",
-                   log_value(job.message_id), log_value(target_of(job)),
-                   log_value(target.status().to_string()));
-    return;  // stays queued: the next pass tries again
-  }
+  if (!target) return store_failed("target", target.status());
   if (!target->has_value()) {
     // Unregistered since the message was archived: nobody to notify.
     logger().debug("push.dropped: message={} target={} reason=no_target", log_value(job.message_id),
@@ -264,8 +288,23 @@ void PushWorker::process(const store::PushJob& job) {
                   job.attempts);
     return done("expired");
   }
+  if (job.in_flight) {
+    // A send was started and its outcome never stored (a crash, or a failed
+    // complete()): it may have reached the device. At most once (CONTRACT §4):
+    // dropped, the device's sync still gets the message.
+    metrics_.failed(t.platform, "uncertain");
+    logger().warn("push.dropped_uncertain: message={} target={} platform={} attempts={}",
+                  log_value(job.message_id), log_value(target_of(job)), log_value(t.platform),
+                  job.attempts);
+    return done("uncertain");
+  }
+  if (Status s = store_.mark_in_flight(job); !s.is_ok()) {
+    if (s.code() == StatusCode::kNotFound) return;  // completed meanwhile
+    return store_failed("mark_in_flight", s);
+  }
 
-  PushNotification notification{job.message_id, job.conv, job.from, job.type, preview_for(job)};
+  PushNotification notification{job.message_id, job.conv,         job.from,
+                                job.type,       preview_for(job), job.created_ms};
   PushTarget push_target{t.user, t.device, t.platform, t.token};
   PushResult result;
   try {
@@ -312,6 +351,7 @@ void PushWorker::process(const store::PushJob& job) {
   store::PushJob next = job;
   next.attempts = attempts;
   next.due_ms = now + delay;
+  next.in_flight = false;  // the provider answered: not sent, safe to send again
   logger().info(
       "push.retry: message={} target={} platform={} attempts={} http={} reason={} "
       "retry_in_ms={}",
@@ -330,6 +370,7 @@ void PushWorker::dispatch_loop() {
   auto last_poll = std::chrono::steady_clock::time_point{};
   auto last_resync = std::chrono::steady_clock::time_point{};
   bool feed_failing = false;
+  bool wake_pending = false;  // a wake-up waiting for kMinCatchUpInterval
   for (;;) {
     bool woken = false;
     {
@@ -340,7 +381,11 @@ void PushWorker::dispatch_loop() {
       kick_ = false;
     }
     const auto steady_now = std::chrono::steady_clock::now();
-    if (woken || steady_now - last_poll >= options_.poll_interval) {
+    wake_pending = wake_pending || woken;
+    const auto since_poll = steady_now - last_poll;
+    if (since_poll >= options_.poll_interval ||
+        (wake_pending && since_poll >= kMinCatchUpInterval)) {
+      wake_pending = false;
       last_poll = steady_now;
       auto taken = take_records();
       if (!taken && !feed_failing) {
@@ -379,6 +424,11 @@ void PushWorker::dispatch_loop() {
     if (next && next->has_value()) {
       const int64_t until = **next - clock_.now_ms();
       if (until > 0) wait = std::min(wait, std::chrono::milliseconds(until));
+    }
+    if (wake_pending) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+          kMinCatchUpInterval - (std::chrono::steady_clock::now() - last_poll));
+      wait = std::min(wait, std::max(left, std::chrono::milliseconds(1)));
     }
     std::unique_lock lock(mu_);
     wake_cv_.wait_for(lock, wait, [&] { return stopping_ || woken_ || kick_; });

@@ -281,6 +281,7 @@ std::string Router::push_record(const EnvelopeFields& f,
   record["conv"] = f.conv;
   record["from"] = f.from;
   record["type"] = f.type;
+  record["ts"] = f.ts;  // the push age limit runs from the message's time
   record["targets"] = std::move(targets);
   return record.dump();
 }

@@ -88,7 +88,8 @@ std::string encode_job(const PushJob& job) {
                         {"type", job.type},
                         {"attempts", job.attempts},
                         {"created_ms", job.created_ms},
-                        {"due_ms", job.due_ms}}
+                        {"due_ms", job.due_ms},
+                        {"in_flight", job.in_flight}}
       .dump();
 }
 
@@ -123,6 +124,8 @@ bool decode_job(std::string_view key, std::string_view text, PushJob* out) {
     return false;
   }
   out->attempts = static_cast<int>(attempts);
+  auto in_flight = j.find("in_flight");  // absent in jobs queued before it existed
+  out->in_flight = in_flight != j.end() && in_flight->is_boolean() && in_flight->get<bool>();
   return true;
 }
 
@@ -469,8 +472,37 @@ Result<std::optional<int64_t>> PushStore::next_due_ms() const {
   it->SeekToFirst();
   if (!it->status().ok()) return from_rocksdb(it->status(), "push store due scan");
   if (!it->Valid()) return std::optional<int64_t>();
-  std::string hex = it->key().ToString().substr(0, 16);
-  return std::optional<int64_t>(static_cast<int64_t>(std::stoull(hex, nullptr, 16)));
+  // 16 hex digits (due_key); parsed without exceptions: a damaged key is an error.
+  const rocksdb::Slice key = it->key();
+  if (key.size() < 17 || key[16] != '\0') return internal_error("push store: damaged due key");
+  uint64_t value = 0;
+  for (size_t i = 0; i < 16; ++i) {
+    const char c = key[i];
+    int digit = -1;
+    if (c >= '0' && c <= '9') digit = c - '0';
+    if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
+    if (digit < 0) return internal_error("push store: damaged due key");
+    value = value << 4 | static_cast<uint64_t>(digit);
+  }
+  if (value > static_cast<uint64_t>(INT64_MAX))
+    return internal_error("push store: damaged due key");
+  return std::optional<int64_t>(static_cast<int64_t>(value));
+}
+
+Status PushStore::mark_in_flight(const PushJob& job) {
+  if (Status st = check_job(job); !st.is_ok()) return st;
+  std::lock_guard lock(impl_->write_mu);
+  const std::string key = job.key();
+  auto existing = impl_->get(kJobs, key, "push store job get");
+  if (!existing) return existing.status();
+  if (!existing->has_value()) return not_found("push store: no such job");
+  PushJob stored;
+  if (!decode_job(key, **existing, &stored)) return internal_error("push store: malformed job");
+  stored.in_flight = true;  // due key unchanged: only the value is rewritten
+  rocksdb::WriteBatch batch;
+  rocksdb::Status s = batch.Put(impl_->cf(kJobs), key, encode_job(stored));
+  if (!s.ok()) return from_rocksdb(s, "push store batch");
+  return impl_->write(&batch, "push store mark in flight");
 }
 
 Status PushStore::complete(const PushJob& job) {

@@ -90,6 +90,17 @@ TEST(ConfigTest, BadValuesNameTheVariable) {
   }
 }
 
+TEST(ConfigTest, MediaMinFreeDefaultBoundsAndOff) {
+  EXPECT_EQ(parse({})->media_min_free_mb, 1024);
+  EXPECT_EQ(parse({{"CHAT_MEDIA_MIN_FREE_MB", "0"}})->media_min_free_mb, 0);
+  EXPECT_EQ(parse({{"CHAT_MEDIA_MIN_FREE_MB", "5000"}})->media_min_free_mb, 5000);
+  for (const char* bad : {"-1", "1GB", "1073741825"}) {
+    auto c = parse({{"CHAT_MEDIA_MIN_FREE_MB", bad}});
+    ASSERT_FALSE(c.is_ok()) << bad;
+    EXPECT_EQ(c.status().message().rfind("CHAT_MEDIA_MIN_FREE_MB:", 0), 0u) << c.status().message();
+  }
+}
+
 TEST(ConfigTest, TlsCertificateAndKeyBothOrNeither) {
   auto off = parse({{"CHAT_TLS_CA", "/ca.pem"}});  // ignored without TLS
   ASSERT_TRUE(off.is_ok());

@@ -3,9 +3,16 @@
 // here as the broker would) read through the secondary.
 #include "chat/api/media.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/statvfs.h>
+#include <sys/time.h>
+#include <unistd.h>
 #include <vips/vips.h>
 
 #include <filesystem>
+#include <fstream>
 #include <random>
 
 #include "chat/api/secrets.h"
@@ -58,6 +65,44 @@ std::string make_jpeg(int w, int h) {
   return out;
 }
 
+// The resident set size of this process (the in-process server's), in bytes.
+size_t resident_bytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoul(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
+// Sends `head` (request line and headers) on a raw connection, reads the
+// answer's status line before any body byte is sent, then sends `body_bytes`
+// of chunked body (64 KiB chunks) as long as the server takes them. Returns
+// the status code read (0 when none came within 5 s).
+int chunked_head_then_body(int port, const std::string& head, size_t body_bytes) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  EXPECT_GE(fd, 0);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ::send(fd, head.data(), head.size(), MSG_NOSIGNAL);
+  std::string answer(512, '\0');
+  ssize_t n = ::recv(fd, answer.data(), answer.size(), 0);
+  answer.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  const std::string chunk = "10000\r\n" + std::string(0x10000, 'x') + "\r\n";
+  for (size_t sent = 0; sent < body_bytes; sent += 0x10000) {
+    if (::send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL) <= 0) break;
+  }
+  ::close(fd);
+  if (answer.rfind("HTTP/1.1 ", 0) != 0) return 0;
+  return std::atoi(answer.c_str() + 9);
+}
+
 class MediaTest : public HttpServerTest {
  protected:
   void start_media(std::map<std::string, std::string> env = {}) {
@@ -70,6 +115,7 @@ class MediaTest : public HttpServerTest {
       o.key_path = config_.media_key_path();
       o.max_bytes = config_.media_max_bytes;
       o.url_ttl_s = config_.media_url_ttl_s;
+      o.min_free_bytes = static_cast<uint64_t>(config_.media_min_free_mb) << 20;
       auto lib = MediaLibrary::open(o, *media_store_, *reader_, clock_);
       ASSERT_TRUE(lib.is_ok()) << lib.status().to_string();
       media_ = std::move(lib).value();
@@ -454,6 +500,157 @@ TEST_F(MediaTest, TraversalAttemptsNeverLeaveTheMediaDirectory) {
     ASSERT_TRUE(r) << path;
     EXPECT_TRUE(r->status == 400 || r->status == 404) << path << " " << r->status;
   }
+}
+
+TEST_F(MediaTest, ChunkedBodiesAreRefusedBeforeReadingExceptForUploads) {
+  start_media();
+  const std::string alice = token_for("alice");
+  const size_t before = resident_bytes();
+  // 10 MiB chunked to a JSON route, to an unknown path, and with a
+  // Content-Length too: refused from the headers alone (the answer comes
+  // before any body byte is sent).
+  for (const std::string& head :
+       {std::string("POST /v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    "Transfer-Encoding: chunked\r\n\r\n"),
+        std::string("POST /nope HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        std::string("PUT /v1/users/me HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+                    "Transfer-Encoding: chunked\r\n\r\n")}) {
+    EXPECT_EQ(chunked_head_then_body(port_, head, 10u << 20), 411) << head;
+  }
+  // The server did not keep the bodies (it would hold 10 MiB each).
+  EXPECT_LT(resident_bytes(), before + (8u << 20));
+  // The JSON error, through httplib's own chunked client.
+  auto r = client_->Post(
+      "/v1/users",
+      [](size_t, httplib::DataSink& sink) {
+        sink.write("{}", 2);
+        sink.done();
+        return true;
+      },
+      "application/json");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 411);
+  EXPECT_EQ(body_of(r)["error"], "length_required");
+  // A chunked upload to /v1/media still works.
+  client_ = std::make_unique<httplib::Client>("127.0.0.1", port_);
+  const std::string bytes = mp4_bytes(300000, 5);
+  size_t sent = 0;
+  r = client_->Post(
+      "/v1/media", {{"Authorization", "Bearer " + alice}},
+      [&](size_t, httplib::DataSink& sink) {
+        if (sent >= bytes.size()) {
+          sink.done();
+          return true;
+        }
+        size_t n = std::min<size_t>(8192, bytes.size() - sent);
+        sink.write(bytes.data() + sent, n);
+        sent += n;
+        return true;
+      },
+      "video/mp4");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 201) << r->body;
+  EXPECT_EQ(body_of(r)["size"], bytes.size());
+}
+
+// A black one-band w x h image, saved as JPEG (progressive when `interlace`)
+// or PNG (Adam7-interlaced when `interlace`).
+std::string black_image(int w, int h, bool png, bool interlace) {
+  VipsImage* img = nullptr;
+  EXPECT_EQ(vips_black(&img, w, h, nullptr), 0);
+  VipsImage* u8 = nullptr;
+  EXPECT_EQ(vips_cast_uchar(img, &u8, nullptr), 0);
+  void* buf = nullptr;
+  size_t len = 0;
+  if (png) {
+    EXPECT_EQ(
+        vips_pngsave_buffer(u8, &buf, &len, "interlace", interlace, "compression", 1, nullptr), 0);
+  } else {
+    EXPECT_EQ(vips_jpegsave_buffer(u8, &buf, &len, "interlace", interlace, nullptr), 0);
+  }
+  std::string out(static_cast<const char*>(buf), len);
+  g_free(buf);
+  g_object_unref(u8);
+  g_object_unref(img);
+  return out;
+}
+
+TEST_F(MediaTest, ThumbnailPixelCapsLowerForInterlacedImages) {
+  start_media();
+  const std::string alice = token_for("alice");
+  make_jpeg(1, 1);  // libvips initialised
+  // 12 megapixels: a baseline JPEG gets a thumbnail; a progressive JPEG or
+  // an interlaced PNG (decoded whole) does not.
+  EXPECT_EQ(stored(black_image(4000, 3000, false, false), alice)["thumbnail"], true);
+  EXPECT_EQ(stored(black_image(4000, 3000, false, true), alice)["thumbnail"], false);
+  EXPECT_EQ(stored(black_image(4000, 3000, true, true), alice)["thumbnail"], false);
+  // Under 10 megapixels, interlaced is fine.
+  EXPECT_EQ(stored(black_image(3000, 3000, false, true), alice)["thumbnail"], true);
+  // Over 40 megapixels: none, whatever the format.
+  EXPECT_EQ(stored(black_image(7000, 6000, false, false), alice)["thumbnail"], false);
+  // No thumbnail temporaries are left behind.
+  EXPECT_TRUE(fs::is_empty(config_.media_dir() + "/tmp"));
+}
+
+TEST_F(MediaTest, DiskFloorRefusesUploadsWith507AndLeavesNothing) {
+  // A floor larger than any disk's free space.
+  start_media({{"CHAT_MEDIA_MIN_FREE_MB", "1073741824"}});
+  const std::string alice = token_for("alice");
+  auto r = upload(mp4_bytes(50000), alice);  // with Content-Length
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 507);
+  EXPECT_EQ(body_of(r)["error"], "insufficient_storage");
+  // Chunked: refused while streaming (at the first check).
+  const std::string big = mp4_bytes(200000);
+  size_t sent = 0;
+  r = client_->Post(
+      "/v1/media", {{"Authorization", "Bearer " + alice}},
+      [&](size_t, httplib::DataSink& sink) {
+        if (sent >= big.size()) {
+          sink.done();
+          return true;
+        }
+        size_t n = std::min<size_t>(8192, big.size() - sent);
+        sink.write(big.data() + sent, n);
+        sent += n;
+        return true;
+      },
+      "video/mp4");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 507);
+  EXPECT_EQ(body_of(r)["error"], "insufficient_storage");
+  client_ = std::make_unique<httplib::Client>("127.0.0.1", port_);
+  EXPECT_EQ(blob_count(), 0u);
+  EXPECT_TRUE(fs::is_empty(config_.media_dir() + "/tmp"));
+  EXPECT_EQ(media_->counters().refused, 2u);
+}
+
+TEST_F(MediaTest, DiskFloorZeroIsOff) {
+  start_media({{"CHAT_MEDIA_MIN_FREE_MB", "0"}});
+  EXPECT_EQ(upload(mp4_bytes(50000), token_for("alice"))->status, 201);
+}
+
+TEST_F(MediaTest, DiskFloorIsCheckedWhileStreaming) {
+  start_media({{"CHAT_MEDIA_MIN_FREE_MB", "0"}});
+  // A second library on the same directory whose floor leaves ~2 MiB: an
+  // upload may start, but not go on past the next space check (4 MiB).
+  struct statvfs st {};
+  ASSERT_EQ(::statvfs(config_.media_dir().c_str(), &st), 0);
+  const uint64_t free_bytes = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+  MediaOptions o = media_->options();
+  o.min_free_bytes = free_bytes - (2u << 20);
+  auto lib = MediaLibrary::open(o, *media_store_, *reader_, clock_);
+  ASSERT_TRUE(lib.is_ok());
+  if (!(*lib)->has_room(0)) GTEST_SKIP() << "the disk's free space changed meanwhile";
+  EXPECT_FALSE((*lib)->has_room(64u << 20));
+  auto up = (*lib)->begin_upload();
+  ASSERT_TRUE(up.is_ok());
+  const std::string bytes = mp4_bytes(4096);
+  EXPECT_TRUE((*up)->write(bytes.data(), bytes.size()) || (*up)->no_space());
+  EXPECT_TRUE((*up)->no_space());
+  EXPECT_EQ((*up)->size(), 0u);
+  up = Result<std::unique_ptr<MediaLibrary::Upload>>(internal_error("gone"));
+  EXPECT_TRUE(fs::is_empty(config_.media_dir() + "/tmp"));
 }
 
 }  // namespace

@@ -198,6 +198,14 @@ TEST_F(PushProvidersTest, FcmClassifiesEveryAnswer) {
       {"down", json::array({{{"status", 503}, {"headers", {{"Retry-After", date_in_30s}}}}})},
       {"bad", json::array({{{"status", 400},
                             {"body", google_error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT")}}})},
+      {"badtoken",
+       json::array(
+           {{{"status", 400},
+             {"body",
+              {{"error",
+                {{"code", 400},
+                 {"message", "The registration token is not a valid FCM registration token"},
+                 {"status", "INVALID_ARGUMENT"}}}}}}})},
       {"sender",
        json::array({{{"status", 403},
                      {"body", google_error(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH")}}})},
@@ -224,6 +232,10 @@ TEST_F(PushProvidersTest, FcmClassifiesEveryAnswer) {
   r = send("bad");
   EXPECT_EQ(r.outcome, PushOutcome::kRejected);
   EXPECT_EQ(r.reason, "fcm: 400 INVALID_ARGUMENT");
+  // The same code for a token that is not an FCM token: its message tells.
+  r = send("badtoken");
+  EXPECT_EQ(r.outcome, PushOutcome::kUnregistered);
+  EXPECT_EQ(r.http_status, 400);
   EXPECT_EQ(send("sender").outcome, PushOutcome::kRejected);
   r = send("junk");
   EXPECT_EQ(r.outcome, PushOutcome::kRejected);

@@ -2,9 +2,12 @@
 // records, the worker with an in-process fake provider and an injected clock,
 // the device registry, and the /v1/devices routes.
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
 
 #include <condition_variable>
 #include <deque>
+#include <mutex>
+#include <thread>
 
 #include "chat/api/devices.h"
 #include "chat/api/push_metrics.h"
@@ -74,6 +77,9 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds tim
   }
   return true;
 }
+
+// An APNs device token: 64 hex digits.
+const std::string kApnsToken(64, 'a');
 
 PushResult retry(int http, std::chrono::seconds after = 0s) {
   return PushResult{PushOutcome::kRetry, http, after, "server error"};
@@ -158,10 +164,9 @@ class PushPipelineTest : public ::testing::Test {
     req.cid = f.cid;
     req.envelope = make_envelope(f, body);
     req.participants = {"alice", "bob"};
-    req.push =
-        nlohmann::json{
-            {"id", f.id}, {"conv", f.conv}, {"from", f.from}, {"type", type}, {"targets", targets}}
-            .dump();
+    req.push = nlohmann::json{{"id", f.id},     {"ts", f.ts},   {"conv", f.conv},
+                              {"from", f.from}, {"type", type}, {"targets", targets}}
+                   .dump();
     Status s = archive_->append(req);
     EXPECT_TRUE(s.is_ok()) << s.to_string();
     return f.id;
@@ -201,7 +206,7 @@ class PushPipelineTest : public ::testing::Test {
 
 TEST_F(PushPipelineTest, OneNotificationPerMessageAndTargetAcrossARestart) {
   register_device("bob", "phone", "token-phone-123456");
-  register_device("bob", "tablet", "token-tablet-123456", "apns");
+  register_device("bob", "tablet", kApnsToken, "apns");
   make_worker();
   const std::string id = archive_message({"bob:phone", "bob:tablet"});
   EXPECT_EQ(take(), 1u);
@@ -370,7 +375,7 @@ TEST_F(PushPipelineTest, UnregisteredKeepsATokenRegisteredMeanwhile) {
 }
 
 TEST_F(PushPipelineTest, APlatformWithoutProviderIsDropped) {
-  register_device("bob", "tablet", "token-tablet-123456", "apns");
+  register_device("bob", "tablet", kApnsToken, "apns");
   make_worker(/*no_apns=*/true);
   archive_message({"bob:tablet"});
   take();
@@ -411,6 +416,162 @@ TEST_F(PushPipelineTest, PreviewOnlyWhenAllowedAndOnlyForText) {
   EXPECT_EQ(sends[2].notification.preview, "caption-like");
 }
 
+TEST_F(PushPipelineTest, TheJobIsMarkedInFlightWhileItsSendRuns) {
+  register_device("bob", "phone", "token-phone-123456");
+  make_worker();
+  archive_message({"bob:phone"});
+  take();
+  fcm_->set_block(true);
+  std::thread sender([&] { send_due(); });
+  ASSERT_TRUE(fcm_->wait_sends(1));
+  // What a SIGKILL now would leave behind: the job, marked in flight.
+  auto due = store_->due_jobs(clock_.now_ms(), 10);
+  ASSERT_TRUE(due.is_ok());
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_TRUE((*due)[0].in_flight);
+  fcm_->set_block(false);
+  sender.join();
+  EXPECT_EQ(store_->queue_depth(), 0u);
+}
+
+TEST_F(PushPipelineTest, AJobLeftInFlightByACrashIsDroppedNotResent) {
+  register_device("bob", "phone", "token-phone-123456");
+  make_worker();
+  archive_message({"bob:phone"});
+  take();
+  auto due = store_->due_jobs(clock_.now_ms(), 10);
+  ASSERT_TRUE(due.is_ok());
+  ASSERT_EQ(due->size(), 1u);
+  // The worker marked it and was killed during the send.
+  ASSERT_TRUE(store_->mark_in_flight((*due)[0]).is_ok());
+  open_store();
+  make_worker();
+  EXPECT_EQ(send_due(), 1u);
+  EXPECT_TRUE(fcm_->sends().empty()) << "at most one notification per message and device";
+  EXPECT_EQ(metrics_.failed_count("fcm", "uncertain"), 1u);
+  EXPECT_EQ(store_->queue_depth(), 0u);
+}
+
+TEST_F(PushPipelineTest, ARetryClearsTheInFlightMarkAndIsSentAgain) {
+  register_device("bob", "phone", "token-phone-123456");
+  make_worker();
+  archive_message({"bob:phone"});
+  take();
+  fcm_->script(retry(503));
+  EXPECT_EQ(send_due(), 1u);
+  clock_.advance_ms(options_.backoff_min_ms);
+  auto due = store_->due_jobs(clock_.now_ms(), 10);
+  ASSERT_TRUE(due.is_ok());
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_FALSE((*due)[0].in_flight);
+  EXPECT_EQ(send_due(), 1u);
+  EXPECT_EQ(fcm_->sends().size(), 2u);
+  EXPECT_EQ(metrics_.sent_count("fcm"), 1u);
+  EXPECT_EQ(metrics_.failed_count("fcm", "uncertain"), 0u);
+}
+
+TEST_F(PushPipelineTest, TheAgeLimitRunsFromTheMessageTime) {
+  register_device("bob", "phone", "token-phone-123456");
+  make_worker();
+  archive_message({"bob:phone"});
+  // Taken over late (chat-api was down): queued with the message's time.
+  clock_.advance_ms(options_.max_age_ms - 1000);
+  EXPECT_EQ(take(), 1u);
+  EXPECT_EQ(store_->queue_depth(), 1u);
+  clock_.advance_ms(2000);
+  EXPECT_EQ(send_due(), 1u);
+  EXPECT_TRUE(fcm_->sends().empty());
+  EXPECT_EQ(metrics_.failed_count("fcm", "expired"), 1u);
+
+  // Already too old at take-over: never queued.
+  archive_message({"bob:phone"});
+  clock_.advance_ms(options_.max_age_ms + 1);
+  EXPECT_EQ(take(), 1u);
+  EXPECT_EQ(store_->queue_depth(), 0u);
+  EXPECT_EQ(metrics_.failed_count("fcm", "expired"), 2u);
+  EXPECT_TRUE(fcm_->sends().empty());
+}
+
+TEST_F(PushPipelineTest, TheNotificationCarriesTheMessageTime) {
+  register_device("bob", "phone", "token-phone-123456");
+  make_worker();
+  const int64_t sent_at = clock_.now_ms();
+  archive_message({"bob:phone"});
+  clock_.advance_ms(60'000);
+  take();
+  send_due();
+  ASSERT_EQ(fcm_->sends().size(), 1u);
+  EXPECT_EQ(fcm_->sends()[0].notification.message_ms, sent_at);
+}
+
+TEST_F(PushPipelineTest, AStoreReadErrorBacksOffInsteadOfSpinning) {
+  register_device("bob", "phone", "token-phone-123456");
+  make_worker();
+  archive_message({"bob:phone"});
+  take();
+  // Damage bob's target record so that reading it fails.
+  worker_.reset();
+  registry_.reset();
+  store_.reset();
+  {
+    rocksdb::DBOptions db_options;
+    std::vector<rocksdb::ColumnFamilyDescriptor> families;
+    for (const char* name : {"default", "targets", "tokens", "jobs", "due", "meta"}) {
+      families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(db_options, dir_ + "/push", families, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), handles[1], std::string("bob\0phone", 9), "{").ok());
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+  }
+  open_store();
+  make_worker();
+  EXPECT_EQ(send_due(), 1u);
+  EXPECT_TRUE(fcm_->sends().empty());
+  EXPECT_EQ(store_->queue_depth(), 1u);
+  // Not due again at once (the dispatcher would spin): after the backoff.
+  auto next = store_->next_due_ms();
+  ASSERT_TRUE(next.is_ok() && next->has_value());
+  EXPECT_EQ(**next, clock_.now_ms() + options_.backoff_min_ms);
+  auto due = store_->due_jobs(clock_.now_ms(), 10);
+  ASSERT_TRUE(due.is_ok());
+  EXPECT_TRUE(due->empty());
+  clock_.advance_ms(options_.backoff_min_ms);
+  due = store_->due_jobs(clock_.now_ms(), 10);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].attempts, 0) << "a store failure is not a send attempt";
+}
+
+TEST_F(PushPipelineTest, ASlowBrokerForOneUserDoesNotBlockAnotherRegistration) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  control_.set_handler([&](const nlohmann::json& request) -> Result<nlohmann::json> {
+    if (request.value("user", "") == "alice") {
+      std::unique_lock lock(mu);
+      cv.wait_for(lock, 5s, [&] { return release; });
+    }
+    return nlohmann::json{{"req", "x"}, {"ok", true}};
+  });
+  std::thread slow([&] { register_device("alice", "phone", "token-alice-123456"); });
+  ASSERT_TRUE(eventually([&] { return !ops("push.devices").empty(); }));
+  const auto start = std::chrono::steady_clock::now();
+  register_device("bob", "phone", "token-bob-1234567");  // not behind alice's round trip
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+  {
+    std::lock_guard lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  slow.join();
+  auto alice = store_->targets_of("alice");
+  ASSERT_TRUE(alice.is_ok());
+  EXPECT_EQ(alice->size(), 1u);
+}
+
 TEST(PushPreview, CutsAtCodePoints) {
   EXPECT_EQ(push_preview(R"({"body":"h\u00e9llo"})", 3), "h\u00e9l\u2026");
   EXPECT_EQ(push_preview(R"({"body":"\ud83d\ude00\ud83d\ude00"})", 1), "\U0001F600\u2026");
@@ -438,6 +599,8 @@ TEST_F(PushPipelineTest, MalformedRecordsAreSkippedAndTheCursorMovesOn) {
 TEST_F(PushPipelineTest, TheThreadsDeliverAfterAWakeUpAndStopFinishesSendsInFlight) {
   options_.poll_interval = 10s;  // only the wake-up can be what makes it fast
   register_device("bob", "phone", "token-phone-123456");
+  // The worker runs on real time: so are the messages (their age counts).
+  clock_.set_ms(SystemClock::instance().now_ms());
   make_worker(SystemClock::instance());
   worker_->start();
   archive_message({"bob:phone"});
@@ -529,7 +692,7 @@ TEST_F(DeviceRoutesTest, RegisterListAndRemoveOwnDevices) {
   EXPECT_EQ(last["user"], "bob");
   EXPECT_EQ(last["devices"], nlohmann::json::array({"phone"}));
 
-  r = register_device(bob, {{"device", "phone"}, {"platform", "apns"}, {"token", "a" + token}});
+  r = register_device(bob, {{"device", "phone"}, {"platform", "apns"}, {"token", kApnsToken}});
   EXPECT_EQ(r->status, 200) << r->body;  // replaced
   r = register_device(bob, {{"device", "tablet"}, {"platform", "fcm"}, {"token", "t" + token}});
   EXPECT_EQ(r->status, 201);
@@ -581,6 +744,29 @@ TEST_F(DeviceRoutesTest, BadInputIsAClearError) {
       client_->Post("/v1/devices", {{"Authorization", "Bearer " + bob}}, "[1]", "application/json");
   EXPECT_EQ(r->status, 400);
   EXPECT_EQ(del("/v1/devices/" + std::string(65, 'a'), bob)->status, 400);
+}
+
+TEST_F(DeviceRoutesTest, TokensAreCheckedForTheirPlatform) {
+  start_with_devices();
+  const std::string bob = token_for("bob");
+  const auto code_of = [&](const std::string& platform, const std::string& token) {
+    auto r = register_device(bob, {{"device", "phone"}, {"platform", platform}, {"token", token}});
+    if (!r) return std::string("no response");
+    if (r->status != 400) return std::to_string(r->status);
+    auto body = body_of(r);
+    EXPECT_FALSE(body["message"].get<std::string>().empty());
+    return body["error"].get<std::string>();
+  };
+  EXPECT_EQ(code_of("apns", "token-tablet-123456"), "invalid_token");  // not hex
+  EXPECT_EQ(code_of("apns", std::string(62, 'a')), "invalid_token");   // too short
+  EXPECT_EQ(code_of("apns", std::string(65, 'a')), "invalid_token");   // odd
+  EXPECT_EQ(code_of("apns", std::string(202, 'a')), "invalid_token");  // too long
+  EXPECT_EQ(code_of("apns", std::string(63, 'a') + "g"), "invalid_token");
+  EXPECT_EQ(code_of("fcm", ""), "invalid_token");
+  EXPECT_EQ(code_of("fcm", std::string("abc\x01") + "def"), "invalid_token");
+  EXPECT_EQ(code_of("fcm", std::string(4097, 'a')), "invalid_token");
+  EXPECT_EQ(code_of("apns", std::string(64, 'A')), "201");
+  EXPECT_EQ(code_of("fcm", "fcm-token:APA91b_x-y"), "200");  // replaced
 }
 
 TEST_F(DeviceRoutesTest, TheCapIsAConflictNamingTheSetting) {

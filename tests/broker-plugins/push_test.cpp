@@ -133,6 +133,9 @@ TEST_F(PushRouterTest, ARecordNamesEachOfflineRecipientDeviceWithATarget) {
   EXPECT_EQ(record["conv"], "dm:alice:bob");
   EXPECT_EQ(record["from"], "alice");
   EXPECT_EQ(record["type"], "text");
+  // The message's time: chat-api's push age limit runs from it.
+  EXPECT_EQ(record["ts"], json::parse(out.payload)["ts"]);
+  EXPECT_EQ(record["ts"], clock_.now_ms());
   EXPECT_EQ(record["targets"], json::array({"bob:phone"}));
   EXPECT_FALSE(record.contains("body"));  // content-free
   ASSERT_EQ(wakeups(), 1u);

@@ -3,6 +3,7 @@
 #include "chat/store/push_store.h"
 
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
 
 #include "chat/common/ids.h"
 #include "chat/store/archive.h"
@@ -171,6 +172,59 @@ TEST_F(PushStoreTest, EnqueueIsIdempotentPerMessageAndTargetAndMovesTheCursor) {
   ASSERT_EQ(due->size(), 2u);
   EXPECT_EQ((*due)[0].device, "tablet");  // due at 100, then phone at 5000
   EXPECT_EQ((*due)[1].attempts, 3);
+}
+
+TEST_F(PushStoreTest, InFlightIsStoredAndClearedByReschedule) {
+  PushJob job;
+  job.message_id = "m1";
+  job.user = "bob";
+  job.device = "phone";
+  job.conv = "dm:alice:bob";
+  job.from = "alice";
+  job.type = "text";
+  job.created_ms = 100;
+  job.due_ms = 100;
+  ASSERT_TRUE(store_->enqueue({job}, "m1").is_ok());
+  ASSERT_TRUE(store_->mark_in_flight(job).is_ok());
+  reopen();  // the mark survives a restart
+  auto due = store_->due_jobs(100, 10);
+  ASSERT_TRUE(due.is_ok());
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_TRUE((*due)[0].in_flight);
+  EXPECT_EQ((*due)[0].created_ms, 100);
+  PushJob next = (*due)[0];
+  next.in_flight = false;
+  next.attempts = 1;
+  next.due_ms = 200;
+  ASSERT_TRUE(store_->reschedule(next).is_ok());
+  due = store_->due_jobs(200, 10);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_FALSE((*due)[0].in_flight);
+  EXPECT_EQ((*due)[0].attempts, 1);
+  ASSERT_TRUE(store_->complete(next).is_ok());
+  EXPECT_EQ(store_->mark_in_flight(next).code(), StatusCode::kNotFound);
+}
+
+TEST_F(PushStoreTest, ADamagedDueKeyIsAnErrorNotACrash) {
+  store_.reset();
+  {
+    // Write a due key that is not 16 hex digits straight into the database.
+    rocksdb::DBOptions db_options;
+    std::vector<rocksdb::ColumnFamilyDescriptor> families;
+    for (const char* name : {"default", "targets", "tokens", "jobs", "due", "meta"}) {
+      families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(db_options, dir_.sub("push"), families, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), handles[4], std::string("-zz\0m:b:p", 9), "").ok());
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+  }
+  reopen();
+  auto next = store_->next_due_ms();  // std::stoull threw here: std::terminate
+  EXPECT_FALSE(next.is_ok());
 }
 
 TEST_F(PushStoreTest, DueJobsComeInDueOrderAndOnlyWhenDue) {

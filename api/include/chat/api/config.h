@@ -127,6 +127,10 @@ struct Config {
   // CHAT_MEDIA_URL_TTL. Default: 604800 (7 days). Lifetime in seconds of the
   // signed media URLs chat-api hands out, 60 to 31536000.
   int64_t media_url_ttl_s = 7 * 24 * 3600;
+  // CHAT_MEDIA_MIN_FREE_MB. Default: 1024. Uploads are refused (507) when the
+  // media directory's file system would have less free space than this; 0
+  // turns the floor off. 0 to 1073741824 (1 PiB).
+  int64_t media_min_free_mb = 1024;
 
   bool is_admin(std::string_view user) const;
 

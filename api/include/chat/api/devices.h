@@ -14,6 +14,8 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -29,6 +31,13 @@ namespace chat::api {
 
 // Longest token accepted (FCM tokens are ~160 characters, APNs 64 hex digits).
 inline constexpr size_t kMaxPushTokenBytes = 4096;
+
+// Checks a token's shape for its platform: APNs device tokens are 64 to 200
+// hex digits (an even count); FCM registration tokens 1 to
+// kMaxPushTokenBytes printable ASCII characters without spaces.
+// kInvalidArgument with a message naming the rule (POST /v1/devices answers
+// 400 invalid_token with it).
+Status check_push_token(std::string_view platform, std::string_view token);
 
 // One registered target as GET /v1/devices shows it (never the whole token).
 struct DeviceInfo {
@@ -65,8 +74,8 @@ class DeviceRegistry {
                                    const std::string& token);
 
   // Sends push.devices for every user whose device list in the broker's
-  // archive differs from ours (each user's list is sent under the same lock
-  // as registrations, so a newer list is never overwritten). Clears the
+  // archive differs from ours (one send per user at a time, each reading the
+  // list when it starts, so a newer list is never overwritten). Clears the
   // pending flag when every user was confirmed.
   Status reconcile(store::ArchiveReader& archive);
   // Whether a change was not confirmed by the broker (or a reconnect asked
@@ -75,7 +84,20 @@ class DeviceRegistry {
   void request_resync() { resync_pending_.store(true); }
 
  private:
-  // Tells the broker the user's current device list (caller holds mu_).
+  // One user's push.devices sends: one at a time, each sending the list as
+  // stored when it starts (the latest state wins). A change counts up
+  // `changed`; a send confirmed for version v covers every change up to v, so
+  // callers waiting behind a send that covered their change skip theirs.
+  struct UserSync {
+    std::mutex send_mu;      // held across the broker round trip
+    uint64_t changed = 0;    // guarded by sync_mu_
+    uint64_t confirmed = 0;  // guarded by sync_mu_
+  };
+  std::shared_ptr<UserSync> sync_of(const std::string& user);
+  // Records a change of the user's list (after the store write).
+  void note_change(const std::string& user);
+  // Tells the broker the user's current device list, unless a send since the
+  // last note_change was confirmed already. Never called under mu_.
   Status tell_broker(const std::string& user);
   // tell_broker for each user; marks a resync pending when one fails.
   Status tell_broker_all(const std::vector<std::string>& users);
@@ -84,7 +106,9 @@ class DeviceRegistry {
   ControlChannel& control_;
   const Clock& clock_;
   size_t max_devices_;
-  std::mutex mu_;  // one device-list change (store + broker) at a time
+  std::mutex mu_;  // one device-list store change at a time (never held across the broker)
+  std::mutex sync_mu_;
+  std::map<std::string, std::shared_ptr<UserSync>> sync_;  // guarded by sync_mu_
   std::atomic<bool> resync_pending_{false};
 };
 

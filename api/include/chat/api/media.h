@@ -49,13 +49,20 @@ bool is_valid_media_id(std::string_view id);
 // Largest side of a thumbnail, in pixels.
 inline constexpr int kThumbnailSize = 320;
 // Images with more pixels than this get no thumbnail (decompression bombs).
-inline constexpr uint64_t kThumbnailMaxPixels = 100'000'000;
+inline constexpr uint64_t kThumbnailMaxPixels = 40'000'000;
+// The cap for interlaced PNG and progressive JPEG, which libvips cannot
+// shrink while loading (the whole image is decoded).
+inline constexpr uint64_t kThumbnailMaxPixelsInterlaced = 10'000'000;
+// How long an upload waits for the thumbnailer (one image at a time) before
+// it is stored without a thumbnail.
+inline constexpr int kThumbnailWaitMs = 2000;
 
 // Writes a JPEG thumbnail (longest side at most kThumbnailSize, never
 // enlarged) of the image file `source` to `dest`. False for anything libvips
-// cannot read as an image (no thumbnail then; never a crash). Initializes
-// libvips once, with one worker thread and its operation cache off; one
-// thumbnail is made at a time.
+// cannot read as an image (no thumbnail then; never a crash), for images over
+// the pixel caps above, and when the thumbnailer stayed busy for
+// kThumbnailWaitMs. Initializes libvips once, with one worker thread and its
+// operation cache off; one thumbnail is made at a time.
 bool make_thumbnail(const std::string& source, const std::string& dest);
 
 // ---- the library ------------------------------------------------------------
@@ -63,12 +70,15 @@ bool make_thumbnail(const std::string& source, const std::string& dest);
 // How much of a refused upload's body is still read (and dropped), so that a
 // client still sending gets the 413/415 rather than a reset connection.
 inline constexpr uint64_t kUploadDrainBytes = 1 << 20;
+// How often (in bytes received) an upload checks the free space again.
+inline constexpr uint64_t kSpaceCheckBytes = 4 << 20;
 
 struct MediaOptions {
   std::string dir;                           // $CHAT_DATA_DIR/media
   std::string key_path;                      // the signing key ($CHAT_DATA_DIR/api/media-url.key)
   uint64_t max_bytes = 64ull * 1024 * 1024;  // CHAT_MEDIA_MAX_BYTES
   int64_t url_ttl_s = 7 * 24 * 3600;         // CHAT_MEDIA_URL_TTL
+  uint64_t min_free_bytes = 1024ull << 20;   // CHAT_MEDIA_MIN_FREE_MB (0: no floor)
 };
 
 // Counters for /metrics.
@@ -94,15 +104,18 @@ class MediaLibrary {
 
   // One upload being streamed to a temporary file. Once the body went over
   // the limit (too_large()) or its first bytes are not an allowed type
-  // (refused_type()), nothing more is stored and write() keeps reading (and
-  // dropping) at most kUploadDrainBytes more before it returns false to stop
-  // reading; it returns false at once when the disk failed (error()).
+  // (refused_type()) or the disk's free space would drop below the floor
+  // (no_space(), checked every kSpaceCheckBytes), nothing more is stored and
+  // write() keeps reading (and dropping) at most kUploadDrainBytes more before
+  // it returns false to stop reading; it returns false at once when the disk
+  // failed (error()).
   class Upload {
    public:
     ~Upload();  // removes the temporary file unless committed
     bool write(const char* data, size_t n);
     bool too_large() const { return too_large_; }
     bool refused_type() const { return refused_type_; }
+    bool no_space() const { return no_space_; }
     const Status& error() const { return error_; }
     uint64_t size() const { return size_; }
 
@@ -122,10 +135,15 @@ class MediaLibrary {
     std::optional<std::string> type_;
     bool too_large_ = false;
     bool refused_type_ = false;
+    bool no_space_ = false;
+    uint64_t next_space_check_ = 0;  // size_ at which free space is checked again
     Status error_;
   };
 
   Result<std::unique_ptr<Upload>> begin_upload();
+  // Whether `incoming` more bytes leave at least min_free_bytes free on the
+  // media directory's file system (statvfs; always true with no floor).
+  bool has_room(uint64_t incoming) const;
   // Stores a complete upload: content type check (kInvalidArgument with
   // refused_type() set when not allowed; an empty body is kInvalidArgument),
   // fsync, the blob (kept once per content), its thumbnail, and the record.

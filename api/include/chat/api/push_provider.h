@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <utility>
 
@@ -30,6 +31,7 @@ struct PushNotification {
   std::string from;        // sender user id
   std::string type;        // envelope type: text, media, e2e, ...
   std::string preview;     // "" = none
+  int64_t message_ms = 0;  // the message's time (envelope ts); 0 = unknown
 };
 
 enum class PushOutcome {

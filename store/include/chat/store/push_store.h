@@ -11,7 +11,7 @@
 // Schema (column families):
 //   targets  <user>\0<device>              {"platform","token","created_ms"}
 //   tokens   <platform>\0<token>           <user>\0<device> (one target per token)
-//   jobs     <message id>\0<user>:<device> {"conv","from","type","attempts","created_ms","due_ms"}
+//   jobs     <message id>\0<user>:<device> {"conv","from","type","attempts","created_ms","due_ms","in_flight"}
 //   due      <due ms, 16 hex>\0<job key>   "" (the jobs in send order)
 //   meta     cursor                        the last push record taken over
 // clang-format on
@@ -56,8 +56,11 @@ struct PushJob {
   std::string from;
   std::string type;
   int attempts = 0;        // sends tried so far
-  int64_t created_ms = 0;  // when it was queued
+  int64_t created_ms = 0;  // the message's time (its envelope ts); the age limit runs from it
   int64_t due_ms = 0;      // when to send (next)
+  // A send was started and its outcome not stored yet (mark_in_flight). A
+  // job found so after a crash is dropped, never resent (at most once).
+  bool in_flight = false;
 
   // The job's key: <message id>\0<user>:<device> (unique per message and target).
   std::string key() const;
@@ -106,10 +109,15 @@ class PushStore {
   // Jobs due at `now_ms` (due_ms <= now_ms), earliest first, at most `limit`.
   Result<std::vector<PushJob>> due_jobs(int64_t now_ms, size_t limit) const;
   // When the earliest job is due; nullopt when the queue is empty.
+  // kInternal for a damaged due key (never throws).
   Result<std::optional<int64_t>> next_due_ms() const;
+  // Marks the job in flight (one write), before its send. kNotFound when it
+  // is gone.
+  Status mark_in_flight(const PushJob& job);
   // Removes a job (sent, refused, given up). Removing one already gone is ok.
   Status complete(const PushJob& job);
-  // Stores the job's new attempts and due_ms. kNotFound when it is gone.
+  // Stores the job's new attempts, due_ms and in_flight (the caller clears
+  // it). kNotFound when it is gone.
   Status reschedule(const PushJob& job);
   // Jobs queued now.
   size_t queue_depth() const;
