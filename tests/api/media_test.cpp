@@ -517,8 +517,13 @@ TEST_F(MediaTest, ChunkedBodiesAreRefusedBeforeReadingExceptForUploads) {
                     "Transfer-Encoding: chunked\r\n\r\n")}) {
     EXPECT_EQ(chunked_head_then_body(port_, head, 10u << 20), 411) << head;
   }
-  // The server did not keep the bodies (it would hold 10 MiB each).
+  // The server did not keep the bodies (it would hold 10 MiB each). Not under
+  // AddressSanitizer: its quarantine keeps freed memory resident on purpose.
+#if !defined(__SANITIZE_ADDRESS__)
   EXPECT_LT(resident_bytes(), before + (8u << 20));
+#else
+  (void)before;
+#endif
   // The JSON error, through httplib's own chunked client.
   auto r = client_->Post(
       "/v1/users",
