@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "chat/common/clock.h"
+#include "rocks_db.h"
 
 namespace chat::store {
 namespace {
@@ -57,16 +58,6 @@ std::string index_key(std::string_view user, std::string_view hash) {
   key.append(kSep);
   key.append(hash);
   return key;
-}
-
-Status from_rocksdb(const rocksdb::Status& s, std::string_view what) {
-  std::string message = std::string(what) + ": " + s.ToString();
-  if (s.IsNotFound()) return not_found(std::move(message));
-  if (s.IsIOError() || s.IsBusy() || s.IsTryAgain() || s.IsTimedOut() || s.IsShutdownInProgress() ||
-      s.IsIncomplete()) {
-    return unavailable(std::move(message));
-  }
-  return internal_error(std::move(message));
 }
 
 bool has_nul(std::string_view s) { return s.find('\0') != std::string_view::npos; }
@@ -166,37 +157,9 @@ bool decode_report(std::string_view text, Report* out) {
 
 }  // namespace
 
-struct AccountStore::Impl {
+struct AccountStore::Impl : FamilyDb {
   std::string path;
-  rocksdb::DB* db = nullptr;                          // owned; closed after the handles
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // owned
-  rocksdb::ColumnFamilyHandle* families[kFamilyCount] = {};
-  rocksdb::WriteOptions write_options;
   std::mutex write_mu;
-
-  ~Impl() {
-    if (db == nullptr) return;
-    for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
-    db->Close().PermitUncheckedError();  // the WAL already holds every write
-    delete db;
-  }
-
-  rocksdb::ColumnFamilyHandle* cf(Family f) const { return families[f]; }
-
-  Result<std::optional<std::string>> get(Family f, const rocksdb::Slice& key,
-                                         std::string_view what) const {
-    std::string value;
-    rocksdb::Status s = db->Get(rocksdb::ReadOptions(), cf(f), key, &value);
-    if (s.IsNotFound()) return std::optional<std::string>();
-    if (!s.ok()) return from_rocksdb(s, what);
-    return std::optional<std::string>(std::move(value));
-  }
-
-  Status write(rocksdb::WriteBatch* batch, std::string_view what) {
-    rocksdb::Status s = db->Write(write_options, batch);
-    if (!s.ok()) return from_rocksdb(s, what);
-    return Status::ok();
-  }
 
   // Adds the deletion of a refresh token and its index entry. Caller holds write_mu.
   Status delete_refresh(rocksdb::WriteBatch* batch, const std::string& hash,
@@ -224,8 +187,6 @@ AccountStore::~AccountStore() = default;
 
 Result<std::unique_ptr<AccountStore>> AccountStore::open(const std::string& path) {
   rocksdb::DBOptions db_options;
-  db_options.create_if_missing = true;
-  db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
   db_options.keep_log_file_num = 4;
   db_options.max_log_file_size = 8 << 20;
@@ -237,26 +198,10 @@ Result<std::unique_ptr<AccountStore>> AccountStore::open(const std::string& path
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
 
-  // Name every family on disk, ours included (RocksDB refuses to open otherwise).
-  std::vector<std::string> names;
-  rocksdb::DB::ListColumnFamilies(db_options, path, &names).PermitUncheckedError();  // absent: new
-  std::set<std::string> all(names.begin(), names.end());
-  all.insert(rocksdb::kDefaultColumnFamilyName);
-  for (const char* name : kFamilyNames) all.insert(name);
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const auto& name : all) descriptors.emplace_back(name, cf_options);
-
   auto impl = std::make_unique<Impl>();
   impl->path = path;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, path, descriptors, &impl->handles, &impl->db);
-  if (!s.ok()) return unavailable("accounts: cannot open " + path + ": " + s.ToString());
-  for (size_t f = 0; f < kFamilyCount; ++f) {
-    for (auto* handle : impl->handles) {
-      if (handle->GetName() == kFamilyNames[f]) impl->families[f] = handle;
-    }
-    if (impl->families[f] == nullptr) {
-      return internal_error("accounts: missing column family in " + path);
-    }
+  if (Status st = impl->open(path, db_options, cf_options, kFamilyNames, "accounts"); !st.is_ok()) {
+    return st;
   }
   return std::unique_ptr<AccountStore>(new AccountStore(std::move(impl)));
 }

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "chat/common/ids.h"
+#include "rocks_db.h"
 
 namespace chat::store {
 namespace {
@@ -139,16 +140,6 @@ bool has_nul(std::string_view s) { return s.find('\0') != std::string_view::npos
 
 // Maps a RocksDB failure to our codes: I/O and contention are transient
 // (kUnavailable), anything else means a bug or a damaged directory.
-Status from_rocksdb(const rocksdb::Status& s, std::string_view what) {
-  std::string message = std::string(what) + ": " + s.ToString();
-  if (s.IsNotFound()) return not_found(std::move(message));
-  if (s.IsIOError() || s.IsBusy() || s.IsTryAgain() || s.IsTimedOut() || s.IsShutdownInProgress() ||
-      s.IsIncomplete()) {
-    return unavailable(std::move(message));
-  }
-  return internal_error(std::move(message));
-}
-
 // convs values: {"last":"<id>","unread":N}. Written by hand (hot path), read
 // with nlohmann so a hand-edited or future value still parses.
 void encode_summary(std::string* out, std::string_view last, int64_t unread) {

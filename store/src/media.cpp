@@ -16,6 +16,8 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
+#include "rocks_db.h"
+
 namespace chat::store {
 namespace {
 
@@ -40,14 +42,6 @@ bool is_sha256_hex(std::string_view s) {
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
   }
   return true;
-}
-
-Status from_rocksdb(const rocksdb::Status& s, std::string_view what) {
-  std::string message = std::string(what) + ": " + s.ToString();
-  if (s.IsIOError() || s.IsBusy() || s.IsTryAgain() || s.IsTimedOut()) {
-    return unavailable(std::move(message));
-  }
-  return internal_error(std::move(message));
 }
 
 std::string encode(const MediaRecord& r) {

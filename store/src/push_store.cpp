@@ -14,6 +14,8 @@
 #include <string_view>
 #include <utility>
 
+#include "rocks_db.h"
+
 namespace chat::store {
 namespace {
 
@@ -39,16 +41,6 @@ std::string scope_end(std::string_view scope) {
 
 bool has_nul(std::string_view s) { return s.find('\0') != std::string_view::npos; }
 bool valid_part(std::string_view s) { return !s.empty() && !has_nul(s); }
-
-Status from_rocksdb(const rocksdb::Status& s, std::string_view what) {
-  std::string message = std::string(what) + ": " + s.ToString();
-  if (s.IsNotFound()) return not_found(std::move(message));
-  if (s.IsIOError() || s.IsBusy() || s.IsTryAgain() || s.IsTimedOut() || s.IsShutdownInProgress() ||
-      s.IsIncomplete()) {
-    return unavailable(std::move(message));
-  }
-  return internal_error(std::move(message));
-}
 
 std::string due_key(int64_t due_ms, std::string_view job_key) {
   char digits[20];
@@ -141,37 +133,9 @@ Status check_job(const PushJob& job) {
 
 std::string PushJob::key() const { return join_key(message_id, user + ":" + device); }
 
-struct PushStore::Impl {
-  rocksdb::DB* db = nullptr;                          // owned; closed after the handles
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // owned
-  rocksdb::ColumnFamilyHandle* families[kFamilyCount] = {};
-  rocksdb::WriteOptions write_options;
+struct PushStore::Impl : FamilyDb {
   std::mutex write_mu;
   std::atomic<size_t> depth{0};  // jobs queued; changed under write_mu
-
-  ~Impl() {
-    if (db == nullptr) return;
-    for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
-    db->Close().PermitUncheckedError();  // the WAL already holds every write
-    delete db;
-  }
-
-  rocksdb::ColumnFamilyHandle* cf(Family f) const { return families[f]; }
-
-  Result<std::optional<std::string>> get(Family f, const rocksdb::Slice& key,
-                                         std::string_view what) const {
-    std::string value;
-    rocksdb::Status s = db->Get(rocksdb::ReadOptions(), cf(f), key, &value);
-    if (s.IsNotFound()) return std::optional<std::string>();
-    if (!s.ok()) return from_rocksdb(s, what);
-    return std::optional<std::string>(std::move(value));
-  }
-
-  Status write(rocksdb::WriteBatch* batch, std::string_view what) {
-    rocksdb::Status s = db->Write(write_options, batch);
-    if (!s.ok()) return from_rocksdb(s, what);
-    return Status::ok();
-  }
 
   Result<std::optional<PushTargetRecord>> load_target(const std::string& user,
                                                       const std::string& device) const {
@@ -226,32 +190,16 @@ PushStore::~PushStore() = default;
 
 Result<std::unique_ptr<PushStore>> PushStore::open(const std::string& path) {
   rocksdb::DBOptions db_options;
-  db_options.create_if_missing = true;
-  db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
   db_options.keep_log_file_num = 4;
   db_options.max_log_file_size = 8 << 20;
   rocksdb::ColumnFamilyOptions cf_options;
   cf_options.write_buffer_size = 4 << 20;
 
-  std::vector<std::string> names;
-  rocksdb::DB::ListColumnFamilies(db_options, path, &names).PermitUncheckedError();  // absent: new
-  std::set<std::string> all(names.begin(), names.end());
-  all.insert(rocksdb::kDefaultColumnFamilyName);
-  for (const char* name : kFamilyNames) all.insert(name);
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const auto& name : all) descriptors.emplace_back(name, cf_options);
-
   auto impl = std::make_unique<Impl>();
-  rocksdb::Status s = rocksdb::DB::Open(db_options, path, descriptors, &impl->handles, &impl->db);
-  if (!s.ok()) return unavailable("push store: cannot open " + path + ": " + s.ToString());
-  for (size_t f = 0; f < kFamilyCount; ++f) {
-    for (auto* handle : impl->handles) {
-      if (handle->GetName() == kFamilyNames[f]) impl->families[f] = handle;
-    }
-    if (impl->families[f] == nullptr) {
-      return internal_error("push store: missing column family in " + path);
-    }
+  if (Status st = impl->open(path, db_options, cf_options, kFamilyNames, "push store");
+      !st.is_ok()) {
+    return st;
   }
   // The queue depth gauge starts from what is queued.
   size_t depth = 0;
