@@ -2,7 +2,6 @@
 // records, the worker with an in-process fake provider and an injected clock,
 // the device registry, and the /v1/devices routes.
 #include <gtest/gtest.h>
-#include <rocksdb/db.h>
 
 #include <condition_variable>
 #include <deque>
@@ -13,6 +12,7 @@
 #include "chat/api/push_metrics.h"
 #include "chat/api/push_worker.h"
 #include "http_fixture.h"
+#include "push_db_raw.h"
 
 namespace chat::api {
 namespace {
@@ -513,20 +513,8 @@ TEST_F(PushPipelineTest, AStoreReadErrorBacksOffInsteadOfSpinning) {
   worker_.reset();
   registry_.reset();
   store_.reset();
-  {
-    rocksdb::DBOptions db_options;
-    std::vector<rocksdb::ColumnFamilyDescriptor> families;
-    for (const char* name : {"default", "targets", "tokens", "jobs", "due", "meta"}) {
-      families.emplace_back(name, rocksdb::ColumnFamilyOptions());
-    }
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(db_options, dir_ + "/push", families, &handles, &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
-    ASSERT_TRUE(
-        db->Put(rocksdb::WriteOptions(), handles[1], std::string("bob\0phone", 9), "{").ok());
-    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
-  }
+  ASSERT_TRUE(chat::testing::put_raw_push_key(dir_ + "/push", chat::testing::PushFamily::kTargets,
+                                              std::string("bob\0phone", 9), "{"));
   open_store();
   make_worker();
   EXPECT_EQ(send_due(), 1u);

@@ -10,28 +10,12 @@
 #include "chat/broker/push_devices.h"
 #include "chat/broker/router.h"
 #include "chat/common/topics.h"
+#include "fake_port.h"
 
 namespace chat::broker {
 namespace {
 
 using json = nlohmann::json;
-
-struct Published {
-  std::string client_id, topic, payload;
-  int qos;
-};
-
-class FakePort final : public BrokerPort {
- public:
-  void publish(std::string_view client_id, const std::string& topic, std::string_view payload,
-               int qos, bool) override {
-    published.push_back({std::string(client_id), topic, std::string(payload), qos});
-  }
-  void kick_client(const std::string&) override {}
-  void kick_user(const std::string&) override {}
-  void log(LogLevel, const std::string&) override {}
-  std::vector<Published> published;
-};
 
 class PushRouterTest : public ::testing::Test {
  protected:

@@ -3,10 +3,10 @@
 #include "chat/store/push_store.h"
 
 #include <gtest/gtest.h>
-#include <rocksdb/db.h>
 
 #include "chat/common/ids.h"
 #include "chat/store/archive.h"
+#include "push_db_raw.h"
 #include "temp_dir.h"
 
 namespace chat::store {
@@ -207,21 +207,9 @@ TEST_F(PushStoreTest, InFlightIsStoredAndClearedByReschedule) {
 
 TEST_F(PushStoreTest, ADamagedDueKeyIsAnErrorNotACrash) {
   store_.reset();
-  {
-    // Write a due key that is not 16 hex digits straight into the database.
-    rocksdb::DBOptions db_options;
-    std::vector<rocksdb::ColumnFamilyDescriptor> families;
-    for (const char* name : {"default", "targets", "tokens", "jobs", "due", "meta"}) {
-      families.emplace_back(name, rocksdb::ColumnFamilyOptions());
-    }
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(db_options, dir_.sub("push"), families, &handles, &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
-    ASSERT_TRUE(
-        db->Put(rocksdb::WriteOptions(), handles[4], std::string("-zz\0m:b:p", 9), "").ok());
-    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
-  }
+  // Write a due key that is not 16 hex digits straight into the database.
+  ASSERT_TRUE(chat::testing::put_raw_push_key(dir_.sub("push"), chat::testing::PushFamily::kDue,
+                                              std::string("-zz\0m:b:p", 9), ""));
   reopen();
   auto next = store_->next_due_ms();  // std::stoull threw here: std::terminate
   EXPECT_FALSE(next.is_ok());
