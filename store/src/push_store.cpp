@@ -137,6 +137,16 @@ struct PushStore::Impl : FamilyDb {
   std::mutex write_mu;
   std::atomic<size_t> depth{0};  // jobs queued; changed under write_mu
 
+  // The job stored under `key` (nullopt when there is none). Caller holds write_mu.
+  Result<std::optional<PushJob>> load_job(const std::string& key) const {
+    auto value = get(kJobs, key, "push store job get");
+    if (!value) return value.status();
+    if (!value->has_value()) return std::optional<PushJob>();
+    PushJob job;
+    if (!decode_job(key, **value, &job)) return internal_error("push store: malformed job");
+    return std::optional<PushJob>(std::move(job));
+  }
+
   Result<std::optional<PushTargetRecord>> load_target(const std::string& user,
                                                       const std::string& device) const {
     const std::string key = join_key(user, device);
@@ -441,11 +451,10 @@ Status PushStore::mark_in_flight(const PushJob& job) {
   if (Status st = check_job(job); !st.is_ok()) return st;
   std::lock_guard lock(impl_->write_mu);
   const std::string key = job.key();
-  auto existing = impl_->get(kJobs, key, "push store job get");
+  auto existing = impl_->load_job(key);
   if (!existing) return existing.status();
   if (!existing->has_value()) return not_found("push store: no such job");
-  PushJob stored;
-  if (!decode_job(key, **existing, &stored)) return internal_error("push store: malformed job");
+  PushJob stored = std::move(**existing);
   stored.in_flight = true;  // due key unchanged: only the value is rewritten
   rocksdb::WriteBatch batch;
   rocksdb::Status s = batch.Put(impl_->cf(kJobs), key, encode_job(stored));
@@ -475,11 +484,10 @@ Status PushStore::reschedule(const PushJob& job) {
   if (Status st = check_job(job); !st.is_ok()) return st;
   std::lock_guard lock(impl_->write_mu);
   const std::string key = job.key();
-  auto existing = impl_->get(kJobs, key, "push store job get");
+  auto existing = impl_->load_job(key);
   if (!existing) return existing.status();
   if (!existing->has_value()) return not_found("push store: no such job");
-  PushJob stored;
-  if (!decode_job(key, **existing, &stored)) return internal_error("push store: malformed job");
+  PushJob stored = std::move(**existing);
   rocksdb::WriteBatch batch;
   rocksdb::Status s = batch.Delete(impl_->cf(kDue), due_key(stored.due_ms, key));
   if (s.ok()) s = batch.Put(impl_->cf(kJobs), key, encode_job(job));
