@@ -6,6 +6,7 @@
 #include "chatctl/commands.h"
 #include "chatctl/json_access.h"
 #include "chatctl/output.h"
+#include "chatctl/restore.h"
 
 namespace chat::tools {
 namespace {
@@ -131,9 +132,73 @@ int admin_change(Context& ctx, Credentials& credentials) {
   return kExitOk;
 }
 
+// POST /v1/admin/backups: DIR is a path on the server, sent as given (the
+// server refuses a relative one).
+int admin_backup(Context& ctx, Credentials& credentials) {
+  const nlohmann::json body{{"dir", ctx.command_line.args.at(0)}};
+  ctx.api.set_read_timeout(std::chrono::hours(1));  // the server copies media meanwhile
+  RestCall c = rest_call(ctx, credentials, "POST", "/v1/admin/backups", &body);
+  if (!c.ok()) return c.exit_status;
+  const auto& m = c.response->json;
+  if (ctx.out.json()) {
+    ctx.out.json_line(m);
+    return kExitOk;
+  }
+  const auto& archive = json_field(m, "archive");
+  const auto& media = json_field(json_field(m, "components"), "media");
+  ctx.out.line("backup written to " + sanitize_for_terminal(json_string(m, "dir")) + " in " +
+               std::to_string(int_field(m, "duration_ms")) + " ms");
+  ctx.out.line("newest message " + sanitize_for_terminal(json_string(archive, "max_id")) +
+               " (archive checkpoint " + std::to_string(int_field(archive, "checkpoint_ms")) +
+               " ms)");
+  ctx.out.line("media files " + std::to_string(int_field(media, "files")) + " (" +
+               std::to_string(int_field(media, "bytes")) + " bytes)");
+  return kExitOk;
+}
+
+// Local: no login needed, the data directory is on this machine.
+int admin_restore(Context& ctx) {
+  RestoreOptions options;
+  options.backup_dir = ctx.command_line.args.at(0);
+  if (ctx.command_line.data_dir) {
+    options.data_dir = *ctx.command_line.data_dir;
+  } else if (auto env = ctx.env("CHAT_DATA_DIR")) {
+    options.data_dir = *env;
+  } else {
+    ctx.out.error("usage", "admin restore: give --data-dir DIR or set CHAT_DATA_DIR");
+    return kExitUsage;
+  }
+  options.force = ctx.command_line.force;
+  options.now_ms = ctx.clock.now_ms();
+  auto report = restore_backup(options);
+  if (!report) return fail(ctx, report.status());
+  const auto& m = report->manifest;
+  if (ctx.out.json()) {
+    ctx.out.json_line({{"restored", options.backup_dir},
+                       {"data_dir", options.data_dir},
+                       {"moved_aside", report->moved_aside},
+                       {"files", report->files},
+                       {"bytes", report->bytes},
+                       {"created", json_string(m, "created")},
+                       {"max_id", json_string(json_field(m, "archive"), "max_id")}});
+    return kExitOk;
+  }
+  ctx.out.line("restored " + options.backup_dir + " (taken " +
+               sanitize_for_terminal(json_string(m, "created")) + ", newest message " +
+               sanitize_for_terminal(json_string(json_field(m, "archive"), "max_id")) + ") into " +
+               options.data_dir + ": " + std::to_string(report->files) + " files, " +
+               std::to_string(report->bytes) + " bytes");
+  if (!report->moved_aside.empty()) {
+    ctx.out.line("the previous data is in " + report->moved_aside);
+  }
+  ctx.out.note("start the stack on it (make run / scripts/run)");
+  return kExitOk;
+}
+
 }  // namespace
 
 int run_admin(Context& ctx) {
+  if (ctx.command_line.admin_action == AdminAction::kRestore) return admin_restore(ctx);
   auto user = active_user(ctx);
   if (!user) return fail(ctx, user.status());
   Credentials credentials(ctx.store, ctx.api, ctx.clock, *user);
@@ -149,11 +214,16 @@ int run_admin(Context& ctx) {
     case AdminAction::kKick:
     case AdminAction::kRevoke:
       return admin_change(ctx, credentials);
+    case AdminAction::kBackup:
+      return admin_backup(ctx, credentials);
+    case AdminAction::kRestore:  // handled above
+      break;
     case AdminAction::kNone:
       break;
   }
   ctx.out.error("usage",
-                "usage: chatctl admin users|clients|stats|ban USER|unban USER|kick ID|revoke JTI");
+                "usage: chatctl admin users|clients|stats|ban USER|unban USER|kick ID|revoke "
+                "JTI|backup DIR|restore DIR");
   return kExitUsage;
 }
 

@@ -237,6 +237,10 @@ Result<Download> ApiClient::download(std::string_view path, std::string_view bea
   return out;
 }
 
+void ApiClient::set_read_timeout(std::chrono::seconds timeout) {
+  impl_->client.set_read_timeout(static_cast<time_t>(timeout.count()), 0);
+}
+
 Result<ApiResponse> ApiClient::create_user(std::string_view user, std::string_view password) {
   return post_json("/v1/users", {{"user", user}, {"password", password}}, {});
 }

@@ -7,6 +7,7 @@
 // connection alive between calls.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -93,6 +94,9 @@ class ApiClient {
   using DownloadSink = std::function<bool(const Download& head, const char* data, size_t n)>;
   Result<Download> download(std::string_view path, std::string_view bearer, std::string_view range,
                             const DownloadSink& on_data);
+
+  // Replaces the 30 s read timeout (a long server-side operation: backups).
+  void set_read_timeout(std::chrono::seconds timeout);
 
   // POST /v1/users {"user","password"}.
   Result<ApiResponse> create_user(std::string_view user, std::string_view password);

@@ -45,7 +45,8 @@ constexpr CommandSpec kCommands[] = {
     {"unblock", Command::kUnblock, 1, 1, "unblock USER"},
     {"blocks", Command::kBlocks, 0, 0, "blocks"},
     {"admin", Command::kAdmin, 1, 2,
-     "admin users [--limit N] | clients | stats | ban USER | unban USER | kick CLIENTID"},
+     "admin users [--limit N] | clients | stats | ban USER | unban USER | kick CLIENTID | "
+     "revoke JTI | backup DIR | restore DIR [--data-dir D] [--force]"},
     {"devices", Command::kDevices, 0, 2,
      "devices [list] | devices register --platform fcm|apns --token T | devices unregister "
      "[DEVICE]"},
@@ -66,6 +67,8 @@ constexpr AdminSpec kAdminActions[] = {
     {"unban", AdminAction::kUnban, 1, "admin unban USER"},
     {"kick", AdminAction::kKick, 1, "admin kick CLIENTID"},
     {"revoke", AdminAction::kRevoke, 1, "admin revoke JTI"},
+    {"backup", AdminAction::kBackup, 1, "admin backup DIR"},
+    {"restore", AdminAction::kRestore, 1, "admin restore DIR [--data-dir D] [--force]"},
 };
 
 struct GroupSpec {
@@ -190,10 +193,16 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
       command_options.emplace_back(name, Command::kListen);
       continue;
     }
+    if (name == "force") {
+      if (inline_value) return usage_error("--force takes no value");
+      out.force = true;
+      command_options.emplace_back(name, Command::kAdmin);
+      continue;
+    }
     static constexpr std::string_view kValued[] = {
-        "api",      "mqtt",     "as",     "device", "home",    "ca",
-        "password", "limit",    "before", "count",  "timeout", "group",
-        "members",  "platform", "token",  "file",   "caption", "output"};
+        "api",   "mqtt",   "as",      "device",  "home",    "ca",      "password",
+        "limit", "before", "count",   "timeout", "group",   "members", "platform",
+        "token", "file",   "caption", "output",  "data-dir"};
     bool known = false;
     for (auto k : kValued) known = known || (k == name);
     if (!known) return usage_error("unknown option --" + name);
@@ -284,6 +293,10 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
       if (value.empty()) return usage_error("--token needs the provider's push token");
       out.push_token = value;
       command_options.emplace_back(name, Command::kDevices);
+    } else if (name == "data-dir") {
+      if (value.empty()) return usage_error("--data-dir needs a directory");
+      out.data_dir = value;
+      command_options.emplace_back(name, Command::kAdmin);
     }
   }
 
@@ -355,6 +368,9 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
                 (name == "limit" && out.command == Command::kRead) ||
                 (name == "limit" && out.admin_action == AdminAction::kUsers);
     if (name == "members") fits = fits && out.group_action == GroupAction::kCreate;
+    if (name == "data-dir" || name == "force") {
+      fits = fits && out.admin_action == AdminAction::kRestore;
+    }
     if (!fits && out.command != Command::kHelp) {
       std::string where(command_word);
       if (out.command == Command::kGroup && !positional.empty() && positional.size() > 1)
@@ -498,6 +514,13 @@ Commands:
   admin revoke JTI               revoke one access token (its connections close; it and the
                                  refresh token issued with it are refused); `admin clients
                                  --json` shows each connection's jti
+  admin backup DIR               online backup into DIR, an absolute path on the server that
+                                 does not exist yet (or is empty): archive, accounts, media,
+                                 push state, keys, manifest.json last
+  admin restore DIR [--data-dir D] [--force]
+                                 on the server, stack stopped: verify DIR's manifest and
+                                 restore it into D (else $CHAT_DATA_DIR); --force moves
+                                 existing data aside into D/pre-restore-<time>/
   devices [list]                 your devices with push targets (token hints only)
   devices register --platform fcm|apns --token T
                                  register this device's push token (--device, else the

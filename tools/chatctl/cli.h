@@ -64,6 +64,8 @@ enum class AdminAction {
   kUnban,    // admin unban USER
   kKick,     // admin kick CLIENTID
   kRevoke,   // admin revoke JTI
+  kBackup,   // admin backup DIR (a directory on the server)
+  kRestore,  // admin restore DIR [--data-dir D] [--force] (local, stack stopped)
 };
 
 const char* command_name(Command command);
@@ -101,6 +103,8 @@ struct CommandLine {
   std::vector<std::string> members;       // group create: --members a,b,c (user ids)
   std::optional<std::string> platform;    // devices register: --platform fcm|apns
   std::optional<std::string> push_token;  // devices register: --token T
+  std::optional<std::string> data_dir;    // admin restore: --data-dir DIR
+  bool force = false;                     // admin restore: --force
 };
 
 // "GID" or "g:GID" -> GID; kInvalidArgument when not a valid group id.
