@@ -1,5 +1,5 @@
 # A thin layer over scripts/setup and the CMake presets (CMakePresets.json).
-.PHONY: all setup build run test asan release clean
+.PHONY: all setup build run test fuzz asan release clean
 
 all: build
 
@@ -13,8 +13,16 @@ build: setup
 run: build
 	@scripts/run
 
+# The dev suite, then the fuzz preset: each libFuzzer harness for a bounded
+# time and the broker protocol fuzzer (fuzz/README.md).
 test: build
 	@ctest --preset dev -j2
+	@$(MAKE) --no-print-directory fuzz
+
+fuzz: setup
+	@cmake --preset fuzz >/dev/null
+	@cmake --build --preset fuzz
+	@ctest --preset fuzz -j2
 
 asan: setup
 	@cmake --preset asan >/dev/null
@@ -26,4 +34,4 @@ release: setup
 	@cmake --build --preset release
 
 clean:
-	rm -rf build build-asan build-release
+	rm -rf build build-asan build-release build-fuzz

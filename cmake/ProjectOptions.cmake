@@ -16,6 +16,17 @@ if(CHAT_SANITIZE)
   target_link_options(chat_sanitizers INTERFACE -fsanitize=address,undefined)
 endif()
 
+# The fuzz preset (fuzz/README.md, clang only): libFuzzer's coverage
+# instrumentation in every library, so the harnesses that link them can steer.
+# The harnesses themselves add -fsanitize=fuzzer (fuzz/CMakeLists.txt).
+option(CHAT_FUZZ "Build the libFuzzer harnesses and the broker protocol fuzzer (clang)" OFF)
+if(CHAT_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang" OR NOT CHAT_SANITIZE)
+    message(FATAL_ERROR "CHAT_FUZZ: needs clang and CHAT_SANITIZE=ON (cmake --preset fuzz)")
+  endif()
+  target_compile_options(chat_sanitizers INTERFACE -fsanitize=fuzzer-no-link)
+endif()
+
 # chat_defaults: what every target of ours links (PRIVATE).
 add_library(chat_defaults INTERFACE)
 target_link_libraries(chat_defaults INTERFACE chat_options chat_warnings chat_sanitizers)

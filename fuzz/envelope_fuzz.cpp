@@ -1,0 +1,79 @@
+// Fuzzes what a client publishes as a chat message (common/envelope.h,
+// common/strict_json.h): the payload validator, the error event, and the
+// envelope the broker builds from a valid payload.
+//
+// Invariants: no exception escapes; a payload that validates has a 1-64
+// character cid and a known type; the envelope built from it is JSON that
+// carries exactly that cid, type and body; re-serialising the message
+// validates again with the same result (parse -> serialise -> parse).
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "chat/common/envelope.h"
+#include "chat/common/strict_json.h"
+#include "fuzz_check.h"
+
+using nlohmann::json;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  // First byte: the payload limit (small limits exercise the too_large path).
+  const size_t max_payload = (data[0] & 1) ? chat::kDefaultMaxPayload : 64 + data[0];
+  std::string_view payload(reinterpret_cast<const char*>(data + 1), size - 1);
+
+  chat::ClientMessage msg;
+  chat::Refusal why;
+  const bool ok = chat::parse_client_message(payload, max_payload, &msg, &why);
+  const std::string cid = chat::extract_cid(payload);
+
+  // The error event is JSON whatever the cid and reason bytes are.
+  const std::string event = chat::make_error_event(payload.substr(0, 80), why.code, payload);
+  FUZZ_CHECK(json::accept(event));
+
+  if (!ok) {
+    FUZZ_CHECK(!why.reason.empty());
+    if (why.code == chat::RefusalCode::kTooLarge) FUZZ_CHECK(payload.size() > max_payload);
+    return 0;
+  }
+  FUZZ_CHECK(payload.size() <= max_payload);
+  FUZZ_CHECK(chat::is_valid_message_type(msg.type));
+  FUZZ_CHECK(!msg.cid.empty() && msg.cid.size() <= 64 * 4);
+  FUZZ_CHECK(cid == msg.cid);  // extract_cid agrees with the validator
+  if (msg.type == "media") {
+    FUZZ_CHECK(chat::check_media_body(msg.body).empty());
+    FUZZ_CHECK(!chat::media_reference(msg).empty());
+  }
+
+  // The envelope the router stores and delivers.
+  chat::EnvelopeFields f;
+  f.id = "0000018bcfe56800";
+  f.ts = 1'700'000'000'000;
+  f.conv = "dm:alice:bob";
+  f.from = "alice";
+  f.dev = "phone";
+  f.to = "bob";
+  f.cid = msg.cid;
+  f.type = msg.type;
+  const std::string envelope = chat::make_envelope(f, msg.body);
+  chat::JsonRefusal refusal;
+  json env = chat::parse_untrusted_json(envelope, chat::kMaxJsonDepth + 1, &refusal);
+  FUZZ_CHECK(refusal == chat::JsonRefusal::kNone);
+  FUZZ_CHECK(env.is_object());
+  FUZZ_CHECK(env["cid"] == msg.cid);
+  FUZZ_CHECK(env["type"] == msg.type);
+  FUZZ_CHECK(env["body"] == msg.body);
+  FUZZ_CHECK(env["v"] == 1);
+
+  // Serialise the message again: it validates, to the same message.
+  json again{{"cid", msg.cid}, {"type", msg.type}, {"body", msg.body}};
+  const std::string text = again.dump();
+  chat::ClientMessage msg2;
+  chat::Refusal why2;
+  if (text.size() <= max_payload) {
+    FUZZ_CHECK(chat::parse_client_message(text, max_payload, &msg2, &why2));
+    FUZZ_CHECK(msg2.cid == msg.cid && msg2.type == msg.type && msg2.body == msg.body);
+  }
+  return 0;
+}
