@@ -113,7 +113,7 @@ bool Gatekeeper::allowed(const void* handle, std::string_view client_id, Access 
       }
       if (s != nullptr && s->service) {
         return topic == topics::kControlResponse || topic == topics::kControlStats ||
-               topic == topics::kControlPush;
+               topic == topics::kControlPush || topic == topics::kSysMessagesDropped;
       }
       std::string_view t = topic;
       if (t.substr(0, 2) == "u/" && t.substr(2, user.size()) == user &&
@@ -133,7 +133,7 @@ bool Gatekeeper::allowed(const void* handle, std::string_view client_id, Access 
 bool Gatekeeper::allowed_subscribe(const DeviceSession& s, std::string_view filter) const {
   if (s.service) {
     return filter == topics::kControlResponse || filter == topics::kControlStats ||
-           filter == topics::kControlPush;
+           filter == topics::kControlPush || filter == topics::kSysMessagesDropped;
   }
   if (topics::is_own_inbox_filter(filter, s.user)) return true;
   std::string peer;
@@ -188,7 +188,8 @@ std::vector<std::string> Gatekeeper::take_expired() {
   std::vector<std::string> out;
   int64_t now = clock_.now_s();
   for (auto& [handle, s] : sessions_) {
-    if (!s.kicked && now > s.expires_s + verify_.leeway_s) {
+    // The rule CONNECT applied (leeway clamped, no overflow for any exp).
+    if (!s.kicked && jwt::is_expired(s.expires_s, verify_.leeway_s, now)) {
       s.kicked = true;
       out.push_back(s.client_id);
     }

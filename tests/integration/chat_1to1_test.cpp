@@ -132,61 +132,8 @@ TEST_F(OneToOne, OfflineDeviceWithPersistentSessionGetsEverythingOnReconnect) {
   }
 }
 
-TEST_F(OneToOne, BrokerSigkillMidStreamLosesNoAcknowledgedMessage) {
-  // Bob's phone is offline with a persistent session; alice streams.
-  {
-    MqttClient bob(stack.mqtt_port(), device("bob", "phone", bob_token, true, false));
-    ASSERT_EQ(bob.connect(), 0);
-    ASSERT_EQ(bob.subscribe("u/bob/#"), 1);
-    bob.disconnect();
-  }
-  std::set<std::string> acked_cids;
-  std::atomic<int> acked{0};
-  std::atomic<bool> killed{false};
-  // Crash the broker mid-stream: once 200 messages are acknowledged, while
-  // alice keeps publishing.
-  std::thread killer([&] {
-    eventually([&] { return acked.load() >= 200; }, 20s);
-    stack.kill_broker(SIGKILL);
-    killed = true;
-  });
-  {
-    MqttClient alice(stack.mqtt_port(), device("alice", "phone", alice_token));
-    if (alice.connect() == 0) {
-      for (int i = 0; i < 100000 && !killed; ++i) {
-        std::string cid = "k-" + std::to_string(i);
-        if (!is_success(alice.publish("dm/bob", text(cid, "stream")))) break;
-        acked_cids.insert(cid);
-        ++acked;
-      }
-    }
-  }
-  killer.join();
-  ASSERT_GE(acked_cids.size(), 200u);
-  stack.start_broker();
-
-  // Every acknowledged message is in the history...
-  std::set<std::string> history_cids;
-  std::set<std::string> history_ids;
-  auto all = sync_all(stack, bob_token);
-  for (auto& m : all) {
-    history_cids.insert(m["cid"].get<std::string>());
-    history_ids.insert(m["id"].get<std::string>());
-  }
-  EXPECT_EQ(all.size(), history_ids.size()) << "an id appears twice";
-  for (auto& cid : acked_cids)
-    EXPECT_TRUE(history_cids.count(cid)) << cid << " acknowledged but lost";
-  for (auto& cid : history_cids) EXPECT_EQ(cid.rfind("k-", 0), 0u) << "never sent: " << cid;
-
-  // ...and reaches bob's device: live from the session (if it survived) plus
-  // sync, de-duplicated by id.
-  MqttClient bob(stack.mqtt_port(), device("bob", "phone", bob_token, true, false));
-  ASSERT_EQ(bob.connect(), 0);
-  ASSERT_EQ(bob.subscribe("u/bob/#"), 1);
-  std::set<std::string> seen = ids_of(bob.received_on("u/bob/msg"));
-  for (auto& m : sync_all(stack, bob_token)) seen.insert(m["id"].get<std::string>());
-  for (auto& id : history_ids) EXPECT_TRUE(seen.count(id));
-}
+// SIGKILL of the broker (and of chat-api and chat-bridge) mid-stream:
+// tests/integration/faults_test.cpp, Faults/SigkillMidStream.*.
 
 TEST_F(OneToOne, DuplicateCidIsDeliveredAndArchivedOnce) {
   MqttClient alice(stack.mqtt_port(), device("alice", "phone", alice_token));
