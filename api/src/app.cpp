@@ -17,6 +17,7 @@
 #include <string_view>
 #include <thread>
 
+#include "chat/api/backup.h"
 #include "chat/api/control.h"
 #include "chat/api/devices.h"
 #include "chat/api/http_server.h"
@@ -309,6 +310,14 @@ int run(int argc, char** argv) {
   http_options.rate_limits = config.rate_limits;
   http_options.devices = &devices;
   http_options.push_metrics = &push_metrics;
+  // POST /v1/admin/backups (docs/operations.md, "Backup and restore").
+  BackupOptions backup_options;
+  backup_options.data_dir = config.data_dir;
+  backup_options.root = config.backup_dir;
+  BackupRunner backups(backup_options,
+                       BackupSources{&control, data->accounts.get(), media_store->get(),
+                                     push_store->get(), &service, &clock});
+  http_options.backups = &backups;
   if (std::error_code ec; fs::is_regular_file(fs::path(http_options.web.dir) / "index.html", ec)) {
     logger().info("web.served: dir={} path=/", log_value(http_options.web.dir));
   } else {

@@ -195,6 +195,13 @@ Result<Config> Config::from_lookup(const Lookup& raw_lookup) {
 
   if (Status s = read_string(lookup, "CHAT_WEB_DIR", &c.web_dir); !s.is_ok()) return s;
 
+  if (auto v = lookup("CHAT_BACKUP_DIR")) {
+    if (v->empty() || v->front() != '/' || v->size() > 4096 || v->find('\0') != std::string::npos) {
+      return bad("CHAT_BACKUP_DIR", *v, "an absolute path");
+    }
+    c.backup_dir = *v;
+  }
+
   n = c.ws_port;
   if (Status s = read_int(lookup, "CHAT_WS_PORT", 1, 65535, &n); !s.is_ok()) return s;
   c.ws_port = static_cast<int>(n);

@@ -1,6 +1,7 @@
 #include <mqtt/async_client.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <condition_variable>
 #include <future>
 #include <map>
@@ -61,6 +62,10 @@ struct ControlClient::Impl {
   bool lost = false;          // the current connection dropped; guarded by mu
   std::map<std::string, std::shared_ptr<Promise>> pending;  // guarded by mu
   std::optional<BrokerStatsSnapshot> stats;                 // guarded by mu
+  // Mosquitto's $SYS count of outgoing messages dropped on full queues, as
+  // last published, and the greatest value logged (guarded by mu).
+  std::optional<uint64_t> sys_dropped;
+  uint64_t sys_dropped_logged = 0;
   std::thread thread;
 
   void fail_all_pending(const std::string& why) {
@@ -104,6 +109,14 @@ struct ControlClient::Impl {
     } catch (const mqtt::exception& e) {
       logger().warn("control.subscribe_failed: topic=stats error={}", log_value(e.what()));
     }
+    try {
+      auto tok = client->subscribe(std::string(topics::kSysMessagesDropped), 0);
+      if (!tok->wait_for(kConnectTimeout)) {
+        logger().warn("control.subscribe_failed: topic=sys_dropped error=timeout");
+      }
+    } catch (const mqtt::exception& e) {
+      logger().warn("control.subscribe_failed: topic=sys_dropped error={}", log_value(e.what()));
+    }
     if (!opts.on_push) return;
     // Push wake-ups: a missed one only delays (the push feed also polls).
     try {
@@ -116,8 +129,34 @@ struct ControlClient::Impl {
     }
   }
 
+  // Slow consumers (docs/operations.md): Mosquitto drops outgoing messages
+  // silently when a session's queue is full, and counts them in $SYS only.
+  // A rise is logged here, once per $SYS update.
+  void on_sys_dropped(const std::string& payload) {
+    uint64_t n = 0;
+    auto [end, ec] = std::from_chars(payload.data(), payload.data() + payload.size(), n);
+    if (ec != std::errc() || end != payload.data() + payload.size()) {
+      logger().warn("control.malformed: kind=sys_dropped action=ignored");
+      return;
+    }
+    uint64_t before = 0;
+    {
+      std::lock_guard lock(mu);
+      sys_dropped = n;
+      // The counter restarts with the broker: count from there.
+      if (n < sys_dropped_logged) sys_dropped_logged = 0;
+      if (n <= sys_dropped_logged) return;
+      before = sys_dropped_logged;
+      sys_dropped_logged = n;
+    }
+    logger().warn("broker.messages_dropped: total={} new={} reason=queue_full", n, n - before);
+  }
+
   void on_message(mqtt::const_message_ptr msg) {
     if (msg && msg->get_topic() == topics::kControlStats) return on_stats(msg->get_payload_str());
+    if (msg && msg->get_topic() == topics::kSysMessagesDropped) {
+      return on_sys_dropped(msg->get_payload_str());
+    }
     if (msg && msg->get_topic() == topics::kControlPush) {
       if (opts.on_push) opts.on_push();
       return;
@@ -286,7 +325,10 @@ bool ControlClient::connected() const {
 
 std::optional<BrokerStatsSnapshot> ControlClient::broker_stats() const {
   std::lock_guard lock(impl_->mu);
-  return impl_->stats;
+  std::optional<BrokerStatsSnapshot> out = impl_->stats;
+  // Mosquitto's own counter rides along with the plugin's snapshot.
+  if (out && impl_->sys_dropped) out->stats["mosquitto"]["messages_dropped"] = *impl_->sys_dropped;
+  return out;
 }
 
 Result<json> ControlClient::call(const json& request, std::chrono::milliseconds timeout) {

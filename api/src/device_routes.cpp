@@ -7,6 +7,7 @@
 #include "chat/api/devices.h"
 #include "chat/api/http_server.h"
 #include "chat/api/log.h"
+#include "chat/api/request_parsing.h"
 #include "chat/common/log_fields.h"
 #include "http_internal.h"
 
@@ -64,10 +65,9 @@ void HttpServer::register_device_routes() {
     if (!caller) return;
     DeviceRegistry* registry = registry_or_503(devices, res);
     if (registry == nullptr) return;
-    json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-    if (!body.is_object()) {
-      return http_internal::write_status(res, invalid_argument("the body must be a JSON object"));
-    }
+    auto parsed = parse_json_object_body(req.body);
+    if (!parsed) return http_internal::write_status(res, parsed.status());
+    json body = std::move(parsed).value();
     const auto member = [&body](const char* name) -> const std::string* {
       auto it = body.find(name);
       return it != body.end() && it->is_string() ? &it->get_ref<const std::string&>() : nullptr;

@@ -18,6 +18,7 @@
 #include <optional>
 
 #include "chat/api/log.h"
+#include "chat/api/request_parsing.h"
 #include "chat/common/log_fields.h"
 #include "http_internal.h"
 
@@ -68,7 +69,7 @@ void write_json(Response& res, int status, std::string body) {
 }
 
 void write_error(Response& res, int status, std::string_view code, std::string_view message) {
-  write_json(res, status, json{{"error", code}, {"message", message}}.dump());
+  write_json(res, status, error_body(code, message));
 }
 
 // 429 for an abuse limit: Retry-After in whole seconds (at least 1), and the
@@ -172,55 +173,7 @@ std::string render_page(const MessagePage& page) {
 
 // ---- parsing ---------------------------------------------------------------
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// application/x-www-form-urlencoded decoding of one name or value.
-std::optional<std::string> form_decode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    if (c == '+') {
-      out += ' ';
-    } else if (c == '%') {
-      if (i + 2 >= s.size()) return std::nullopt;
-      int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
-      if (hi < 0 || lo < 0) return std::nullopt;
-      out += static_cast<char>(hi * 16 + lo);
-      i += 2;
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-// RFC 6749 §3.2: parameters sent without a value are treated as omitted, and
-// a parameter must not appear more than once.
-Result<std::map<std::string, std::string>> parse_form(std::string_view body) {
-  std::map<std::string, std::string> out;
-  while (!body.empty()) {
-    auto amp = body.find('&');
-    std::string_view pair = body.substr(0, amp);
-    body = amp == std::string_view::npos ? std::string_view() : body.substr(amp + 1);
-    if (pair.empty()) continue;
-    auto eq = pair.find('=');
-    auto name = form_decode(pair.substr(0, eq));
-    auto value =
-        form_decode(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
-    if (!name || !value) return invalid_argument("malformed form encoding");
-    if (value->empty()) continue;
-    if (!out.emplace(std::move(*name), std::move(*value)).second) {
-      return invalid_argument("a parameter appears more than once");
-    }
-  }
-  return out;
-}
+// form_decode, parse_form: request_parsing.h.
 
 std::string form_value(const std::map<std::string, std::string>& form, const char* name) {
   auto it = form.find(name);
@@ -232,13 +185,8 @@ bool is_form(const Request& req) {
   return ct.rfind("application/x-www-form-urlencoded", 0) == 0;
 }
 
-Result<json> parse_json_object(const Request& req) {
-  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded() || !body.is_object()) {
-    return invalid_argument("the body must be a JSON object");
-  }
-  return body;
-}
+// Bounded nesting and no repeated member names (docs/api.md, "Hostile input").
+Result<json> parse_json_object(const Request& req) { return parse_json_object_body(req.body); }
 
 // A string member of a JSON object, or nullopt when absent or not a string.
 std::optional<std::string> string_member(const json& obj, const char* name) {
@@ -264,19 +212,7 @@ std::optional<std::vector<std::string>> string_array_member(const json& obj, con
 // limit: absent -> default; digits only, at least 1; larger values clamp to `max`.
 Result<size_t> parse_limit(const Request& req, size_t fallback, size_t max) {
   if (!req.has_param("limit")) return fallback;
-  std::string text = req.get_param_value("limit");
-  if (text.empty()) return invalid_argument("limit must be a positive integer");
-  for (char c : text) {
-    if (c < '0' || c > '9') return invalid_argument("limit must be a positive integer");
-  }
-  uint64_t v = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec == std::errc::result_out_of_range) return max;
-  if (ec != std::errc() || end != text.data() + text.size()) {
-    return invalid_argument("limit must be a positive integer");
-  }
-  if (v == 0) return invalid_argument("limit must be at least 1");
-  return static_cast<size_t>(std::min<uint64_t>(v, max));
+  return parse_limit_text(req.get_param_value("limit"), fallback, max);
 }
 
 // ---- authentication --------------------------------------------------------
@@ -290,14 +226,7 @@ Bearer bearer_of(const Request& req) {
   Bearer b;
   if (!req.has_header("Authorization")) return b;
   b.present = true;
-  std::string h = req.get_header_value("Authorization");
-  constexpr std::string_view kScheme = "bearer ";
-  if (h.size() <= kScheme.size()) return b;
-  for (size_t i = 0; i < kScheme.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(h[i])) != kScheme[i]) return b;
-  }
-  size_t start = h.find_first_not_of(' ', kScheme.size());
-  if (start != std::string::npos) b.token = h.substr(start);
+  b.token = bearer_token(req.get_header_value("Authorization"));
   return b;
 }
 
@@ -455,10 +384,7 @@ std::unique_ptr<httplib::Server> make_server(const HttpOptions& o, std::string* 
 // malformed one counts as over: httplib would refuse it anyway).
 bool body_over(const Request& req, size_t max) {
   if (!req.has_header("Content-Length")) return false;
-  const std::string text = req.get_header_value("Content-Length");
-  uint64_t n = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-  return ec != std::errc() || end != text.data() + text.size() || n > max;
+  return content_length_over(req.get_header_value("Content-Length"), max);
 }
 
 // ---- access log ------------------------------------------------------------
@@ -592,6 +518,9 @@ void HttpServer::register_routes() {
     }
     std::string message;
     if (!h.archive_ok) message = "archive: " + h.archive_error;
+    if (h.archive_ok && !h.archive_writable) {
+      message = "archive: not writable (disk full or I/O error, see the broker log)";
+    }
     if (!h.broker_ok) message += std::string(message.empty() ? "" : "; ") + "broker: not connected";
     if (!h.bridge_ok) {
       message += std::string(message.empty() ? "" : "; ") + "bridge: not accepting connections";
@@ -600,7 +529,9 @@ void HttpServer::register_routes() {
                json{{"status", "unavailable"},
                     {"error", "unavailable"},
                     {"message", message},
-                    {"archive", h.archive_ok ? "ok" : "down"},
+                    {"archive", !h.archive_ok        ? "down"
+                                : h.archive_writable ? "ok"
+                                                     : "read_only"},
                     {"broker", h.broker_ok ? "ok" : "down"},
                     {"bridge", h.bridge_ok ? "ok" : "down"}}
                    .dump());
@@ -887,6 +818,7 @@ void HttpServer::register_routes() {
   register_admin_routes();
   register_media_routes();   // media_routes.cpp
   register_device_routes();  // device_routes.cpp
+  register_backup_routes();  // backup_routes.cpp
   register_web_routes();     // last: see there
 }
 

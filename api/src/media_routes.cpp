@@ -14,6 +14,7 @@
 #include "chat/api/http_server.h"
 #include "chat/api/log.h"
 #include "chat/api/media.h"
+#include "chat/api/request_parsing.h"
 #include "chat/common/log_fields.h"
 #include "http_internal.h"
 
@@ -46,66 +47,7 @@ struct OpenFile {
   }
 };
 
-// The single byte range a Range header asks for, resolved against `size`.
-struct ByteRange {
-  uint64_t first = 0;
-  uint64_t last = 0;  // inclusive
-};
-enum class RangeAnswer { kWhole, kPartial, kUnsatisfiable };
-
-bool parse_u64(std::string_view s, uint64_t* out) {
-  if (s.empty() || s.size() > 19) return false;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && end == s.data() + s.size();
-}
-
-// RFC 9110 §14.2: one range (first-last, first-, -suffix) of a non-empty
-// representation. Several ranges are refused (416): serving them
-// (multipart/byteranges, possibly overlapping) costs more than it is worth.
-RangeAnswer resolve_range(std::string_view header, uint64_t size, ByteRange* out) {
-  constexpr std::string_view kUnit = "bytes=";
-  if (header.substr(0, kUnit.size()) != kUnit) return RangeAnswer::kUnsatisfiable;
-  std::string_view spec = header.substr(kUnit.size());
-  while (!spec.empty() && spec.front() == ' ') spec.remove_prefix(1);
-  while (!spec.empty() && spec.back() == ' ') spec.remove_suffix(1);
-  if (spec.find(',') != std::string_view::npos) return RangeAnswer::kUnsatisfiable;
-  const size_t dash = spec.find('-');
-  if (dash == std::string_view::npos || size == 0) return RangeAnswer::kUnsatisfiable;
-  std::string_view a = spec.substr(0, dash), b = spec.substr(dash + 1);
-  uint64_t first = 0, last = 0;
-  if (a.empty()) {
-    if (!parse_u64(b, &last) || last == 0) return RangeAnswer::kUnsatisfiable;
-    out->first = last >= size ? 0 : size - last;
-    out->last = size - 1;
-  } else {
-    if (!parse_u64(a, &first) || first >= size) return RangeAnswer::kUnsatisfiable;
-    if (b.empty()) {
-      last = size - 1;
-    } else if (!parse_u64(b, &last) || last < first) {
-      return RangeAnswer::kUnsatisfiable;
-    }
-    out->first = first;
-    out->last = std::min(last, size - 1);
-  }
-  return out->first == 0 && out->last == size - 1 ? RangeAnswer::kWhole : RangeAnswer::kPartial;
-}
-
-// If-None-Match (RFC 9110 §13.1.2, weak comparison): "*" or a list of tags.
-bool none_match(const std::string& header, const std::string& etag) {
-  if (header.empty()) return false;
-  std::string_view rest = header;
-  while (!rest.empty()) {
-    size_t comma = rest.find(',');
-    std::string_view item = rest.substr(0, comma);
-    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
-    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
-    if (item == "*") return true;
-    if (item.substr(0, 2) == "W/") item.remove_prefix(2);
-    if (item == etag) return true;
-  }
-  return false;
-}
+// Range, If-None-Match and Content-Length parsing: request_parsing.h.
 
 json upload_json(const MediaLibrary& media, const store::MediaRecord& r) {
   const int64_t exp = media.default_expiry_s();

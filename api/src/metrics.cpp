@@ -386,6 +386,20 @@ void write_broker(PromWriter& w, const MetricsInput& in) {
          "counter");
   scalar(w, s, {"archive", "append_failures"}, "chat_broker_archive_append_failures_total",
          "Archive appends that failed (the sender was disconnected without PUBACK).", "counter");
+  if (const json* writable = find_path(s, {"archive", "writable"});
+      writable != nullptr && writable->is_boolean()) {
+    w.family("chat_broker_archive_writable",
+             "1 while the broker's archive takes writes; 0 after a failed write (disk full, I/O "
+             "error) until it recovers.",
+             "gauge");
+    w.sample("chat_broker_archive_writable", {}, writable->get<bool>() ? 1 : 0);
+  }
+  scalar(w, s, {"archive", "recoveries"}, "chat_broker_archive_recoveries_total",
+         "Times the broker's archive became writable again after a failed write.", "counter");
+  scalar(w, s, {"mosquitto", "messages_dropped"}, "chat_broker_messages_dropped_total",
+         "Outgoing messages Mosquitto dropped because a session's queue was full (its "
+         "$SYS/broker/publish/messages/dropped; every client, since the broker started).",
+         "counter");
   snapshot_histogram(w, s, {"archive", "append_seconds"},
                      "chat_broker_archive_append_duration_seconds",
                      "Time of each message's archive append in the broker, seconds.");

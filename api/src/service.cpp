@@ -209,6 +209,7 @@ Status Service::provision_external(const std::string& user, const std::string& s
   // The whole check-create-tell-rollback sequence: a concurrent first request
   // for the same user waits here, and then sees this one's outcome.
   std::lock_guard lock(provision_mu_);
+  std::shared_lock gate(account_gate_);  // not halfway through a backup
   const auto local = [] {
     return unauthenticated("this user id is a local account, not the identity provider's");
   };
@@ -313,6 +314,7 @@ Result<std::string> Service::create_user(const std::optional<Principal>& caller,
     return permission_denied("this user id is reserved");
   }
 
+  std::shared_lock gate(account_gate_);  // both steps below, not halfway through a backup
   auto hash = hasher_.hash(password);
   if (!hash) return hash.status();
   store::Account account;
@@ -734,6 +736,9 @@ Status Service::delete_account(const Principal& caller) {
   }
   if (is_deleted_account(*account)) return unauthenticated("the account was deleted");
 
+  // Every step below, not halfway through a backup (service.h: deletion gate first).
+  std::shared_lock deletion_gate(deletion_gate_);
+  std::shared_lock gate(account_gate_);
   // The broker first: once it forgets the user, nobody can message them and
   // their connections are closed. Not found: an earlier attempt got that far.
   auto answer = control_.call({{"op", "user.remove"}, {"user", caller.user}}, kControlTimeout);
@@ -758,6 +763,17 @@ Health Service::health() {
   h.archive_ok = s.is_ok();
   if (!s.is_ok()) h.archive_error = s.to_string();
   h.broker_ok = control_.connected();
+  if (h.broker_ok) {
+    if (auto stats = control_.broker_stats()) {
+      const auto archive = stats->stats.find("archive");
+      if (archive != stats->stats.end() && archive->is_object()) {
+        const auto writable = archive->find("writable");
+        if (writable != archive->end() && writable->is_boolean()) {
+          h.archive_writable = writable->get<bool>();
+        }
+      }
+    }
+  }
   if (bridge_probe_) h.bridge_ok = bridge_probe_();
   return h;
 }

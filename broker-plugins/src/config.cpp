@@ -49,6 +49,9 @@ Result<PluginConfig> PluginConfig::from_options(
     } else if (key == "sync_writes") {
       if (value != "true" && value != "false") return bad(key, "must be true or false");
       c.sync_writes = value == "true";
+    } else if (key == "archive_min_free_mb") {
+      if (!parse_number(value, &c.archive_min_free_mb) || c.archive_min_free_mb > 1048576)
+        return bad(key, "must be 0..1048576 MiB");
     } else if (key == "rate_limit_msgs") {
       if (!parse_number(value, &c.rate_msgs) || c.rate_msgs < 0) return bad(key, "must be >= 0");
     } else if (key == "rate_limit_burst") {

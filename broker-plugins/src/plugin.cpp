@@ -94,6 +94,7 @@ struct Plugin {
   PluginConfig config;
   MosquittoPort port;
   std::unique_ptr<store::Archive> archive;
+  bool archive_stuck_logged = false;  // archive.recovery_stuck is logged once
   std::unique_ptr<Directory> directory;
   std::unique_ptr<BanList> bans;
   std::unique_ptr<AccountOrigins> origins;
@@ -139,6 +140,7 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
   store::ArchiveOptions ao;
   ao.path = p.config.archive_path;
   ao.sync_writes = p.config.sync_writes;
+  ao.min_free_bytes = p.config.archive_min_free_mb << 20;
   auto archive = store::Archive::open(ao);
   if (!archive) return archive.status();
   p.archive = std::move(*archive);
@@ -230,6 +232,48 @@ Status load(Plugin& p, std::vector<std::pair<std::string, std::string>> options)
   });
   p.started_ms = SystemClock::instance().now_ms();
   return p.router->init();
+}
+
+// Disk full or an I/O error under the archive (docs/operations.md, "Disk
+// full"): once a second, check the free-space reserve and resume the archive
+// if a failed append left it unwritable (so both happen without traffic),
+// and on every change of state log it and publish a stats snapshot at once
+// (chat-api's /healthz and /metrics read it).
+void track_archive(Plugin& p) {
+  // kUnavailable while below the reserve or until a recovery succeeded;
+  // health() says the rest. Cheap when writable (a statvfs at most).
+  p.archive->try_recover().ignore_error();
+  const store::ArchiveHealth h = p.archive->health();
+  p.stats.archive_recoveries = h.recoveries;
+  const char* reason = h.writable         ? ""
+                       : h.recovery_stuck ? "recovery_stuck"
+                       : h.low_space      ? "low_space"
+                                          : "write_error";
+  if (h.recovery_stuck && !p.archive_stuck_logged) {
+    p.archive_stuck_logged = true;
+    p.port.log(LogLevel::kError, "archive.recovery_stuck: error=" + log_value(h.last_error) +
+                                     " hint=" + log_value("restart the broker"));
+  }
+  if (h.writable == p.stats.archive_writable && p.stats.archive_reason == reason) return;
+  const bool was_writable = p.stats.archive_writable;
+  p.stats.archive_writable = h.writable;
+  p.stats.archive_reason = reason;
+  if (h.writable) {
+    p.port.log(LogLevel::kNotice,
+               "archive.recovered: write_failures=" + std::to_string(h.write_failures) +
+                   " recoveries=" + std::to_string(h.recoveries) +
+                   " reopens=" + std::to_string(h.reopens));
+  } else if (was_writable || h.recovery_stuck) {
+    std::string line = "archive.unwritable: reason=" + std::string(reason);
+    if (h.low_space) {
+      line += " free_mb=" + std::to_string(h.free_bytes >> 20) +
+              " reserve_mb=" + std::to_string(p.config.archive_min_free_mb);
+    } else {
+      line += " error=" + log_value(h.last_error);
+    }
+    p.port.log(LogLevel::kError, line + " action=messages_refused_without_puback");
+  }
+  p.last_stats_s = 0;  // publish now
 }
 
 // Rereads the external provider's JWKS (rotation). A bad file keeps the keys
@@ -396,6 +440,7 @@ int on_tick(int, void*, void* userdata) noexcept {
     if (now == p->last_expiry_scan) return MOSQ_ERR_SUCCESS;  // once a second is enough
     p->last_expiry_scan = now;
     p->router->on_tick();
+    track_archive(*p);
     if (p->oidc_jwks_watch && now - p->last_jwks_check_s >= kJwksCheckIntervalS) {
       p->last_jwks_check_s = now;
       if (p->oidc_jwks_watch->changed()) reload_oidc_keys(*p, "file_changed");

@@ -8,6 +8,7 @@
 
 #include "chat/common/log_fields.h"
 #include "chat/common/oidc.h"
+#include "chat/common/strict_json.h"
 #include "chat/common/topics.h"
 
 namespace chat::broker {
@@ -28,11 +29,10 @@ MessageOutcome consumed(std::string_view payload) {
   return accept(std::string(topics::kDiscard), std::string(payload));
 }
 
+// Bounded nesting, no repeated member names (strict_json.h).
 json parse_limited(std::string_view payload, size_t max) {
-  if (payload.size() > max || !json_depth_within(payload, kMaxJsonDepth)) {
-    return json(json::value_t::discarded);
-  }
-  return json::parse(payload.begin(), payload.end(), nullptr, false);
+  if (payload.size() > max) return json(json::value_t::discarded);
+  return parse_untrusted_json(payload, kMaxJsonDepth);
 }
 
 std::string new_group_id() {
@@ -881,6 +881,11 @@ void Router::on_control(const DeviceSession& sender, std::string_view payload) {
   if (op.rfind("push.", 0) == 0) {
     json result;
     Status st = control_push(op, doc, &result);
+    return reply(sender, req, st, result);
+  }
+  if (op == "archive.checkpoint") {
+    json result;
+    Status st = control_checkpoint(doc, &result);
     return reply(sender, req, st, result);
   }
   if (op == "ping") return reply(sender, req, Status::ok());

@@ -81,6 +81,9 @@ std::string BrokerStats::to_json(int64_t now_ms, int64_t started_ms,
   }
   j["messages"] = {{"routed", routed_json}, {"refused", refused_json}, {"duplicates", duplicates}};
   j["archive"] = {{"append_failures", archive_failures},
+                  {"writable", archive_writable},
+                  {"reason", archive_reason},
+                  {"recoveries", archive_recoveries},
                   {"append_seconds", histogram_json(append_seconds)}};
   j["group_fanout"] = histogram_json(group_fanout);
   return j.dump();

@@ -1,5 +1,7 @@
 #include "chat/common/envelope.h"
 
+#include "chat/common/strict_json.h"
+
 namespace chat {
 
 const char* refusal_code_name(RefusalCode code) {
@@ -90,7 +92,11 @@ bool parse_client_message(std::string_view payload, size_t max_payload, ClientMe
                   "payload nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   }
   // nlohmann's lexer rejects ill-formed UTF-8 inside strings; no exceptions.
-  auto doc = nlohmann::json::parse(payload.begin(), payload.end(), nullptr, false);
+  // A repeated member name is refused (docs/protocol.md, "Hostile input").
+  JsonRefusal json_refusal = JsonRefusal::kNone;
+  auto doc = parse_untrusted_json(payload, kMaxJsonDepth, &json_refusal);
+  if (json_refusal == JsonRefusal::kDuplicateKey)
+    return refuse(RefusalCode::kInvalidPayload, "payload repeats a member name in one object");
   if (doc.is_discarded())
     return refuse(RefusalCode::kInvalidPayload, "payload is not valid UTF-8 JSON");
   if (!doc.is_object())

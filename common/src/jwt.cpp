@@ -27,6 +27,8 @@
 #include <set>
 #include <utility>
 
+#include "chat/common/envelope.h"  // json_depth_within, kMaxJsonDepth
+
 namespace chat::jwt {
 namespace {
 
@@ -109,7 +111,9 @@ int base64url_value(char c) {
 // Parses a JSON object and refuses duplicate top-level member names. RFC 7515
 // §4 lets a parser either refuse them or keep the last one; two components
 // that chose differently would disagree on `alg` or `sub`, so we refuse.
+// Nesting is bounded first, as for every JSON from a peer (strict_json.h).
 std::optional<json> parse_object(std::string_view text) {
+  if (!json_depth_within(text, kMaxJsonDepth)) return std::nullopt;
   std::set<std::string, std::less<>> seen;
   bool duplicate = false;
   json::parser_callback_t on_event = [&](int depth, json::parse_event_t event, json& parsed) {

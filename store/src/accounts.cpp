@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "chat/common/clock.h"
+#include "checkpoint.h"
 #include "rocks_db.h"
 
 namespace chat::store {
@@ -424,6 +425,10 @@ Result<std::vector<Report>> AccountStore::reports(size_t limit) const {
   }
   if (!it->status().ok()) return from_rocksdb(it->status(), "accounts report scan");
   return out;
+}
+
+Status AccountStore::checkpoint(const std::string& dir) const {
+  return write_checkpoint(impl_->db, dir, "accounts");
 }
 
 }  // namespace chat::store

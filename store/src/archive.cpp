@@ -7,19 +7,23 @@
 
 #include <fcntl.h>
 #include <rocksdb/cache.h>
+#include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/memtablerep.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -28,12 +32,15 @@
 #include <optional>
 #include <set>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include "chat/common/ids.h"
+#include "checkpoint.h"
+#include "info_log.h"
 #include "rocks_db.h"
 
 namespace chat::store {
@@ -104,6 +111,9 @@ constexpr size_t kMaxCachedUnread = 200'000;
 constexpr size_t kMaxKnownUsers = 100'000;
 // Hash buckets of the writer's convs memtable (8 bytes each, per memtable).
 constexpr size_t kConvsMemtableBuckets = 16384;
+// Free space a resume after a failed write wants beyond the memtables it
+// flushes (new WAL, MANIFEST, OPTIONS).
+constexpr uint64_t kResumeHeadroom = 4 << 20;
 // mark_read counts unread messages exactly up to this, then reports this.
 constexpr int64_t kUnreadCap = 10'000;
 
@@ -665,7 +675,8 @@ rocksdb::DBOptions secondary_db_options() {
   // The secondary's own info LOG lives in the secondary directory. Every
   // (re)open starts a new one and keeps the previous as LOG.old.<time>; the
   // rolling logger (enabled by max_log_file_size) deletes all but the newest
-  // keep_log_file_num at each start, so reopens cannot pile them up.
+  // keep_log_file_num at each start, so reopens cannot pile them up. (Unused
+  // while open_secondary sets info_log: see info_log.h.)
   db_options.keep_log_file_num = 3;
   db_options.max_log_file_size = 8 << 20;
   return db_options;
@@ -677,7 +688,12 @@ rocksdb::DBOptions secondary_db_options() {
 Result<std::shared_ptr<Db>> open_secondary(const std::string& primary_path,
                                            const std::string& secondary_path,
                                            const std::shared_ptr<rocksdb::Cache>& cache) {
-  const rocksdb::DBOptions db_options = secondary_db_options();
+  rocksdb::DBOptions db_options = secondary_db_options();
+  // Not RocksDB's file logger: it aborts on a full disk (info_log.h). That
+  // one also created the secondary directory, which holds nothing else.
+  std::error_code ignored;  // no directory: no log, the open still works
+  std::filesystem::create_directories(secondary_path, ignored);
+  db_options.info_log = make_info_log(secondary_path + "/LOG");
   bool existed = false;
   auto descriptors = families_to_open(db_options, primary_path, cache, /*writer=*/false, &existed);
   if (!existed) {
@@ -729,6 +745,179 @@ struct ArchiveView::Impl {
   // Push records up to this id were deleted (delete_push_records starts here,
   // not at the scope's first key: the tombstones before it are not walked).
   std::string push_deleted_upto;
+  // Write health (Archive::health, try_recover). Writer thread only, except
+  // that health() copies it under health_mu.
+  mutable std::mutex health_mu;
+  ArchiveHealth health;
+  ArchiveOptions options;  // as opened (reopen uses them again)
+  std::chrono::milliseconds resume_interval{500};
+  std::chrono::milliseconds resume_timeout{5000};
+  std::chrono::steady_clock::time_point next_resume;  // no Resume() before this
+  // A failed write left RocksDB refusing writes until a Resume() (or reopen).
+  bool failed = false;
+  // The free-space reserve (ArchiveOptions::min_free_bytes).
+  bool low_space = false;
+  std::chrono::steady_clock::time_point next_space_check;  // statvfs at most every 100 ms
+  // A DB::Resume() running on its own thread: RocksDB 7.8's Resume can block
+  // for good, and the broker's one thread must never wait on it. Cause (7.8
+  // source): a flush scheduled before the failure whose background job runs
+  // after it returns the error without taking its request off the flush
+  // queue, so the column family stays "queued" while no job is counted for
+  // it; Resume's FlushMemTable then queues nothing new for that family and
+  // WaitForFlushMemTables waits forever. The thread holds the database open.
+  struct ResumeAttempt {
+    std::atomic<bool> done{false};
+    rocksdb::Status result;  // written before `done`
+    std::chrono::steady_clock::time_point started;
+    bool cancelled = false;  // writer thread only: CancelAllBackgroundWork was called
+  };
+  std::shared_ptr<ResumeAttempt> resuming;
+
+  // health.writable and low_space from the writer's state. Writer thread only.
+  void publish_health() {
+    std::lock_guard<std::mutex> lock(health_mu);
+    health.low_space = low_space;
+    health.writable = !failed && !low_space && !health.recovery_stuck;
+  }
+
+  // Reads the free space of the archive's file system (at most every 100 ms)
+  // and updates low_space. Writer thread only.
+  void check_space(std::chrono::steady_clock::time_point now) {
+    next_space_check = now + std::chrono::milliseconds(100);
+    // statvfs through the Env (tests inject a value): f_bavail, or f_bfree as root.
+    rocksdb::Env* env = options.env != nullptr ? options.env : rocksdb::Env::Default();
+    uint64_t free_bytes = 0;
+    if (!env->GetFreeSpace(path, &free_bytes).ok()) return;  // unknown: keep the last state
+    const uint64_t reserve = options.min_free_bytes;
+    // Hysteresis: refusing starts below the reserve, ends above it plus an eighth.
+    const bool low = free_bytes < (low_space ? reserve + reserve / 8 : reserve);
+    {
+      std::lock_guard<std::mutex> lock(health_mu);
+      health.free_bytes = free_bytes;
+    }
+    if (low != low_space) {
+      low_space = low;
+      publish_health();
+    }
+  }
+
+  Status low_space_status() const {
+    return unavailable("archive: refusing writes below the free-space reserve (" +
+                       std::to_string(health.free_bytes >> 20) + " MiB free, reserve " +
+                       std::to_string(options.min_free_bytes >> 20) + " MiB)");
+  }
+
+  // Ok when the writer may write: above the free-space reserve, and writable
+  // or made so by a Resume() (started at most every resume_interval, on a
+  // thread of its own) or by a reopen. Writer thread only.
+  Status ensure_writable() {
+    if (options.min_free_bytes != 0) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= next_space_check) check_space(now);
+    }
+    if (!failed) return low_space ? low_space_status() : Status::ok();
+    if (health.recovery_stuck) {
+      return unavailable("archive: recovery stuck after a failed write (" + health.last_error +
+                         "); restart the broker");
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (resuming) {
+      if (!resuming->done.load(std::memory_order_acquire)) {
+        if (!resuming->cancelled && now - resuming->started >= resume_timeout) {
+          // Wakes the stuck Resume (WaitForFlushMemTables gives up once the
+          // database is shutting down); the database is then unusable and is
+          // reopened below. No flush at shutdown: it would wait the same way.
+          resuming->cancelled = true;
+          {
+            std::lock_guard<std::mutex> lock(health_mu);
+            health.last_error += "; Resume() stuck for " + std::to_string(resume_timeout.count()) +
+                                 " ms: closing and reopening the database";
+          }
+          rocksdb::DB* db = w().db;
+          db->SetDBOptions({{"avoid_flush_during_shutdown", "true"}}).PermitUncheckedError();
+          rocksdb::CancelAllBackgroundWork(db, /*wait=*/false);
+        } else if (resuming->cancelled && now - resuming->started >= 2 * resume_timeout) {
+          std::lock_guard<std::mutex> lock(health_mu);
+          health.recovery_stuck = true;
+          health.writable = false;
+        }
+        return unavailable("archive: not writable after a failed write (" + health.last_error +
+                           "); recovery in progress");
+      }
+      const rocksdb::Status r = resuming->result;
+      const bool cancelled = resuming->cancelled;
+      resuming.reset();
+      if (cancelled) return reopen_writer();
+      if (!r.ok()) {
+        next_resume = now + resume_interval;
+        return unavailable("archive: not writable, recovery failed: " + r.ToString());
+      }
+      failed = false;
+      {
+        std::lock_guard<std::mutex> lock(health_mu);
+        health.last_error.clear();
+        ++health.recoveries;
+      }
+      publish_health();
+      return low_space ? low_space_status() : Status::ok();
+    }
+    if (now < next_resume) {
+      return unavailable(
+          "archive: not writable after a failed write (" + health.last_error +
+          "); next recovery attempt in " +
+          std::to_string(
+              std::chrono::duration_cast<std::chrono::milliseconds>(next_resume - now).count()) +
+          " ms");
+    }
+    // Resume flushes every memtable: with no room for that it fails at best.
+    // Wait for the room instead.
+    uint64_t memtables = 0;
+    w().db->GetAggregatedIntProperty("rocksdb.cur-size-all-mem-tables", &memtables);
+    struct statvfs fs_stats {};
+    if (::statvfs(path.c_str(), &fs_stats) == 0) {
+      const uint64_t free_bytes =
+          static_cast<uint64_t>(fs_stats.f_bavail) * static_cast<uint64_t>(fs_stats.f_frsize);
+      const uint64_t needed = memtables + kResumeHeadroom;
+      if (free_bytes < needed) {
+        next_resume = now + resume_interval;
+        return unavailable("archive: not writable after a failed write (" + health.last_error +
+                           "); waiting for free space: " + std::to_string(free_bytes >> 10) +
+                           " KiB free, " + std::to_string(needed >> 10) + " KiB needed");
+      }
+    }
+    auto attempt = std::make_shared<ResumeAttempt>();
+    attempt->started = now;
+    resuming = attempt;
+    std::shared_ptr<Db> db = current.load();
+    std::thread([attempt, db]() mutable {
+      attempt->result = db->db->Resume();
+      db.reset();  // before `done`: a reopen must find the database unreferenced
+      attempt->done.store(true, std::memory_order_release);
+    }).detach();
+    return unavailable("archive: not writable after a failed write (" + health.last_error +
+                       "); recovery started");
+  }
+
+  // Closes the database (its Resume was cancelled) and opens it again, as a
+  // broker restart would: the WAL is replayed, the failed write was never
+  // acknowledged. Blocks the writer thread for the open (the WAL replay and
+  // its flush). On failure the archive stays unwritable with recovery_stuck.
+  // Writer thread only; defined after the open helpers.
+  Status reopen_writer();
+
+  // Records an append that failed; a failed write makes the archive
+  // unwritable until ensure_writable() resumes it. Writer thread only.
+  void note_write_failure(const rocksdb::Status* s) {
+    {
+      std::lock_guard<std::mutex> lock(health_mu);
+      ++health.write_failures;
+      if (s == nullptr || failed) return;  // already unwritable: keep the first cause
+      health.last_error = s->ToString();
+    }
+    failed = true;
+    next_resume = std::chrono::steady_clock::now() + resume_interval;
+    publish_health();
+  }
 
   // Reader state (ArchiveReader). A catch-up numbered n > begun-at-call-start
   // began after the caller did, so its result serves the caller too.
@@ -737,8 +926,10 @@ struct ArchiveView::Impl {
   uint64_t catch_ups_done = 0;  // guarded by catch_up_mu
   Status last_catch_up;         // guarded by catch_up_mu
   std::string secondary_path;
-  std::string current_file;               // <path>/CURRENT
-  std::shared_ptr<rocksdb::Cache> cache;  // the block cache, shared by successive instances
+  std::string current_file;  // <path>/CURRENT
+  // The block cache, shared by successive instances (the reader's, and the
+  // writer's across a reopen_writer).
+  std::shared_ptr<rocksdb::Cache> cache;
   // What CURRENT said just before `current` was opened (guarded by catch_up_mu).
   std::string followed_manifest;
   std::string caught_up_signature;  // primary_signature() before the last good catch-up
@@ -1158,9 +1349,33 @@ Result<std::vector<std::pair<std::string, std::vector<std::string>>>> ArchiveVie
 Archive::Archive(std::unique_ptr<Impl> impl) : ArchiveView(std::move(impl)) {}
 Archive::~Archive() = default;
 
-Result<std::unique_ptr<Archive>> Archive::open(const ArchiveOptions& options) {
-  auto cache = rocksdb::NewLRUCache(kBlockCacheSize);
+namespace {
+
+// Turns RocksDB's automatic recovery from background errors off: after a
+// NoSpace error its SstFileManager polls free space every 5 s from its own
+// thread, and while that recovery is pending a manual Resume() answers Busy.
+// The archive resumes from its writer thread instead (ensure_writable), at a
+// pace it chooses.
+class ManualRecovery final : public rocksdb::EventListener {
+ public:
+  const char* Name() const override { return "chat.ManualRecovery"; }
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status bg_error,
+                            bool* auto_recovery) override {
+    bg_error.PermitUncheckedError();
+    *auto_recovery = false;
+  }
+};
+
+// Opens the writer's database (creating it and any missing family), or with
+// read_only a stand-in that serves reads only (no lock, nothing written).
+Result<std::shared_ptr<Db>> open_writer_db(const ArchiveOptions& options,
+                                           const std::shared_ptr<rocksdb::Cache>& cache,
+                                           bool read_only = false) {
   rocksdb::DBOptions db_options;
+  if (options.env != nullptr) db_options.env = options.env;
+  db_options.listeners.push_back(std::make_shared<ManualRecovery>());
+  // Not RocksDB's file logger: it aborts on a full disk (info_log.h).
+  db_options.info_log = make_info_log(options.path + "/LOG");
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
   // Required by inplace_update_support (see family_options); one writer anyway.
@@ -1178,8 +1393,13 @@ Result<std::unique_ptr<Archive>> Archive::open(const ArchiveOptions& options) {
   auto descriptors =
       families_to_open(db_options, options.path, cache, /*writer=*/true, &existed, &missing);
   auto db = std::make_shared<Db>();
-  rocksdb::Status s =
-      rocksdb::DB::Open(db_options, options.path, descriptors, &db->handles, &db->db);
+  rocksdb::Status s;
+  if (read_only) {
+    if (!missing.empty()) return unavailable("archive: missing column family in " + options.path);
+    s = rocksdb::DB::OpenForReadOnly(db_options, options.path, descriptors, &db->handles, &db->db);
+  } else {
+    s = rocksdb::DB::Open(db_options, options.path, descriptors, &db->handles, &db->db);
+  }
   if (!s.ok()) {
     return unavailable("archive: cannot open " + options.path + ": " + s.ToString());
   }
@@ -1196,11 +1416,65 @@ Result<std::unique_ptr<Archive>> Archive::open(const ArchiveOptions& options) {
   if (!db->bind_families()) {
     return internal_error("archive: missing column family in " + options.path);
   }
+  return db;
+}
+
+}  // namespace
+
+Status ArchiveView::Impl::reopen_writer() {
+  auto give_up = [this](const std::string& why) {
+    {
+      std::lock_guard<std::mutex> lock(health_mu);
+      health.recovery_stuck = true;
+      health.last_error = why;
+    }
+    publish_health();
+    return unavailable("archive: " + why + "; restart the broker");
+  };
+  // A read-only stand-in first (it takes no lock, so it opens next to the
+  // old instance): should the real open fail, reads go on from it.
+  auto stand_in = open_writer_db(options, cache, /*read_only=*/true);
+  if (!stand_in) {
+    // Keep the cancelled instance: it still serves reads.
+    return give_up("reopen after a stuck recovery failed: " + stand_in.status().message());
+  }
+  scratch_read.Reset();  // may pin a block of the old instance
+  writer = stand_in->get();
+  current.store(*stand_in);  // the old instance closes here (nothing else holds it)
+  auto db = open_writer_db(options, cache);
+  if (!db) return give_up("reopen after a stuck recovery failed: " + db.status().message());
+  writer = db->get();
+  current.store(std::move(*db));
+  // The failed batch may have reached the WAL whole: reread what it could change.
+  auto stored_max = w().get(kMeta, kMetaMaxId, "archive meta get");
+  if (stored_max && stored_max->has_value() && **stored_max > max_id) max_id = **stored_max;
+  unread_cache.clear();
+  known_users.clear();
+  failed = false;
+  {
+    std::lock_guard<std::mutex> lock(health_mu);
+    health.last_error.clear();
+    ++health.reopens;
+    ++health.recoveries;
+  }
+  publish_health();
+  return low_space ? low_space_status() : Status::ok();
+}
+
+Result<std::unique_ptr<Archive>> Archive::open(const ArchiveOptions& options) {
+  auto cache = rocksdb::NewLRUCache(kBlockCacheSize);
+  auto db = open_writer_db(options, cache);
+  if (!db) return db.status();
   auto impl = std::make_unique<Impl>();
   impl->path = options.path;
-  impl->writer = db.get();
-  impl->current.store(std::move(db));
+  impl->options = options;
+  impl->cache = cache;
+  impl->writer = db->get();
+  impl->current.store(std::move(*db));
   impl->write_options.sync = options.sync_writes;
+  impl->resume_interval = std::chrono::milliseconds(options.resume_interval_ms);
+  impl->resume_timeout = std::chrono::milliseconds(options.resume_timeout_ms);
+  rocksdb::Status s;
   const Db& w = impl->w();
 
   auto version = w.get(kMeta, kMetaSchemaVersion, "archive meta get");
@@ -1244,6 +1518,10 @@ Status Archive::append(const AppendRequest& request) {
     return invalid_argument("archive: malformed client id or cid");
   }
   if (has_nul(request.media)) return invalid_argument("archive: malformed media id");
+  if (Status st = d.ensure_writable(); !st.is_ok()) {
+    d.note_write_failure(nullptr);
+    return st;
+  }
 
   d.batch.Clear();
   rocksdb::Status s;
@@ -1295,7 +1573,10 @@ Status Archive::append(const AppendRequest& request) {
   if (!s.ok()) return from_rocksdb(s, "archive batch");
 
   s = d.w().db->Write(d.write_options, &d.batch);
-  if (!s.ok()) return from_rocksdb(s, "archive write");
+  if (!s.ok()) {
+    d.note_write_failure(&s);
+    return from_rocksdb(s, "archive write");
+  }
   d.max_id = request.id;
   // Only now: the cache must mirror what is in the database.
   if (d.unread_cache.size() + pending > kMaxCachedUnread) d.unread_cache.clear();
@@ -1627,11 +1908,27 @@ Status Archive::delete_push_records(const std::string& upto, size_t* deleted) {
   return Status::ok();
 }
 
+ArchiveHealth Archive::health() const {
+  std::lock_guard<std::mutex> lock(impl_->health_mu);
+  return impl_->health;
+}
+
+Status Archive::try_recover() { return impl_->ensure_writable(); }
+
 Result<std::string> Archive::max_id() const {
   // Read from the database rather than the writer's copy so any thread may ask.
   auto max_id = impl_->w().get(kMeta, kMetaMaxId, "archive meta get");
   if (!max_id) return max_id.status();
   return max_id->value_or(std::string());
+}
+
+Result<Archive::CheckpointInfo> Archive::checkpoint(const std::string& dir) {
+  CheckpointInfo info;
+  info.max_id = impl_->max_id;  // no append runs meanwhile (writer thread)
+  if (Status s = write_checkpoint(impl_->w().db, dir, "archive", &info.sequence); !s.is_ok()) {
+    return s;
+  }
+  return info;
 }
 
 // ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
+#include "checkpoint.h"
 #include "rocks_db.h"
 
 namespace chat::store {
@@ -119,6 +120,8 @@ Result<std::unique_ptr<MediaStore>> MediaStore::open(const std::string& path) {
   options.keep_log_file_num = 4;
   options.max_log_file_size = 8 << 20;
   options.write_buffer_size = 2 << 20;
+  // Not RocksDB's file logger: it aborts on a full disk (info_log.h).
+  options.info_log = make_info_log(path + "/LOG");
   auto impl = std::make_unique<Impl>();
   rocksdb::Status s = rocksdb::DB::Open(options, path, &impl->db);
   if (!s.ok()) return unavailable("media: cannot open " + path + ": " + s.ToString());
@@ -188,6 +191,10 @@ Result<size_t> MediaStore::count_sha256(const std::string& sha256) const {
   auto ids = impl_->scan(key('s', sha256, "", true), "media sha scan");
   if (!ids) return ids.status();
   return ids->size();
+}
+
+Status MediaStore::checkpoint(const std::string& dir) const {
+  return write_checkpoint(impl_->db, dir, "media store");
 }
 
 }  // namespace chat::store

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <utility>
 
+#include "checkpoint.h"
 #include "rocks_db.h"
 
 namespace chat::store {
@@ -497,5 +498,9 @@ Status PushStore::reschedule(const PushJob& job) {
 }
 
 size_t PushStore::queue_depth() const { return impl_->depth.load(); }
+
+Status PushStore::checkpoint(const std::string& dir) const {
+  return write_checkpoint(impl_->db, dir, "push store");
+}
 
 }  // namespace chat::store

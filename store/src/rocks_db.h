@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "chat/common/status.h"
+#include "info_log.h"
 
 namespace chat::store {
 
@@ -54,6 +55,8 @@ struct FamilyDb {
               std::string_view what) {
     db_options.create_if_missing = true;
     db_options.create_missing_column_families = true;
+    // Not RocksDB's file logger: it aborts on a full disk (info_log.h).
+    if (db_options.info_log == nullptr) db_options.info_log = make_info_log(path + "/LOG");
     std::vector<std::string> on_disk;
     rocksdb::DB::ListColumnFamilies(db_options, path, &on_disk).PermitUncheckedError();  // new
     std::set<std::string> all(on_disk.begin(), on_disk.end());

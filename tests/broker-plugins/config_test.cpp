@@ -24,6 +24,20 @@ TEST(PluginConfig, BadValuesNameTheKey) {
   EXPECT_FALSE(PluginConfig::from_options({{"data_dir", "/d"}, {"bogus", "1"}}).is_ok());
 }
 
+TEST(PluginConfig, ArchiveMinFreeMb) {
+  auto c = PluginConfig::from_options({{"data_dir", "/d"}});
+  ASSERT_TRUE(c.is_ok());
+  EXPECT_EQ(c->archive_min_free_mb, 256u);
+  c = PluginConfig::from_options({{"data_dir", "/d"}, {"archive_min_free_mb", "0"}});
+  ASSERT_TRUE(c.is_ok());
+  EXPECT_EQ(c->archive_min_free_mb, 0u);
+  for (const char* bad : {"-1", "1048577", "12MB", ""}) {
+    auto r = PluginConfig::from_options({{"data_dir", "/d"}, {"archive_min_free_mb", bad}});
+    ASSERT_FALSE(r.is_ok()) << bad;
+    EXPECT_NE(r.status().message().find("plugin_opt_archive_min_free_mb"), std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace chat::broker
 

@@ -208,6 +208,7 @@ Stack::Stack(StackOptions options) : options_(std::move(options)) {
   data_dir_ = tmpl;
   ::chmod(data_dir_.c_str(), 0755);  // the broker may run as the mosquitto user
   fs::create_directories(data_dir_ + "/logs");
+  if (options_.prepare) options_.prepare(data_dir_);
   mqtt_port_ = free_port();
   http_port_ = free_port();
   while (http_port_ == mqtt_port_) http_port_ = free_port();

@@ -57,6 +57,9 @@ struct StackOptions {
   // CHAT_TLS_CERT/CHAT_TLS_KEY; MQTT over TLS on mqtts_port(), https on
   // http_port() (the REST helpers then verify it against ca_path()).
   bool tls = false;
+  // Called with the data dir once it exists, before anything starts in it
+  // (disk_full_test mounts a small tmpfs at <data_dir>/archive).
+  std::function<void(const std::string& data_dir)> prepare;
 };
 
 class Stack {
@@ -77,6 +80,8 @@ class Stack {
 
   // chat-api's process id (-1 before start_api): for /proc/<pid>/status.
   pid_t api_pid() const { return api_.pid(); }
+  // The broker's process id: for /proc/<pid>/status, and to tell a restart.
+  pid_t broker_pid() const { return broker_.pid(); }
   int mqtt_port() const { return mqtt_port_; }
   int http_port() const { return http_port_; }
   int ws_port() const { return ws_port_; }

@@ -86,6 +86,11 @@ struct Config {
   // chat-api binary's `bin/` (where the chat-web target puts the built client).
   // The directory served at `/`; when it has no index.html, `/` answers 404.
   std::string web_dir;
+  // CHAT_BACKUP_DIR. Default: empty (a backup may go to any absolute path
+  // outside the data dir's own directories). Set: an absolute path; POST
+  // /v1/admin/backups only writes inside it (docs/operations.md, "Backup and
+  // restore").
+  std::string backup_dir;
   // CHAT_WS_PORT. Default: 8083. The bridge's MQTT-over-WebSocket port, named
   // in the URL GET /config.json gives the browser client.
   int ws_port = 8083;

@@ -38,6 +38,7 @@ class Server;
 
 namespace chat::api {
 
+class BackupRunner;
 class DeviceRegistry;
 class PushMetrics;
 
@@ -61,6 +62,8 @@ struct HttpOptions {
   // shown). Borrowed; must outlive the server.
   DeviceRegistry* devices = nullptr;
   const PushMetrics* push_metrics = nullptr;
+  // POST /v1/admin/backups (backup.h; unset: it answers 503). Borrowed.
+  BackupRunner* backups = nullptr;
 };
 
 // The TLS 1.2 cipher suites https allows (OpenSSL names): ECDHE key exchange
@@ -106,6 +109,7 @@ class HttpServer {
   void register_admin_routes();
   void register_media_routes();   // media_routes.cpp
   void register_device_routes();  // device_routes.cpp
+  void register_backup_routes();  // backup_routes.cpp
 
   Service& service_;
   HttpOptions options_;

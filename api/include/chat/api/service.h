@@ -11,6 +11,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -120,7 +121,10 @@ struct Health {
   std::string archive_error;
   bool broker_ok = false;
   bool bridge_ok = true;  // true when no bridge probe is set
-  bool ok() const { return archive_ok && broker_ok && bridge_ok; }
+  // False while the broker's latest stats say its archive refuses writes
+  // (disk full, I/O error): messages get no PUBACK until it recovers.
+  bool archive_writable = true;
+  bool ok() const { return archive_ok && archive_writable && broker_ok && bridge_ok; }
 };
 
 class Service {
@@ -261,6 +265,22 @@ class Service {
   // The roles an account's access tokens carry.
   std::vector<std::string> roles_for(std::string_view user) const;
 
+  // Backups (backup.h): creating or deleting an account changes the account
+  // store and the broker's archive, one after the other; each holds this gate
+  // shared from start to end. A backup holds it exclusively while it copies
+  // the archive and chat-api's databases, so the copies agree on who exists.
+  std::unique_lock<std::shared_mutex> pause_account_changes() const {
+    return std::unique_lock(account_gate_);
+  }
+  // Deleting an account deletes its media blobs; it holds this gate shared
+  // from start to end (taken before the account gate). A backup holds it
+  // exclusively from before its database copies until its media files are
+  // linked, so every blob a copied media record names is still there to be
+  // linked. Lock order: this one, then pause_account_changes().
+  std::unique_lock<std::shared_mutex> pause_account_deletion() const {
+    return std::unique_lock(deletion_gate_);
+  }
+
  private:
   Result<TokenGrant> issue(const std::string& user, const std::string& device);
   // user.add; `external`: the user comes from the external OIDC provider,
@@ -292,7 +312,9 @@ class Service {
   const TokenIssuer& tokens_;
   const PasswordHasher& hasher_;
   const Clock& clock_;
-  mutable std::mutex provision_mu_;  // provision_external, start to end
+  mutable std::mutex provision_mu_;          // provision_external, start to end
+  mutable std::shared_mutex account_gate_;   // see pause_account_changes()
+  mutable std::shared_mutex deletion_gate_;  // see pause_account_deletion()
 };
 
 // Creates the CHAT_ADMINS accounts that do not exist yet (password from

@@ -22,6 +22,10 @@ struct PluginConfig {
   int64_t leeway_s = 5;                  // plugin_opt_jwt_leeway. Default: 5, 0..30
   size_t max_payload = 64 * 1024;        // plugin_opt_max_payload. Default: 65536
   bool sync_writes = false;              // plugin_opt_sync_writes. Default: false
+  // plugin_opt_archive_min_free_mb (CHAT_ARCHIVE_MIN_FREE_MB): free-space
+  // reserve of the archive's file system, 0..1048576 MiB; 0 = off.
+  // Default: 256 (docs/operations.md, "Disk full").
+  uint64_t archive_min_free_mb = 256;
   double rate_msgs = 20;                 // plugin_opt_rate_limit_msgs. Default: 20/s; 0 = off
   double rate_burst = 100;               // plugin_opt_rate_limit_burst. Default: 100
   double rate_typing = 5;                // plugin_opt_rate_limit_typing. Default: 5/s; 0 = off

@@ -157,6 +157,8 @@ class Router {
   nlohmann::json group_json(const Group& group) const;
   Status control_admin(const std::string& op, const nlohmann::json& doc, nlohmann::json* result);
   Status control_push(const std::string& op, const nlohmann::json& doc, nlohmann::json* result);
+  // archive.checkpoint {"dir"}: a backup of the archive (router_backup.cpp).
+  Status control_checkpoint(const nlohmann::json& doc, nlohmann::json* result);
   // The push record of a message about to be archived ("" when no recipient
   // device needs a push). `participants` includes the sender.
   std::string push_record(const EnvelopeFields& f,

@@ -59,6 +59,12 @@ struct BrokerStats {
   std::array<uint64_t, kRefusalCodeCount> refused{};  // by RefusalCode
   uint64_t duplicates = 0;                            // retries of an archived cid
   uint64_t archive_failures = 0;                      // appends that failed (no PUBACK)
+  // The archive's write health as of the last TICK (store::ArchiveHealth):
+  // false after a failed write until a resume succeeded (disk full).
+  bool archive_writable = true;
+  // Why not writable: "low_space", "write_error", "recovery_stuck" ("" when writable).
+  std::string archive_reason;
+  uint64_t archive_recoveries = 0;  // resumes that made it writable again
   // Seconds per Archive::append (steady clock): 50 µs .. 1 s.
   FixedHistogram<13> append_seconds{
       {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}};
@@ -78,7 +84,7 @@ struct BrokerStats {
   //  "connections":{"accepted":N,"refused":{"unauthenticated":N,...}},
   //  "messages":{"routed":{"direct":N,...},"refused":{"not_authorized":N,...},
   //              "duplicates":N},
-  //  "archive":{"append_failures":N,
+  //  "archive":{"append_failures":N,"writable":true|false,"recoveries":N,
   //             "append_seconds":{"le":[...],"counts":[... one more than le],"sum":S,"count":N}},
   //  "group_fanout":{"le":[...],"counts":[...],"sum":S,"count":N}}
   std::string to_json(int64_t now_ms, int64_t started_ms, size_t connected_devices) const;

@@ -15,6 +15,10 @@ inline constexpr std::string_view kControlStats = "$CONTROL/chat/v1/stats";
 // Push wake-ups (docs/push.md): the broker publishes {"id":"<message id>"}
 // (QoS 0) after archiving a push record; only the service role may subscribe.
 inline constexpr std::string_view kControlPush = "$CONTROL/chat/v1/push";
+// Mosquitto's own counter of outgoing messages it dropped because a session's
+// queue was full (slow or offline consumers; retained, every sys_interval).
+// Only the service role may subscribe (chat-api's /metrics).
+inline constexpr std::string_view kSysMessagesDropped = "$SYS/broker/publish/messages/dropped";
 // Where the router parks publishes it has fully handled (duplicates): a `$`
 // topic no client may subscribe to, so Mosquitto acknowledges and drops it.
 inline constexpr std::string_view kDiscard = "$chat/discard";

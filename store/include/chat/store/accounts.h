@@ -90,6 +90,10 @@ class AccountStore {
   // The `limit` most recent reports (greatest ids), newest first.
   Result<std::vector<Report>> reports(size_t limit) const;
 
+  // Writes a consistent copy of the store into `dir` (a RocksDB checkpoint;
+  // see Archive::checkpoint for the rules on `dir`). Safe while in use.
+  Status checkpoint(const std::string& dir) const;
+
  private:
   struct Impl;
   explicit AccountStore(std::unique_ptr<Impl> impl);

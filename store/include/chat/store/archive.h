@@ -42,6 +42,10 @@
 
 #include "chat/common/status.h"
 
+namespace rocksdb {
+class Env;
+}  // namespace rocksdb
+
 namespace chat::store {
 
 // A half-open range of message ids (from, to]: ids greater than `from` and at
@@ -124,6 +128,39 @@ struct ArchiveOptions {
   std::string path;
   bool sync_writes = false;         // Default: false (WAL written, no fsync: survives SIGKILL).
   uint64_t wal_ttl_seconds = 3600;  // Default: 3600. Keeps WAL files for secondaries.
+  // After a failed write (disk full, I/O error) RocksDB refuses every write
+  // until DB::Resume() succeeds. The archive attempts that at most this often,
+  // from the next append or from Archive::try_recover(). Default: 500.
+  uint32_t resume_interval_ms = 500;
+  // A Resume() still running after this long is taken as stuck (RocksDB 7.8
+  // can wait for good on a flush it never scheduled): the writer cancels it,
+  // then closes and reopens the database. Default: 5000.
+  uint32_t resume_timeout_ms = 5000;
+  // Free-space reserve of the archive's file system: while fewer bytes are
+  // free, appends answer kUnavailable without reaching RocksDB, so a full
+  // disk rarely makes a RocksDB write fail at all. Writable again at the
+  // reserve plus an eighth. Checked with statvfs at most every 100 ms.
+  // Default: 0 (off); the broker sets plugin_opt_archive_min_free_mb.
+  uint64_t min_free_bytes = 0;
+  // For tests: the RocksDB environment (one that injects write failures).
+  // Not owned; must outlive the archive. Default: nullptr (RocksDB's default).
+  rocksdb::Env* env = nullptr;
+};
+
+// Whether the writer takes writes (Archive::health). Counters since open.
+struct ArchiveHealth {
+  bool writable = true;
+  uint64_t write_failures = 0;  // appends that failed (the sender got no PUBACK)
+  uint64_t recoveries = 0;      // times a Resume() made the archive writable again
+  std::string last_error;       // the failure that made it unwritable ("" when writable)
+  // Below ArchiveOptions::min_free_bytes: appends refused before RocksDB
+  // sees them (not writable, but nothing failed).
+  bool low_space = false;
+  uint64_t free_bytes = 0;  // at the last check (0 before one, or with no reserve)
+  uint64_t reopens = 0;     // stuck recoveries replaced by a close and reopen
+  // A stuck recovery could not be replaced: writable again only after a
+  // broker restart (nothing acknowledged is lost). Stays set.
+  bool recovery_stuck = false;
 };
 
 // Read operations shared by the writer and the reader. Thread-safe.
@@ -264,6 +301,32 @@ class Archive final : public ArchiveView {
   // Greatest message id ever appended ("" when empty): the id generator's floor
   // after a restart.
   Result<std::string> max_id() const;
+
+  // Disk full and I/O errors. A failed append leaves RocksDB read-only (a
+  // background error) and the archive unwritable: appends answer
+  // kUnavailable at once, without touching RocksDB, until a DB::Resume()
+  // succeeds (RocksDB's own automatic recovery is turned off so that only
+  // this writer thread drives it). Resume is attempted by the first append or
+  // try_recover() after resume_interval_ms; it flushes the memtables and
+  // starts a new WAL, so it needs free space. Nothing acknowledged is lost:
+  // the failed write was never applied, and one retried later is a new write.
+  ArchiveHealth health() const;
+  // Attempts the recovery now when unwritable and the interval has passed
+  // (the broker calls it from TICK, so the archive recovers without
+  // traffic). Ok when writable afterwards; kUnavailable otherwise.
+  Status try_recover();
+
+  // Backups (docs/operations.md, "Backup and restore"): writes a consistent
+  // copy of the whole archive into `dir` (a RocksDB checkpoint: table files
+  // hard-linked on the same file system, copied otherwise; memtables flushed
+  // first). `dir` must be absolute and must not exist; its parent must
+  // (kInvalidArgument / kAlreadyExists). Writer thread only: no append runs
+  // meanwhile, so the copy holds exactly the messages up to `max_id`.
+  struct CheckpointInfo {
+    std::string max_id;     // the newest message id in the copy ("" when empty)
+    uint64_t sequence = 0;  // RocksDB's sequence number at the checkpoint
+  };
+  Result<CheckpointInfo> checkpoint(const std::string& dir);
 
  private:
   explicit Archive(std::unique_ptr<Impl> impl);

@@ -45,6 +45,10 @@ class MediaStore {
   // How many records name this sha256.
   Result<size_t> count_sha256(const std::string& sha256) const;
 
+  // Writes a consistent copy of the store into `dir` (a RocksDB checkpoint;
+  // see Archive::checkpoint for the rules on `dir`). Safe while in use.
+  Status checkpoint(const std::string& dir) const;
+
  private:
   struct Impl;
   explicit MediaStore(std::unique_ptr<Impl> impl);

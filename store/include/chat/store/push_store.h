@@ -122,6 +122,10 @@ class PushStore {
   // Jobs queued now.
   size_t queue_depth() const;
 
+  // Writes a consistent copy of the store into `dir` (a RocksDB checkpoint;
+  // see Archive::checkpoint for the rules on `dir`). Safe while in use.
+  Status checkpoint(const std::string& dir) const;
+
  private:
   struct Impl;
   explicit PushStore(std::unique_ptr<Impl> impl);
