@@ -255,7 +255,6 @@ void track_archive(Plugin& p) {
                                      " hint=" + log_value("restart the broker"));
   }
   if (h.writable == p.stats.archive_writable && p.stats.archive_reason == reason) return;
-  const bool was_writable = p.stats.archive_writable;
   p.stats.archive_writable = h.writable;
   p.stats.archive_reason = reason;
   if (h.writable) {
@@ -263,7 +262,7 @@ void track_archive(Plugin& p) {
                "archive.recovered: write_failures=" + std::to_string(h.write_failures) +
                    " recoveries=" + std::to_string(h.recoveries) +
                    " reopens=" + std::to_string(h.reopens));
-  } else if (was_writable || h.recovery_stuck) {
+  } else {  // newly unwritable, or for another reason
     std::string line = "archive.unwritable: reason=" + std::string(reason);
     if (h.low_space) {
       line += " free_mb=" + std::to_string(h.free_bytes >> 20) +
