@@ -5,6 +5,8 @@
 
 #include <filesystem>
 
+#include "chat/common/topics.h"
+
 namespace chat::broker {
 namespace {
 
@@ -157,6 +159,32 @@ TEST_F(GatekeeperTest, ServiceRoleMayOnlyUseTheControlTopic) {
   EXPECT_FALSE(gk_->allowed(&h1_, "svc.api:1", Access::kWrite, "$CONTROL/chat/v1/push", 0));
   EXPECT_FALSE(gk_->allowed(&h1_, "svc.api:1", Access::kSubscribe, "$CONTROL/#", 0));
   EXPECT_EQ(gk_->connected_devices(), 0u);
+}
+
+// Mosquitto's $SYS drop counter (docs/operations.md "Slow consumers"): the
+// service role subscribes and reads that one topic; no user reads any $SYS.
+TEST_F(GatekeeperTest, OnlyTheServiceRoleReadsTheSysDropCounter) {
+  const std::string sys(topics::kSysMessagesDropped);
+  auto svc = token("svc.api", 60, {"service"});
+  ASSERT_TRUE(gk_->authenticate(&h1_, "svc.api:1", "svc.api", svc.c_str()).is_ok());
+  EXPECT_TRUE(gk_->allowed(&h1_, "svc.api:1", Access::kSubscribe, sys, 0));
+  EXPECT_TRUE(gk_->allowed(&h1_, "svc.api:1", Access::kRead, sys, 0));
+  EXPECT_FALSE(gk_->allowed(&h1_, "svc.api:1", Access::kWrite, sys, 0));
+  EXPECT_FALSE(gk_->allowed(&h1_, "svc.api:1", Access::kSubscribe, "$SYS/#", 0));
+  EXPECT_FALSE(gk_->allowed(&h1_, "svc.api:1", Access::kRead, "$SYS/broker/clients/connected", 0));
+
+  auto t = token("alice");
+  ASSERT_TRUE(gk_->authenticate(&h2_, "alice:phone", "alice", t.c_str()).is_ok());
+  for (const std::string& topic :
+       {sys, std::string("$SYS/#"), std::string("$SYS/broker/publish/messages/+")}) {
+    EXPECT_FALSE(gk_->allowed(&h2_, "alice:phone", Access::kSubscribe, topic, 0)) << topic;
+  }
+  EXPECT_FALSE(gk_->allowed(&h2_, "alice:phone", Access::kRead, sys, 0));
+  EXPECT_FALSE(gk_->allowed(&h2_, "alice:phone", Access::kWrite, sys, 0));
+  // Without a session (a persistent one after a broker restart): only u/<user>/.
+  EXPECT_FALSE(gk_->allowed(nullptr, "alice:tablet", Access::kRead, sys, 0));
+  // A user named like the service account gets no service rights either.
+  EXPECT_FALSE(gk_->allowed(nullptr, "svc.api:2", Access::kRead, sys, 0));
 }
 
 TEST_F(GatekeeperTest, ExpiredSessionsAreReportedOnceAfterTheLeeway) {

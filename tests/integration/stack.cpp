@@ -238,9 +238,12 @@ Stack::~Stack() {
   api_.kill(SIGTERM);
   bridge_.kill(SIGTERM);
   broker_.kill(SIGTERM);
-  api_.wait(5s);
-  bridge_.wait(5s);
-  broker_.wait(5s);
+  // Generous: a sanitizer's exit-time leak check (symbolizing every leak,
+  // suppressed ones included) is slow on a loaded machine, and a process
+  // SIGKILLed past this deadline would take its report with it unnoticed.
+  api_.wait(20s);
+  bridge_.wait(20s);
+  broker_.wait(20s);
   // Sanitizer reports from the processes under test are test failures.
   for (const char* name : {"mosquitto", "chat-api", "chat-bridge"}) {
     std::string log = log_tail(name, 1 << 20);
