@@ -103,20 +103,6 @@ struct ArchiveDisk {
   void free_space() { ::unlink((path + "/zz-disk-filler").c_str()); }
 };
 
-// One Prometheus sample (no labels) from /metrics, or -1.
-double metric(Stack& s, const std::string& name) {
-  auto client = s.http_client();
-  auto r = client.Get("/metrics", {{"Authorization", std::string("Bearer ") + kMetricsToken}});
-  if (!r || r->status != 200) return -1;
-  const std::string& body = r->body;
-  size_t at = 0;
-  while ((at = body.find(name + " ", at)) != std::string::npos) {
-    if (at == 0 || body[at - 1] == '\n') return std::stod(body.substr(at + name.size() + 1));
-    at += name.size();
-  }
-  return -1;
-}
-
 // The cids of a list of envelopes, counted.
 std::map<std::string, int> cid_counts(const std::vector<json>& envelopes) {
   std::map<std::string, int> out;
@@ -211,7 +197,7 @@ void disk_full_scenario(bool reserve) {
       << health.dump() << "\n"
       << s.logs();
   EXPECT_EQ(health.value("error", ""), "unavailable");
-  EXPECT_TRUE(eventually([&] { return metric(s, "chat_broker_archive_writable") == 0; }, 8s));
+  EXPECT_TRUE(eventually([&] { return s.metric("chat_broker_archive_writable") == 0; }, 8s));
   EXPECT_NE(s.log_tail("mosquitto", 1 << 20)
                 .find(reserve ? "archive.unwritable: reason=low_space"
                               : "archive.unwritable: reason=write_error"),
@@ -236,10 +222,10 @@ void disk_full_scenario(bool reserve) {
   EXPECT_TRUE(eventually([&] { return s.get("/healthz", "").first == 200; }, 20s)) << s.logs();
   EXPECT_EQ(s.broker_pid(), broker);
   // A Resume (or a reopen) only after a failed write; the reserve needs none.
-  if (!reserve) EXPECT_GE(metric(s, "chat_broker_archive_recoveries_total"), 1);
-  EXPECT_EQ(metric(s, "chat_broker_archive_writable"), 1);
+  if (!reserve) EXPECT_GE(s.metric("chat_broker_archive_recoveries_total"), 1);
+  EXPECT_EQ(s.metric("chat_broker_archive_writable"), 1);
   // (Published with the change of state; failures alone wait for the 5 s snapshot.)
-  EXPECT_GE(metric(s, "chat_broker_archive_append_failures_total"), 3);
+  EXPECT_GE(s.metric("chat_broker_archive_append_failures_total"), 3);
   {
     const std::string log = s.log_tail("mosquitto", 1 << 20);
     const size_t at = log.find("archive.recovered: ");

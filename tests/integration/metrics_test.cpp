@@ -14,21 +14,6 @@ namespace {
 
 constexpr const char* kMetricsToken = "integration-metrics-token";
 
-// The value of the sample line `series` (name and labels as chat-api writes
-// them), or NaN when absent.
-double sample_value(const std::string& text, const std::string& series) {
-  size_t pos = 0;
-  while ((pos = text.find(series + " ", pos)) != std::string::npos) {
-    if (pos == 0 || text[pos - 1] == '\n') {
-      size_t start = pos + series.size() + 1;
-      std::string v = text.substr(start, text.find('\n', start) - start);
-      return v == "+Inf" ? INFINITY : std::stod(v);
-    }
-    pos += series.size();
-  }
-  return NAN;
-}
-
 class Metrics : public ::testing::Test {
  protected:
   void TearDown() override {

@@ -37,20 +37,6 @@ int64_t rss_bytes(pid_t pid) {
   return -1;
 }
 
-// One Prometheus sample (no labels) from /metrics, or -1.
-double metric(Stack& s, const std::string& name) {
-  auto client = s.http_client();
-  auto r = client.Get("/metrics", {{"Authorization", std::string("Bearer ") + kMetricsToken}});
-  if (!r || r->status != 200) return -1;
-  const std::string& body = r->body;
-  size_t at = 0;
-  while ((at = body.find(name + " ", at)) != std::string::npos) {
-    if (at == 0 || body[at - 1] == '\n') return std::stod(body.substr(at + name.size() + 1));
-    at += name.size();
-  }
-  return -1;
-}
-
 std::set<std::string> cids_on(const std::vector<Received>& msgs, const std::string& topic) {
   std::set<std::string> out;
   for (const auto& m : on_topic(msgs, topic)) out.insert(m.body().value("cid", ""));
@@ -130,7 +116,7 @@ TEST(SlowConsumer, OthersAreServedMemoryIsBoundedAndSyncFillsTheGap) {
   double dropped = -1;
   EXPECT_TRUE(eventually(
       [&] {
-        dropped = metric(s, "chat_broker_messages_dropped_total");
+        dropped = s.metric("chat_broker_messages_dropped_total");
         return dropped >= kToSlow / 2;
       },
       // $SYS every 2 s, the plugin's stats every 5 s; slack for a loaded CI.

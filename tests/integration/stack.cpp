@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -285,6 +286,29 @@ std::map<std::string, std::string> Stack::env() const {
   }
   for (const auto& [k, v] : options_.env) e[k] = v;
   return e;
+}
+
+double sample_value(const std::string& text, const std::string& series) {
+  size_t pos = 0;
+  while ((pos = text.find(series + " ", pos)) != std::string::npos) {
+    if (pos == 0 || text[pos - 1] == '\n') {
+      size_t start = pos + series.size() + 1;
+      std::string v = text.substr(start, text.find('\n', start) - start);
+      return v == "+Inf" ? INFINITY : std::stod(v);
+    }
+    pos += series.size();
+  }
+  return NAN;
+}
+
+double Stack::metric(const std::string& series) {
+  auto found = options_.env.find("CHAT_METRICS_TOKEN");
+  httplib::Headers headers;
+  if (found != options_.env.end()) headers.emplace("Authorization", "Bearer " + found->second);
+  auto client = http_client();
+  auto r = client.Get("/metrics", headers);
+  if (!r || r->status != 200) return NAN;
+  return sample_value(r->body, series);
 }
 
 std::string Stack::base_url() const {

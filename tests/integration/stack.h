@@ -25,6 +25,10 @@ namespace chat::testing {
 using namespace std::chrono_literals;
 using json = nlohmann::json;
 
+// The value of the sample line `series` (name and labels) in a Prometheus
+// text exposition, or NaN when absent.
+double sample_value(const std::string& text, const std::string& series);
+
 // Polls `pred` until true or the deadline passes.
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s);
 
@@ -109,6 +113,11 @@ class Stack {
   // Registers a user (201 expected) and returns an access token.
   std::string register_user(const std::string& user, const std::string& password = "correct horse");
   std::string login(const std::string& user, const std::string& password = "correct horse");
+  // One sample of chat-api's /metrics, scraped with the CHAT_METRICS_TOKEN of
+  // the options: `series` is the name with any labels as chat-api writes them
+  // (e.g. `chat_x_total{reason="y"}`). NaN when the scrape fails or the
+  // series is absent.
+  double metric(const std::string& series);
   // A token signed by the embedded issuer with arbitrary claims (for expiry tests).
   std::string mint_token(const std::string& sub, int64_t exp_offset_s,
                          const json& extra = json::object());
