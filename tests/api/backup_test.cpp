@@ -15,6 +15,7 @@
 #include "chat/api/media.h"
 #include "chat/store/media.h"
 #include "http_fixture.h"
+#include "media_samples.h"
 
 namespace chat::api {
 namespace {
@@ -24,18 +25,7 @@ using test_support::json;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-// An MP4 (ftyp isom) header followed by random bytes.
-std::string mp4_bytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string out(n, '\0');
-  for (auto& c : out) c = static_cast<char>(rng());
-  const std::string head(
-      "\0\0\0\x18"
-      "ftypisom\0\0\x02\0isomiso2",
-      24);
-  out.replace(0, head.size(), head);
-  return out;
-}
+using chat::test_media::mp4_bytes;
 
 unsigned mode_of(const fs::path& p) {
   struct stat st {};

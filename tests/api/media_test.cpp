@@ -18,6 +18,7 @@
 #include "chat/api/secrets.h"
 #include "chat/store/media.h"
 #include "http_fixture.h"
+#include "media_samples.h"
 
 namespace chat::api {
 namespace {
@@ -33,16 +34,7 @@ std::string random_bytes_of(size_t n, uint32_t seed = 1) {
   return out;
 }
 
-// An MP4 (ftyp isom) header followed by random bytes.
-std::string mp4_bytes(size_t n, uint32_t seed = 1) {
-  std::string out = random_bytes_of(n, seed);
-  const std::string head(
-      "\0\0\0\x18"
-      "ftypisom\0\0\x02\0isomiso2",
-      24);
-  out.replace(0, head.size(), head);
-  return out;
-}
+using chat::test_media::mp4_bytes;
 
 // A real JPEG made with libvips: w x h pixels of a gradient.
 std::string make_jpeg(int w, int h) {

@@ -16,6 +16,7 @@
 #include <set>
 #include <thread>
 
+#include "media_samples.h"
 #include "stack.h"
 
 namespace chat::testing {
@@ -37,18 +38,7 @@ std::string read_file(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-// An mp4 header and random bytes: chat-api sniffs video/mp4.
-std::string mp4_bytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string out(n, '\0');
-  for (auto& c : out) c = static_cast<char>(rng());
-  const std::string head(
-      "\0\0\0\x18"
-      "ftypisom\0\0\x02\0isomiso2",
-      24);
-  out.replace(0, head.size(), head);
-  return out;
-}
+using chat::test_media::mp4_bytes;
 
 // A temporary directory the broker (which may run as `mosquitto`) can reach.
 class WorkDir {

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <random>
 
+#include "media_samples.h"
 #include "stack.h"
 
 namespace chat::testing {
@@ -14,17 +15,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string mp4_bytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string out(n, '\0');
-  for (auto& c : out) c = static_cast<char>(rng());
-  const std::string head(
-      "\0\0\0\x18"
-      "ftypisom\0\0\x02\0isomiso2",
-      24);
-  out.replace(0, head.size(), head);
-  return out;
-}
+using chat::test_media::mp4_bytes;
 
 // A /proc/<pid>/status field in KiB (VmHWM: peak resident set).
 int64_t proc_kib(pid_t pid, const std::string& field) {
