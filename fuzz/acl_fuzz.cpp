@@ -184,7 +184,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           break;
       }
     } else if (who == &kService) {
-      FUZZ_CHECK(access == Access::kWrite ? topic == topics::kControl : is_control(topic));
+      // Writes: the control topic only. Reads: control replies, and exactly
+      // one $SYS topic (Mosquitto's drop counter, docs/operations.md "Slow
+      // consumers").
+      FUZZ_CHECK(access == Access::kWrite
+                     ? topic == topics::kControl
+                     : is_control(topic) || topic == topics::kSysMessagesDropped);
     } else {  // no session: only reads of the client id's own inbox or presence
       FUZZ_CHECK(access == Access::kRead);
       std::string user, device;
