@@ -5,11 +5,13 @@
 // Invariants: no exception escapes; a payload that validates has a 1-64
 // character cid and a known type; the envelope built from it is JSON that
 // carries exactly that cid, type and body; re-serialising the message
-// validates again with the same result (parse -> serialise -> parse).
+// validates again with the same result (parse -> serialise -> parse); an
+// e2e message's per-user envelopes split its "to" exactly (docs/e2e.md).
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "chat/common/envelope.h"
 #include "chat/common/strict_json.h"
@@ -45,6 +47,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(chat::check_media_body(msg.body).empty());
     FUZZ_CHECK(!chat::media_reference(msg).empty());
   }
+  if (msg.type == "e2e") FUZZ_CHECK(chat::check_e2e_body(msg.body, true).empty());
 
   // The envelope the router stores and delivers.
   chat::EnvelopeFields f;
@@ -65,6 +68,41 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(env["type"] == msg.type);
   FUZZ_CHECK(env["body"] == msg.body);
   FUZZ_CHECK(env["v"] == 1);
+
+  // An e2e message per user (docs/e2e.md): each cut is JSON with the same
+  // envelope fields, holds only that user's "to" entries (and the group), and
+  // the cuts together are the whole "to"; built again from the archived
+  // envelope, the same bytes.
+  if (msg.type == "e2e") {
+    f.type = "e2e";
+    const std::string whole = chat::make_envelope(f, msg.body);
+    chat::E2eEnvelopes split(f, msg.body);
+    auto from_archive = chat::E2eEnvelopes::from_envelope(whole);
+    FUZZ_CHECK(from_archive.has_value());
+    json all_to = json::object();
+    std::vector<std::string> users{"alice", "bob"};
+    if (msg.body.contains("to")) {
+      for (const auto& [key, entry] : msg.body["to"].items()) {
+        users.push_back(key.substr(0, key.find(':')));
+      }
+    }
+    for (const auto& user : users) {
+      const std::string cut = split.for_user(user);
+      FUZZ_CHECK(cut == from_archive->for_user(user));
+      json c = chat::parse_untrusted_json(cut, chat::kMaxJsonDepth + 1, &refusal);
+      FUZZ_CHECK(refusal == chat::JsonRefusal::kNone && c.is_object());
+      FUZZ_CHECK(c["cid"] == msg.cid && c["id"] == f.id && c["type"] == "e2e");
+      FUZZ_CHECK(c["body"].value("group", json()) == msg.body.value("group", json()));
+      FUZZ_CHECK(c["body"].contains("to") == msg.body.contains("to"));
+      if (!c["body"].contains("to")) continue;
+      for (const auto& [key, entry] : c["body"]["to"].items()) {
+        FUZZ_CHECK(key.rfind(user + ":", 0) == 0);
+        FUZZ_CHECK(msg.body["to"][key] == entry);
+        all_to[key] = entry;
+      }
+    }
+    if (msg.body.contains("to")) FUZZ_CHECK(all_to == msg.body["to"]);
+  }
 
   // Serialise the message again: it validates, to the same message.
   json again{{"cid", msg.cid}, {"type", msg.type}, {"body", msg.body}};

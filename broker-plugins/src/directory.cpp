@@ -46,6 +46,18 @@ bool Directory::share_group(const std::string& a, const std::string& b) const {
                      [&](const std::string& g) { return large.count(g) > 0; });
 }
 
+std::set<std::string> Directory::co_members(const std::string& user) const {
+  std::set<std::string> out;
+  const auto gids = groups_of_.find(user);
+  if (gids == groups_of_.end()) return out;
+  for (const auto& gid : gids->second) {
+    const auto g = groups_.find(gid);
+    if (g != groups_.end()) out.insert(g->second.members.begin(), g->second.members.end());
+  }
+  out.erase(user);
+  return out;
+}
+
 bool Directory::is_blocked(const std::string& blocker, const std::string& blocked) {
   auto it = blocks_.find(blocker);
   if (it == blocks_.end()) {

@@ -172,11 +172,35 @@ std::optional<Refusal> Router::check_target(const DeviceSession& sender, const s
   return std::nullopt;
 }
 
+std::optional<Refusal> Router::check_e2e_recipients(const DeviceSession& sender, const Group* group,
+                                                    const std::vector<std::string>& participants,
+                                                    const json& body) const {
+  // parse_client_message checked the structure (check_e2e_body), "group" allowed.
+  if (group == nullptr && body.contains("group")) {
+    return Refusal{RefusalCode::kInvalidPayload,
+                   "body.group (a sender-key message) is for group conversations only"};
+  }
+  const auto to = body.find("to");
+  if (to == body.end()) return std::nullopt;
+  for (const auto& [key, entry] : to->items()) {
+    const std::string user = key.substr(0, key.find(':'));
+    const bool ok = user == sender.user ||
+                    (group != nullptr ? group->members.count(user) > 0
+                                      : std::find(participants.begin(), participants.end(), user) !=
+                                            participants.end());
+    if (!ok) {
+      return Refusal{RefusalCode::kInvalidPayload,
+                     "body.to key '" + key + "': " + user + " is not in this conversation"};
+    }
+  }
+  return std::nullopt;
+}
+
 Router::Stamped Router::stamp_and_archive(const DeviceSession& sender, const std::string& conv,
                                           const std::string& to,
                                           const std::vector<std::string>& participants,
-                                          std::string_view payload, int qos,
-                                          const std::string& duplicate_topic) {
+                                          const Group* group, std::string_view payload, int qos,
+                                          const std::string& duplicate_peer) {
   Stamped out;
   ClientMessage msg;
   Refusal why;
@@ -196,14 +220,22 @@ Router::Stamped Router::stamp_and_archive(const DeviceSession& sender, const std
   }
   if (dup->has_value()) {
     if (stats_ != nullptr) ++stats_->duplicates;
-    port_.publish("", topics::inbox(sender.user, topics::kInboxMsg), **dup, 1, false);
-    if (qos == 2 && !duplicate_topic.empty()) {
+    // An e2e original goes out per user again, as on the first pass (the
+    // envelope builder writes exactly this marker; no other type pays a parse).
+    std::optional<E2eEnvelopes> e2e;
+    if ((*dup)->find(R"(,"type":"e2e","body":)") != std::string::npos) {
+      e2e = E2eEnvelopes::from_envelope(**dup);
+    }
+    port_.publish("", topics::inbox(sender.user, topics::kInboxMsg),
+                  e2e ? e2e->for_user(sender.user) : **dup, 1, false);
+    if (qos == 2 && !duplicate_peer.empty()) {
       // A QoS 2 resend (DUP before PUBREL, or after a reconnect) must look
       // exactly like the first pass (same topic, same payload), or Mosquitto
       // drops the stored original as a "reused message id" and the peer never
       // gets the live copy. If Mosquitto no longer holds it, the peer may get
       // the envelope twice: clients de-duplicate by id.
-      out.done = accept(duplicate_topic, **dup);
+      out.done = accept(topics::inbox(duplicate_peer, topics::kInboxMsg),
+                        e2e ? e2e->for_user(duplicate_peer) : **dup);
     } else {
       out.done = consumed(payload);
     }
@@ -213,6 +245,13 @@ Router::Stamped Router::stamp_and_archive(const DeviceSession& sender, const std
   if (auto bad = check_target(sender, conv, msg)) {
     out.done = refuse(sender, msg.cid, bad->code, std::move(bad->reason), qos);
     return out;
+  }
+  const bool e2e = msg.type == "e2e";
+  if (e2e) {
+    if (auto bad = check_e2e_recipients(sender, group, participants, msg.body)) {
+      out.done = refuse(sender, msg.cid, bad->code, std::move(bad->reason), qos);
+      return out;
+    }
   }
   if (message_limits_.take(sender.user) > 0) {
     out.done =
@@ -230,6 +269,7 @@ Router::Stamped Router::stamp_and_archive(const DeviceSession& sender, const std
   f.cid = msg.cid;
   f.type = msg.type;
   out.envelope = make_envelope(f, msg.body);
+  if (e2e) out.e2e.emplace(f, msg.body);
 
   store::AppendRequest req;
   req.id = f.id;
@@ -308,15 +348,18 @@ MessageOutcome Router::direct_message(const DeviceSession& sender, const std::st
                   peer + " does not accept your messages", qos);
   }
 
-  std::string peer_topic = topics::inbox(peer, topics::kInboxMsg);
   auto stamped = stamp_and_archive(sender, topics::dm_conversation(sender.user, peer), peer,
-                                   {sender.user, peer}, payload, qos, peer_topic);
+                                   {sender.user, peer}, nullptr, payload, qos, peer);
   if (stamped.done) return std::move(*stamped.done);
   // The peer's copy rides on the original publish (rewritten); the sender's
   // devices get their own copy (multi-device sync, and the id for the cid).
-  port_.publish("", topics::inbox(sender.user, topics::kInboxMsg), stamped.envelope, 1, false);
+  // An e2e message: each side's copy holds only its own devices' entries.
+  std::string scratch;
+  port_.publish("", topics::inbox(sender.user, topics::kInboxMsg),
+                stamped.envelope_for(sender.user, &scratch), 1, false);
   if (stats_ != nullptr) stats_->message_routed(RoutedKind::kDirect);
-  return accept(std::move(peer_topic), std::move(stamped.envelope));
+  if (stamped.e2e) stamped.envelope = stamped.e2e->for_user(peer);
+  return accept(topics::inbox(peer, topics::kInboxMsg), std::move(stamped.envelope));
 }
 
 MessageOutcome Router::group_message(const DeviceSession& sender, const std::string& gid,
@@ -339,12 +382,16 @@ MessageOutcome Router::group_message(const DeviceSession& sender, const std::str
   for (const auto& m : group->members) {
     if (m == sender.user || !directory_.is_blocked(m, sender.user)) recipients.push_back(m);
   }
-  auto stamped = stamp_and_archive(sender, topics::group_conversation(gid),
-                                   topics::group_conversation(gid), recipients, payload, qos, "");
+  auto stamped =
+      stamp_and_archive(sender, topics::group_conversation(gid), topics::group_conversation(gid),
+                        recipients, group, payload, qos, "");
   if (stamped.done) return std::move(*stamped.done);
-  // Every member's devices (the sender's included) get their own copy.
+  // Every member's devices (the sender's included) get their own copy; of an
+  // e2e message, each with only that member's entries.
+  std::string scratch;
   for (const auto& m : recipients) {
-    port_.publish("", topics::inbox(m, topics::kInboxMsg), stamped.envelope, 1, false);
+    port_.publish("", topics::inbox(m, topics::kInboxMsg), stamped.envelope_for(m, &scratch), 1,
+                  false);
   }
   if (stats_ != nullptr) {
     stats_->message_routed(RoutedKind::kGroup);
@@ -811,6 +858,11 @@ void Router::on_control(const DeviceSession& sender, std::string_view payload) {
     reply(sender, req, invalid_argument("control request must be {\"op\":...,\"req\":...}"));
     return;
   }
+  // The plugin passes only service-role requests (plugin.cpp on_control);
+  // checked again here so that no caller of the router can skip it.
+  if (!sender.service) {
+    return reply(sender, req, permission_denied("control ops are for the service role"));
+  }
   const auto op = doc["op"].get<std::string>();
   auto user_arg = [&](const char* key, std::string* user) {
     if (!doc.contains(key) || !doc[key].is_string() ||
@@ -886,6 +938,11 @@ void Router::on_control(const DeviceSession& sender, std::string_view payload) {
   if (op == "archive.checkpoint") {
     json result;
     Status st = control_checkpoint(doc, &result);
+    return reply(sender, req, st, result);
+  }
+  if (op == "keys.changed") {
+    json result;
+    Status st = control_keys(doc, &result);
     return reply(sender, req, st, result);
   }
   if (op == "ping") return reply(sender, req, Status::ok());

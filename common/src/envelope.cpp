@@ -1,5 +1,6 @@
 #include "chat/common/envelope.h"
 
+#include "chat/common/ids.h"
 #include "chat/common/strict_json.h"
 
 namespace chat {
@@ -124,6 +125,12 @@ bool parse_client_message(std::string_view payload, size_t max_payload, ClientMe
     if (std::string why = check_media_body(*body); !why.empty()) {
       return refuse(RefusalCode::kInvalidPayload, why);
     }
+  } else if (type->get_ref<const std::string&>() == "e2e") {
+    // The topic is not known here: "group" is allowed, and the router refuses
+    // it on dm/ topics (with the participant check).
+    if (std::string why = check_e2e_body(*body, true); !why.empty()) {
+      return refuse(RefusalCode::kInvalidPayload, why);
+    }
   }
 
   if (out) {
@@ -158,6 +165,71 @@ std::string check_media_body(const nlohmann::json& body) {
   if (auto thumb = body.find("thumbnail");
       thumb != body.end() && !thumb->is_boolean() && !thumb->is_string()) {
     return "body.thumbnail must be a boolean or a URL string";
+  }
+  return "";
+}
+
+bool is_standard_base64(std::string_view s) {
+  if (s.empty() || s.size() % 4 != 0) return false;
+  size_t pad = 0;
+  if (s.back() == '=') pad = s[s.size() - 2] == '=' ? 2 : 1;
+  for (size_t i = 0; i < s.size() - pad; ++i) {
+    const char c = s[i];
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    c == '+' || c == '/';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+namespace {
+
+// At most `max` bytes of untrusted text for a refusal reason.
+std::string quoted_prefix(std::string_view s, size_t max = 64) {
+  return "'" + std::string(s.substr(0, max)) + (s.size() > max ? "...'" : "'");
+}
+
+}  // namespace
+
+std::string check_e2e_body(const nlohmann::json& body, bool group_topic) {
+  if (!body.is_object()) return R"(an e2e body must be an object {"to":{...},"group":"..."})";
+  for (const auto& [name, value] : body.items()) {
+    if (name != "to" && name != "group") {
+      return "an e2e body has only \"to\" and \"group\", not " + quoted_prefix(name);
+    }
+  }
+  const auto group = body.find("group");
+  if (group != body.end()) {
+    if (!group_topic) return "body.group (a sender-key message) is for group conversations only";
+    if (!group->is_string() || !is_standard_base64(group->get_ref<const std::string&>())) {
+      return "body.group must be non-empty standard base64 with padding";
+    }
+  }
+  const auto to = body.find("to");
+  if (to == body.end()) {
+    if (group == body.end()) return "an e2e body needs \"to\" or \"group\"";
+    return "";
+  }
+  if (!to->is_object()) return "body.to must be an object keyed <user>:<device>";
+  if (to->empty() && group == body.end()) return "body.to is empty and there is no body.group";
+  if (to->size() > kMaxE2eRecipients) {
+    return "body.to has " + std::to_string(to->size()) + " entries, at most " +
+           std::to_string(kMaxE2eRecipients);
+  }
+  for (const auto& [key, entry] : to->items()) {
+    if (!split_client_id(key, nullptr, nullptr)) {
+      return "body.to key " + quoted_prefix(key) + " is not <user>:<device>";
+    }
+    const auto type = entry.is_object() ? entry.find("type") : entry.end();
+    const auto text = entry.is_object() ? entry.find("body") : entry.end();
+    const bool ok = entry.is_object() && entry.size() == 2 && type != entry.end() &&
+                    type->is_number_integer() && (*type == 1 || *type == 3) &&
+                    text != entry.end() && text->is_string() &&
+                    is_standard_base64(text->get_ref<const std::string&>());
+    if (!ok) {
+      return "body.to[" + quoted_prefix(key) +
+             R"(] must be {"type":1|3,"body":"<non-empty standard base64>"})";
+    }
   }
   return "";
 }
@@ -225,6 +297,27 @@ void append_json_string(std::string* out, std::string_view s) {
   out->push_back('"');
 }
 
+// Everything of an envelope before the body's JSON.
+void append_envelope_head(std::string* out, const EnvelopeFields& f) {
+  out->append("{\"v\":1,\"id\":");
+  append_json_string(out, f.id);
+  out->append(",\"ts\":");
+  out->append(std::to_string(f.ts));
+  out->append(",\"conv\":");
+  append_json_string(out, f.conv);
+  out->append(",\"from\":");
+  append_json_string(out, f.from);
+  out->append(",\"dev\":");
+  append_json_string(out, f.dev);
+  out->append(",\"to\":");
+  append_json_string(out, f.to);
+  out->append(",\"cid\":");
+  append_json_string(out, f.cid);
+  out->append(",\"type\":");
+  append_json_string(out, f.type);
+  out->append(",\"body\":");
+}
+
 }  // namespace
 
 std::string make_envelope(const EnvelopeFields& f, const nlohmann::json& body) {
@@ -233,25 +326,73 @@ std::string make_envelope(const EnvelopeFields& f, const nlohmann::json& body) {
   std::string out;
   out.reserve(160 + f.id.size() + f.conv.size() + f.from.size() + f.dev.size() + f.to.size() +
               f.cid.size() + f.type.size());
-  out.append("{\"v\":1,\"id\":");
-  append_json_string(&out, f.id);
-  out.append(",\"ts\":");
-  out.append(std::to_string(f.ts));
-  out.append(",\"conv\":");
-  append_json_string(&out, f.conv);
-  out.append(",\"from\":");
-  append_json_string(&out, f.from);
-  out.append(",\"dev\":");
-  append_json_string(&out, f.dev);
-  out.append(",\"to\":");
-  append_json_string(&out, f.to);
-  out.append(",\"cid\":");
-  append_json_string(&out, f.cid);
-  out.append(",\"type\":");
-  append_json_string(&out, f.type);
-  out.append(",\"body\":");
+  append_envelope_head(&out, f);
   out.append(body.dump());
   out.push_back('}');
+  return out;
+}
+
+E2eEnvelopes::E2eEnvelopes(const EnvelopeFields& fields, const nlohmann::json& body) {
+  split(fields, body);
+}
+
+void E2eEnvelopes::split(const EnvelopeFields& fields, const nlohmann::json& body) {
+  append_envelope_head(&head_, fields);
+  // The body as nlohmann dumps an object: members in key order ("group" < "to").
+  if (const auto group = body.find("group"); group != body.end()) {
+    group_ = "\"group\":" + group->dump();
+  }
+  const auto to = body.find("to");
+  has_to_ = to != body.end() && to->is_object();
+  if (!has_to_) return;
+  std::unordered_map<std::string, nlohmann::json> by_user;
+  for (const auto& [key, entry] : to->items()) {
+    auto& entries = by_user[key.substr(0, key.find(':'))];
+    if (entries.is_null()) entries = nlohmann::json::object();
+    entries[key] = entry;
+  }
+  to_.reserve(by_user.size());
+  for (const auto& [user, entries] : by_user) to_.emplace(user, entries.dump());
+}
+
+std::optional<E2eEnvelopes> E2eEnvelopes::from_envelope(std::string_view envelope) {
+  auto doc = parse_untrusted_json(envelope, kMaxJsonDepth + 1);
+  if (!doc.is_object()) return std::nullopt;
+  auto str = [&](const char* name, std::string* out) {
+    const auto it = doc.find(name);
+    if (it == doc.end() || !it->is_string()) return false;
+    *out = it->get<std::string>();
+    return true;
+  };
+  EnvelopeFields f;
+  const auto ts = doc.find("ts");
+  const auto body = doc.find("body");
+  if (!str("id", &f.id) || !str("conv", &f.conv) || !str("from", &f.from) || !str("dev", &f.dev) ||
+      !str("to", &f.to) || !str("cid", &f.cid) || !str("type", &f.type) || f.type != "e2e" ||
+      ts == doc.end() || !ts->is_number_integer() || body == doc.end() ||
+      !check_e2e_body(*body, true).empty()) {
+    return std::nullopt;
+  }
+  f.ts = ts->get<int64_t>();
+  E2eEnvelopes out;
+  out.split(f, *body);
+  return out;
+}
+
+std::string E2eEnvelopes::for_user(const std::string& user) const {
+  std::string out;
+  const auto entries = has_to_ ? to_.find(user) : to_.end();
+  const size_t to_size = entries != to_.end() ? entries->second.size() : 2;
+  out.reserve(head_.size() + group_.size() + to_size + 12);
+  out.append(head_);
+  out.push_back('{');
+  out.append(group_);
+  if (has_to_) {
+    if (!group_.empty()) out.push_back(',');
+    out.append("\"to\":");
+    out.append(entries != to_.end() ? std::string_view(entries->second) : std::string_view("{}"));
+  }
+  out.append("}}");
   return out;
 }
 

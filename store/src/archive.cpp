@@ -1164,6 +1164,30 @@ Result<std::vector<ConversationSummary>> ArchiveView::conversations(const std::s
   return all;
 }
 
+Result<std::vector<std::string>> ArchiveView::dm_peers(const std::string& user,
+                                                       size_t limit) const {
+  std::vector<std::string> peers;
+  if (!valid_key_part(user)) return peers;
+  const std::shared_ptr<const Db> db = impl_->pin();
+  // convs keys <user>\0dm:<a>:<b>: only the direct ones ("dm;" follows "dm:").
+  const std::string start = make_key(user, "dm:");
+  const std::string end = make_key(user, "dm;");
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions read_options;
+  read_options.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db->db->NewIterator(read_options, db->cf(kConvs)));
+  for (it->Seek(start); it->Valid() && peers.size() < limit; it->Next()) {
+    const std::string_view conv = key_rest(it->key(), user.size());
+    const size_t colon = conv.find(':', 3);
+    if (colon == std::string_view::npos) continue;
+    const std::string_view a = conv.substr(3, colon - 3);
+    const std::string_view b = conv.substr(colon + 1);
+    peers.emplace_back(a == user ? b : a);
+  }
+  if (!it->status().ok()) return from_rocksdb(it->status(), "archive convs scan");
+  return peers;
+}
+
 Result<bool> ArchiveView::user_exists(const std::string& user) const {
   auto found = impl_->pin()->get(kUsers, user, "archive user get");
   if (!found) return found.status();

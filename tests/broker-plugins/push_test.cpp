@@ -145,7 +145,9 @@ TEST_F(PushRouterTest, OnlyTextMediaAndE2eMessagesPush) {
   set_devices("bob", {"phone"});
   auto first = router_->on_message(alice_, "dm/bob", msg("c1"), 1);
   const std::string id = json::parse(first.payload)["id"];
-  router_->on_message(alice_, "dm/bob", msg("c2", "e2e", json{{"ct", "opaque"}}), 1);
+  router_->on_message(
+      alice_, "dm/bob",
+      msg("c2", "e2e", json{{"to", {{"bob:phone", {{"type", 3}, {"body", "b3BhcXVl"}}}}}}), 1);
   router_->on_message(alice_, "dm/bob", msg("c3", "reaction", json{{"id", id}, {"emoji", "+1"}}),
                       1);
   router_->on_message(alice_, "dm/bob", msg("c4", "edit", json{{"id", id}, {"text", "x"}}), 1);

@@ -427,3 +427,297 @@ TEST_F(RouterTest, StatsCountRoutedRefusedAndAppendLatency) {
 
 }  // namespace
 }  // namespace chat::broker
+
+// End-to-end encrypted messages (docs/e2e.md): per-user delivery, the archive
+// keeps the whole body, participant checks, and key-change events.
+namespace chat::broker {
+namespace {
+
+class RouterE2eTest : public RouterTest {
+ protected:
+  void SetUp() override {
+    RouterTest::SetUp();
+    svc_.user = "svc.api";
+    svc_.client_id = "svc.api:1";
+    svc_.service = true;
+    for (const char* u : {"carol", "dave"}) ASSERT_TRUE(archive_->add_user(u).is_ok());
+  }
+  static json entry(int type, const std::string& b64) { return {{"type", type}, {"body", b64}}; }
+  static std::string e2e(const std::string& cid, const json& body) {
+    return json({{"cid", cid}, {"type", "e2e"}, {"body", body}}).dump();
+  }
+  json control(const json& request) {
+    router_->on_control(svc_, request.dump());
+    return json::parse(port_.published.back().payload);
+  }
+  std::string make_group(const std::vector<std::string>& members) {
+    auto r = control({{"op", "group.create"},
+                      {"req", "g"},
+                      {"by", "alice"},
+                      {"name", "Crypto"},
+                      {"members", members}});
+    EXPECT_EQ(r["ok"], true) << r.dump();
+    return r["result"]["id"];
+  }
+  // The body of what was published on `topic` since `from` (exactly once).
+  json body_on(const std::string& topic, size_t from = 0) {
+    json found;
+    int n = 0;
+    for (size_t i = from; i < port_.published.size(); ++i) {
+      if (port_.published[i].topic != topic) continue;
+      found = json::parse(port_.published[i].payload)["body"];
+      ++n;
+    }
+    EXPECT_EQ(n, 1) << topic;
+    return found;
+  }
+  json archived(const std::string& conv, const std::string& id) {
+    auto env = archive_->envelope(conv, id);
+    EXPECT_TRUE(env.is_ok() && env->has_value());
+    return json::parse(**env);
+  }
+
+  DeviceSession svc_;
+  const json bob_web1_ = entry(3, "Qk9CMQ==");
+  const json bob_phone_ = entry(1, "Qk9CMg==");
+  const json alice_laptop_ = entry(1, "QUxJQ0U=");
+};
+
+TEST_F(RouterE2eTest, DirectMessageGoesOutPerUserAndIsArchivedWhole) {
+  const json body = {
+      {"to",
+       {{"bob:web1", bob_web1_}, {"bob:phone", bob_phone_}, {"alice:laptop", alice_laptop_}}}};
+  auto out = router_->on_message(alice_, "dm/bob", e2e("c1", body), 1);
+  ASSERT_EQ(out.action, MessageOutcome::Action::kAccept);
+  EXPECT_EQ(out.topic, "u/bob/msg");
+  auto to_bob = json::parse(out.payload);
+  EXPECT_EQ(to_bob["body"], json({{"to", {{"bob:web1", bob_web1_}, {"bob:phone", bob_phone_}}}}));
+  EXPECT_EQ(to_bob["type"], "e2e");
+  // The sender's other devices get their own entries only.
+  EXPECT_EQ(body_on("u/alice/msg"), json({{"to", {{"alice:laptop", alice_laptop_}}}}));
+  // History and sync return the body exactly as sent.
+  auto whole = archived("dm:alice:bob", to_bob["id"]);
+  EXPECT_EQ(whole["body"], body);
+  auto synced = archive_->sync("bob", "", 10);
+  ASSERT_TRUE(synced.is_ok());
+  ASSERT_EQ(synced->envelopes.size(), 1u);
+  EXPECT_EQ(json::parse(synced->envelopes[0])["body"], body);
+  // Apart from the body, the envelope is the archived one.
+  to_bob.erase("body");
+  whole.erase("body");
+  EXPECT_EQ(to_bob, whole);
+}
+
+TEST_F(RouterE2eTest, EveryRecipientMustTakePartAndGroupIsForGroupsOnly) {
+  struct Bad {
+    json body;
+    std::string reason_has;
+  };
+  const std::vector<Bad> cases = {
+      {{{"to", {{"bob:web1", bob_web1_}, {"carol:x", bob_web1_}}}}, "carol:x"},
+      {{{"group", "R1JPVVA="}}, "group"},
+      {{{"group", "R1JPVVA="}, {"to", {{"bob:web1", bob_web1_}}}}, "group"},
+      {{{"to", {{"bob:web1", entry(2, "AAAA")}}}}, "bob:web1"},
+      {{{"to", json::object()}}, "to"},
+  };
+  int i = 0;
+  for (const auto& c : cases) {
+    const std::string cid = "bad" + std::to_string(i++);
+    size_t before = port_.published.size();
+    EXPECT_EQ(router_->on_message(alice_, "dm/bob", e2e(cid, c.body), 1).action,
+              MessageOutcome::Action::kRefuse)
+        << c.body.dump();
+    ASSERT_EQ(port_.published.size(), before + 1);  // the error event only
+    EXPECT_EQ(port_.published.back().client_id, "alice:phone");
+    EXPECT_EQ(last_event()["code"], "invalid_payload");
+    EXPECT_EQ(last_event()["cid"], cid);
+    EXPECT_NE(last_event()["reason"].get<std::string>().find(c.reason_has), std::string::npos)
+        << last_event().dump();
+  }
+  EXPECT_EQ(archived_for("bob"), 0u);
+  // The sender alone (its own other devices) is a participant too.
+  EXPECT_EQ(
+      router_
+          ->on_message(alice_, "dm/bob", e2e("ok", {{"to", {{"alice:laptop", alice_laptop_}}}}), 1)
+          .action,
+      MessageOutcome::Action::kAccept);
+}
+
+TEST_F(RouterE2eTest, GroupMessageGoesOutPerMemberAndRefusesOutsiders) {
+  const std::string gid = make_group({"bob", "carol"});
+  port_.published.clear();
+  const json body = {{"group", "R1JPVVA="},
+                     {"to",
+                      {{"bob:web1", bob_web1_},
+                       {"bob:phone", bob_phone_},
+                       {"alice:laptop", alice_laptop_},
+                       {"carol:c", entry(3, "Q0FST0w=")}}}};
+  auto out = router_->on_message(alice_, "g/" + gid, e2e("g1", body), 1);
+  ASSERT_EQ(out.action, MessageOutcome::Action::kAccept);
+  EXPECT_EQ(out.topic, "$chat/discard");
+  EXPECT_EQ(
+      body_on("u/bob/msg"),
+      json({{"group", "R1JPVVA="}, {"to", {{"bob:web1", bob_web1_}, {"bob:phone", bob_phone_}}}}));
+  EXPECT_EQ(body_on("u/carol/msg"),
+            json({{"group", "R1JPVVA="}, {"to", {{"carol:c", entry(3, "Q0FST0w=")}}}}));
+  EXPECT_EQ(body_on("u/alice/msg"),
+            json({{"group", "R1JPVVA="}, {"to", {{"alice:laptop", alice_laptop_}}}}));
+  auto id = json::parse(port_.published[0].payload)["id"].get<std::string>();
+  EXPECT_EQ(archived("g:" + gid, id)["body"], body);
+
+  // Only the sender-key message: every member gets the same body.
+  port_.published.clear();
+  ASSERT_EQ(router_->on_message(alice_, "g/" + gid, e2e("g2", {{"group", "AAEC"}}), 1).action,
+            MessageOutcome::Action::kAccept);
+  EXPECT_EQ(body_on("u/carol/msg"), json({{"group", "AAEC"}}));
+
+  // dave is no member; carol, once removed, is none either.
+  EXPECT_EQ(
+      router_
+          ->on_message(alice_, "g/" + gid,
+                       e2e("g3", {{"to", {{"bob:web1", bob_web1_}, {"dave:d", bob_web1_}}}}), 1)
+          .action,
+      MessageOutcome::Action::kRefuse);
+  EXPECT_NE(last_event()["reason"].get<std::string>().find("dave:d"), std::string::npos);
+  ASSERT_EQ(control({{"op", "group.remove"},
+                     {"req", "r"},
+                     {"by", "alice"},
+                     {"gid", gid},
+                     {"user", "carol"}})["ok"],
+            true);
+  EXPECT_EQ(
+      router_->on_message(alice_, "g/" + gid, e2e("g4", {{"to", {{"carol:c", bob_web1_}}}}), 1)
+          .action,
+      MessageOutcome::Action::kRefuse);
+  EXPECT_EQ(last_event()["code"], "invalid_payload");
+}
+
+TEST_F(RouterE2eTest, DuplicateCidIsSentAgainPerUser) {
+  const json body = {{"to", {{"bob:web1", bob_web1_}, {"alice:laptop", alice_laptop_}}}};
+  auto first = router_->on_message(alice_, "dm/bob", e2e("d1", body), 1);
+  ASSERT_EQ(first.action, MessageOutcome::Action::kAccept);
+  const std::string sender_copy = port_.published.back().payload;
+  ASSERT_EQ(json::parse(sender_copy)["body"]["to"].size(), 1u);
+  auto again = router_->on_message(alice_, "dm/bob", e2e("d1", body), 1);
+  ASSERT_EQ(again.action, MessageOutcome::Action::kAccept);
+  EXPECT_EQ(again.topic, "$chat/discard");
+  EXPECT_EQ(port_.published.back().topic, "u/alice/msg");
+  EXPECT_EQ(port_.published.back().payload, sender_copy);
+  EXPECT_EQ(archived_for("bob"), 1u);
+
+  // QoS 2: the resend must look exactly like the first pass (bob's cut).
+  auto q2 = router_->on_message(alice_, "dm/bob", e2e("d2", body), 2);
+  auto q2_again = router_->on_message(alice_, "dm/bob", e2e("d2", body), 2);
+  EXPECT_EQ(q2_again.topic, q2.topic);
+  EXPECT_EQ(q2_again.payload, q2.payload);
+  EXPECT_EQ(json::parse(q2.payload)["body"], json({{"to", {{"bob:web1", bob_web1_}}}}));
+}
+
+TEST_F(RouterE2eTest, KeyChangesReachTheOwnerGroupCoMembersAndDirectPeersOnly) {
+  const std::string key = "BQ" + std::string(42, 'A');  // 33 bytes: 0x05 + 32
+  // alice and bob have a direct conversation; alice and carol share a group;
+  // dave shares nothing with alice (a group without her does not count).
+  ASSERT_EQ(router_->on_message(alice_, "dm/bob", msg("hello"), 1).action,
+            MessageOutcome::Action::kAccept);
+  make_group({"carol"});
+  ASSERT_EQ(control({{"op", "group.create"},
+                     {"req", "g2"},
+                     {"by", "dave"},
+                     {"name", "Other"},
+                     {"members", {"bob"}}})["ok"],
+            true);
+  port_.published.clear();
+  auto reply = control({{"op", "keys.changed"},
+                        {"req", "k1"},
+                        {"user", "alice"},
+                        {"device", "web1"},
+                        {"action", "device_added"},
+                        {"identity_key", key}});
+  ASSERT_EQ(reply["ok"], true) << reply.dump();
+  EXPECT_EQ(reply["req"], "k1");
+  EXPECT_EQ(reply["result"]["notified"], 3);
+  std::set<std::string> told;
+  for (const auto& p : port_.published) {
+    if (p.topic == "$CONTROL/chat/v1/response") continue;
+    EXPECT_EQ(p.qos, 1);
+    EXPECT_EQ(p.client_id, "");
+    told.insert(p.topic);
+    auto ev = json::parse(p.payload);
+    EXPECT_EQ(ev, json({{"v", 1},
+                        {"type", "keys"},
+                        {"action", "device_added"},
+                        {"user", "alice"},
+                        {"device", "web1"},
+                        {"identity_key", key},
+                        {"ts", clock_.now_ms()}}));
+  }
+  EXPECT_EQ(told, (std::set<std::string>{"u/alice/event", "u/bob/event", "u/carol/event"}));
+
+  // bob's change reaches alice (a direct peer: the relation goes both ways)
+  // and dave (a co-member of another group), not carol.
+  port_.published.clear();
+  reply = control({{"op", "keys.changed"},
+                   {"req", "k2"},
+                   {"user", "bob"},
+                   {"device", "p"},
+                   {"action", "device_removed"},
+                   {"identity_key", key}});
+  ASSERT_EQ(reply["ok"], true);
+  told.clear();
+  for (const auto& p : port_.published) told.insert(p.topic);
+  EXPECT_EQ(told, (std::set<std::string>{"u/alice/event", "u/bob/event", "u/dave/event",
+                                         "$CONTROL/chat/v1/response"}));
+
+  // Someone who blocked the owner is not told.
+  ASSERT_EQ(control({{"op", "block.set"},
+                     {"req", "b"},
+                     {"user", "bob"},
+                     {"peer", "alice"},
+                     {"blocked", true}})["ok"],
+            true);
+  reply = control({{"op", "keys.changed"},
+                   {"req", "k3"},
+                   {"user", "alice"},
+                   {"device", "web1"},
+                   {"action", "device_removed"},
+                   {"identity_key", key}});
+  EXPECT_EQ(reply["result"]["notified"], 2);
+}
+
+TEST_F(RouterE2eTest, KeyChangesAreValidatedAndForTheServiceRoleOnly) {
+  const std::string key = "BQ" + std::string(42, 'A');  // 33 bytes: 0x05 + 32
+  const json good = {{"op", "keys.changed"},     {"req", "k"},
+                     {"user", "alice"},          {"device", "web1"},
+                     {"action", "device_added"}, {"identity_key", key}};
+  const std::vector<std::pair<std::string, json>> bad = {
+      {"user", "Alice"},
+      {"user", 5},
+      {"device", "web.1"},
+      {"device", ""},
+      {"action", "added"},
+      {"identity_key", "BQ=="},
+      {"identity_key", "AQ" + std::string(42, 'A')},        // not 0x05
+      {"identity_key", "BQ" + std::string(41, 'A') + "="},  // 32 bytes
+      {"identity_key", nullptr},
+  };
+  for (const auto& [field, value] : bad) {
+    json r = good;
+    r[field] = value;
+    port_.published.clear();
+    auto reply = control(r);
+    EXPECT_EQ(reply["ok"], false) << r.dump();
+    EXPECT_EQ(reply["error"], "invalid_argument") << r.dump();
+    EXPECT_EQ(port_.published.size(), 1u);  // the reply, no event
+  }
+  // A device session is no service client, whatever it sends.
+  port_.published.clear();
+  router_->on_control(alice_, good.dump());
+  ASSERT_EQ(port_.published.size(), 1u);
+  auto reply = json::parse(port_.published.back().payload);
+  EXPECT_EQ(reply["ok"], false);
+  EXPECT_EQ(reply["error"], "permission_denied");
+  EXPECT_EQ(control(good)["ok"], true);
+}
+
+}  // namespace
+}  // namespace chat::broker

@@ -15,7 +15,10 @@ TEST(Envelope, ValidatesClientMessages) {
   const Case cases[] = {
       {R"({"cid":"c1","type":"text","body":"hi"})", true, {}},
       {R"({"cid":"c1","type":"x-poll","body":{"q":1}})", true, {}},
-      {R"({"cid":"c1","type":"e2e","body":null})", true, {}},
+      {R"({"cid":"c1","type":"e2e","body":{"to":{"bob:web1":{"type":3,"body":"AA=="}}}})",
+       true,
+       {}},
+      {R"({"cid":"c1","type":"e2e","body":null})", false, RefusalCode::kInvalidPayload},
       {R"({"cid":"c1","type":"text"})", false, RefusalCode::kInvalidPayload},
       {R"({"type":"text","body":"hi"})", false, RefusalCode::kInvalidPayload},
       {R"({"cid":"","type":"text","body":"hi"})", false, RefusalCode::kInvalidPayload},
@@ -161,6 +164,160 @@ TEST(Envelope, MediaMessagesNeedAMediaIdBody) {
   ASSERT_TRUE(parse_client_message(R"({"cid":"c","type":"text","body":{"media":"x"}})",
                                    kDefaultMaxPayload, &text, &why));
   EXPECT_EQ(media_reference(text), "");
+}
+
+// docs/e2e.md, "e2e messages": the structure the broker checks, nothing more.
+TEST(Envelope, E2eBodiesHaveExactlyTheDocumentedStructure) {
+  struct E2eCase {
+    std::string body;
+    bool dm_ok;     // on dm/<peer>
+    bool group_ok;  // on g/<gid>
+  };
+  const std::string big_to = [] {
+    nlohmann::json to = nlohmann::json::object();
+    for (int i = 0; i < 1001; ++i) to["u:d" + std::to_string(i)] = {{"type", 1}, {"body", "AA=="}};
+    return nlohmann::json{{"to", to}}.dump();
+  }();
+  const std::string max_to = [] {
+    nlohmann::json to = nlohmann::json::object();
+    for (int i = 0; i < 1000; ++i) to["u:d" + std::to_string(i)] = {{"type", 1}, {"body", "AA=="}};
+    return nlohmann::json{{"to", to}}.dump();
+  }();
+  const E2eCase cases[] = {
+      {R"({"to":{"bob:web1":{"type":3,"body":"AAEC"}}})", true, true},
+      {R"({"to":{"bob:web1":{"type":1,"body":"AA=="},"alice:laptop":{"type":3,"body":"AAE="}}})",
+       true, true},
+      {R"({"to":{"a.b-c_9:D_e-F":{"type":1,"body":"+/+/"}}})", true, true},
+      {R"({"group":"AAEC"})", false, true},
+      {R"({"group":"AAEC","to":{}})", false, true},
+      {R"({"group":"AAEC","to":{"bob:web1":{"type":3,"body":"AAEC"}}})", false, true},
+      {max_to, true, true},
+      // Not an object / nothing to deliver / other members.
+      {R"(null)", false, false},
+      {R"("AAEC")", false, false},
+      {R"([])", false, false},
+      {R"({})", false, false},
+      {R"({"to":{}})", false, false},
+      {R"({"to":{"bob:web1":{"type":3,"body":"AAEC"}},"x":1})", false, false},
+      {R"({"to":{"bob:web1":{"type":3,"body":"AAEC"}},"group":null})", false, false},
+      {big_to, false, false},
+      {R"({"to":[]})", false, false},
+      {R"({"to":"bob:web1"})", false, false},
+      // Keys: <user>:<device> with the contract's syntax.
+      {R"({"to":{"bob":{"type":3,"body":"AAEC"}}})", false, false},
+      {R"({"to":{"Bob:web1":{"type":3,"body":"AAEC"}}})", false, false},
+      {R"({"to":{"bob:":{"type":3,"body":"AAEC"}}})", false, false},
+      {R"({"to":{":web1":{"type":3,"body":"AAEC"}}})", false, false},
+      {R"({"to":{"bob:web:1":{"type":3,"body":"AAEC"}}})", false, false},
+      {R"({"to":{"bob:web.1":{"type":3,"body":"AAEC"}}})", false, false},
+      // Entries: exactly {"type":1|3,"body":<non-empty standard base64>}.
+      {R"({"to":{"bob:web1":{"type":2,"body":"AAEC"}}})", false, false},
+      {R"({"to":{"bob:web1":{"type":"3","body":"AAEC"}}})", false, false},
+      {R"({"to":{"bob:web1":{"type":3.0,"body":"AAEC"}}})", false, false},
+      {R"({"to":{"bob:web1":{"type":3}}})", false, false},
+      {R"({"to":{"bob:web1":{"body":"AAEC"}}})", false, false},
+      {R"({"to":{"bob:web1":{"type":3,"body":"AAEC","x":0}}})", false, false},
+      {R"({"to":{"bob:web1":{"type":3,"body":""}}})", false, false},
+      {R"({"to":{"bob:web1":{"type":3,"body":"AAE"}}})", false, false},
+      {R"({"to":{"bob:web1":{"type":3,"body":"AA-_"}}})", false, false},
+      {R"({"to":{"bob:web1":{"type":3,"body":"A==="}}})", false, false},
+      {R"({"to":{"bob:web1":{"type":3,"body":"AA=A"}}})", false, false},
+      {R"({"to":{"bob:web1":{"type":3,"body":"AAEC\n"}}})", false, false},
+      {R"({"to":{"bob:web1":{"type":3,"body":7}}})", false, false},
+      {R"({"to":{"bob:web1":"AAEC"}})", false, false},
+      {R"({"group":""})", false, false},
+      {R"({"group":"AAE"})", false, false},
+      {R"({"group":{"body":"AAEC"}})", false, false},
+  };
+  for (const auto& c : cases) {
+    const auto body = nlohmann::json::parse(c.body);
+    const std::string dm = check_e2e_body(body, false);
+    const std::string group = check_e2e_body(body, true);
+    EXPECT_EQ(dm.empty(), c.dm_ok) << c.body.substr(0, 100) << ": " << dm;
+    EXPECT_EQ(group.empty(), c.group_ok) << c.body.substr(0, 100) << ": " << group;
+    // The payload check knows no topic: it allows "group" (the router refuses it on dm/).
+    ClientMessage m;
+    Refusal why;
+    const bool ok = parse_client_message(R"({"cid":"c1","type":"e2e","body":)" + c.body + "}",
+                                         kDefaultMaxPayload, &m, &why);
+    EXPECT_EQ(ok, c.group_ok) << c.body.substr(0, 100);
+    if (!ok) {
+      EXPECT_EQ(why.code, RefusalCode::kInvalidPayload);
+      EXPECT_FALSE(why.reason.empty());
+    }
+  }
+  // A reason names the offending key (cut short: it is untrusted text).
+  EXPECT_NE(check_e2e_body(nlohmann::json::parse(R"({"to":{"bob:web1":{"type":2,"body":"AA=="}}})"),
+                           false)
+                .find("'bob:web1'"),
+            std::string::npos);
+  EXPECT_LT(check_e2e_body(nlohmann::json{{"to", {{std::string(5000, 'k'), 1}}}}, false).size(),
+            200u);
+  EXPECT_NE(check_e2e_body(nlohmann::json::parse(R"({"group":"AAEC"})"), false).find("group"),
+            std::string::npos);
+}
+
+TEST(Envelope, StandardBase64) {
+  for (const char* ok :
+       {"AAAA", "AA==", "AAA=", "+/9a", "BQ/4zy1+AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}) {
+    EXPECT_TRUE(is_standard_base64(ok)) << ok;
+  }
+  for (const char* bad :
+       {"", "A", "AA", "AAA", "====", "A===", "AA=A", "=AAA", "AA-_", "AA A", "AAAA=", "AAAA\n"}) {
+    EXPECT_FALSE(is_standard_base64(bad)) << bad;
+  }
+}
+
+// Per-user delivery: each user's envelope is exactly make_envelope of the
+// body cut to that user's entries; the union of the cuts is the whole "to".
+TEST(Envelope, E2eEnvelopesCutTheBodyPerUser) {
+  const auto body = nlohmann::json::parse(
+      R"({"group":"R1JPVVA=","to":{"bob:web1":{"type":3,"body":"Qk9CMQ=="},
+          "bob:phone":{"type":1,"body":"Qk9CMg=="},"alice:laptop":{"type":1,"body":"QUxJQ0U="},
+          "bob.x:d":{"type":1,"body":"Qk9CWA=="}}})");
+  ASSERT_EQ(check_e2e_body(body, true), "");
+  EnvelopeFields f{"0000000000000001", 1700, "g:G1", "alice", "phone", "g:G1", "c\"1", "e2e"};
+  E2eEnvelopes split(f, body);
+  auto cut = [&](const std::string& user) {
+    nlohmann::json b = body;
+    nlohmann::json to = nlohmann::json::object();
+    for (const auto& [k, v] : body["to"].items()) {
+      if (k.rfind(user + ":", 0) == 0) to[k] = v;
+    }
+    b["to"] = to;
+    return b;
+  };
+  for (const std::string user : {"bob", "alice", "bob.x", "carol"}) {
+    const std::string got = split.for_user(user);
+    EXPECT_EQ(got, make_envelope(f, cut(user))) << user;
+  }
+  auto bob = nlohmann::json::parse(split.for_user("bob"));
+  EXPECT_EQ(bob["body"]["to"].size(), 2u);
+  EXPECT_EQ(bob["body"]["group"], "R1JPVVA=");
+  EXPECT_EQ(nlohmann::json::parse(split.for_user("carol"))["body"]["to"], nlohmann::json::object());
+
+  // Without "to" or without "group": the same bytes as make_envelope.
+  for (const char* text :
+       {R"({"group":"R1JPVVA="})", R"({"to":{"bob:web1":{"type":3,"body":"AA=="}}})"}) {
+    const auto b = nlohmann::json::parse(text);
+    E2eEnvelopes only(f, b);
+    EXPECT_EQ(
+        only.for_user("alice"),
+        make_envelope(f, b.contains("to") ? nlohmann::json{{"to", nlohmann::json::object()}} : b));
+    EXPECT_EQ(only.for_user("bob"), make_envelope(f, b));
+  }
+
+  // From the archived whole envelope: the same per-user bytes; anything that
+  // is not a well-formed e2e envelope is left alone.
+  auto again = E2eEnvelopes::from_envelope(make_envelope(f, body));
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->for_user("bob"), split.for_user("bob"));
+  EXPECT_EQ(again->for_user("alice"), split.for_user("alice"));
+  f.type = "text";
+  EXPECT_FALSE(E2eEnvelopes::from_envelope(make_envelope(f, body)).has_value());
+  f.type = "e2e";
+  EXPECT_FALSE(E2eEnvelopes::from_envelope(make_envelope(f, nlohmann::json("x"))).has_value());
+  EXPECT_FALSE(E2eEnvelopes::from_envelope("{").has_value());
 }
 
 }  // namespace

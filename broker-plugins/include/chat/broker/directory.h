@@ -35,6 +35,9 @@ class Directory {
   bool is_member(const std::string& gid, const std::string& user) const;
   // Whether a and b are both current members of some group.
   bool share_group(const std::string& a, const std::string& b) const;
+  // Every user who is a current member of a group `user` is a current member
+  // of (`user` excluded).
+  std::set<std::string> co_members(const std::string& user) const;
   // Whether `blocker` blocked `blocked` (loaded from the archive on first use).
   bool is_blocked(const std::string& blocker, const std::string& blocked);
 

@@ -131,15 +131,31 @@ class Router {
   // Shared by 1:1 and groups: validation, idempotency, edit/delete targets,
   // stamping and the archive append. Returns the envelope, or an outcome to
   // return as is (refusal, failure, or a duplicate already answered).
+  // `envelope` is the whole message as archived; for an `e2e` message,
+  // `e2e` holds the per-user variants to deliver instead (docs/e2e.md).
   struct Stamped {
     std::optional<MessageOutcome> done;
     std::string envelope;
+    std::optional<E2eEnvelopes> e2e;
+    const std::string& envelope_for(const std::string& user, std::string* scratch) const {
+      if (!e2e) return envelope;
+      *scratch = e2e->for_user(user);
+      return *scratch;
+    }
   };
+  // `group`: the group of a g/ message (nullptr for dm/); `duplicate_peer`:
+  // the dm peer whose inbox a QoS 2 duplicate goes to again ("" for groups).
   Stamped stamp_and_archive(const DeviceSession& sender, const std::string& conv,
                             const std::string& to, const std::vector<std::string>& participants,
-                            std::string_view payload, int qos, const std::string& duplicate_topic);
+                            const Group* group, std::string_view payload, int qos,
+                            const std::string& duplicate_peer);
   std::optional<Refusal> check_target(const DeviceSession& sender, const std::string& conv,
                                       const ClientMessage& msg);
+  // An e2e body's "group" only on g/, and every "to" key's user a participant:
+  // the sender, the dm peer, or a current member of `group`.
+  std::optional<Refusal> check_e2e_recipients(const DeviceSession& sender, const Group* group,
+                                              const std::vector<std::string>& participants,
+                                              const nlohmann::json& body) const;
   std::optional<Receipt> parse_receipt(std::string_view payload, Refusal* why) const;
   std::optional<std::string> parse_typing(std::string_view payload) const;
   std::string receipt_json(const std::string& conv, const std::string& from,
@@ -157,6 +173,10 @@ class Router {
   nlohmann::json group_json(const Group& group) const;
   Status control_admin(const std::string& op, const nlohmann::json& doc, nlohmann::json* result);
   Status control_push(const std::string& op, const nlohmann::json& doc, nlohmann::json* result);
+  // keys.changed (router_keys.cpp): a device was added to or removed from
+  // chat-api's key directory; tells the owner and everyone who shares a
+  // conversation with them (docs/e2e.md, "Key-change events").
+  Status control_keys(const nlohmann::json& doc, nlohmann::json* result);
   // archive.checkpoint {"dir"}: a backup of the archive (router_backup.cpp).
   Status control_checkpoint(const nlohmann::json& doc, nlohmann::json* result);
   // The push record of a message about to be archived ("" when no recipient

@@ -5,8 +5,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 namespace chat {
 
@@ -51,6 +53,23 @@ bool is_valid_message_type(std::string_view type);
 // valid, or why not.
 std::string check_media_body(const nlohmann::json& body);
 
+// Most entries in an `e2e` body's "to" (docs/e2e.md).
+inline constexpr size_t kMaxE2eRecipients = 1000;
+
+// True for non-empty standard base64 with padding (RFC 4648 §4): characters
+// A-Z a-z 0-9 + /, a multiple of 4 long, at most two '=' and only at the end.
+bool is_standard_base64(std::string_view s);
+
+// An `e2e` message's body (docs/e2e.md, "e2e messages"): an object holding
+// "to" (an object of at most kMaxE2eRecipients entries, each keyed
+// "<user>:<device>" with the contract's id syntax and each exactly
+// {"type":1|3,"body":<standard base64>}) and/or "group" (standard base64;
+// only when `group_topic`, i.e. on g/<gid>), nothing else; an empty "to" only
+// beside a "group". Structure only: the ciphertexts stay unread, and whether
+// each key's user takes part in the conversation is the router's check.
+// Returns "" when valid, or why not.
+std::string check_e2e_body(const nlohmann::json& body, bool group_topic);
+
 // The media id a validated message references: body.media of a `media`
 // message, "" for every other type.
 std::string media_reference(const ClientMessage& message);
@@ -72,6 +91,33 @@ struct EnvelopeFields {
 
 // {"v":1,"id":...,"ts":...,"conv":...,"from":...,"dev":...,"to":...,"cid":...,"type":...,"body":...}
 std::string make_envelope(const EnvelopeFields& fields, const nlohmann::json& body);
+
+// Per-user delivery of an `e2e` message (docs/e2e.md): each recipient user
+// gets the envelope with body.to cut down to that user's "<user>:<device>"
+// entries (an empty object when it has none; body.group kept), while the
+// archive keeps the whole body. Built once per message (one pass over "to",
+// one small dump per user that has entries); for_user() is then string
+// concatenation, so a group message costs no parse or dump per member.
+class E2eEnvelopes {
+ public:
+  // `body` must have passed check_e2e_body.
+  E2eEnvelopes(const EnvelopeFields& fields, const nlohmann::json& body);
+  // From an envelope as archived (a duplicate cid's re-send). nullopt when it
+  // is not a well-formed `e2e` envelope: deliver it unchanged then.
+  static std::optional<E2eEnvelopes> from_envelope(std::string_view envelope);
+
+  // Byte for byte make_envelope(fields, body with "to" cut to `user`'s entries).
+  std::string for_user(const std::string& user) const;
+
+ private:
+  E2eEnvelopes() = default;
+  void split(const EnvelopeFields& fields, const nlohmann::json& body);
+
+  std::string head_;   // the envelope up to and including `"body":`
+  std::string group_;  // `"group":"..."`, or "" when the body has none
+  bool has_to_ = false;
+  std::unordered_map<std::string, std::string> to_;  // user -> its entries, dumped
+};
 
 // {"v":1,"type":"error","cid":...,"code":...,"reason":...} (cid omitted when empty).
 std::string make_error_event(std::string_view cid, RefusalCode code, std::string_view reason);

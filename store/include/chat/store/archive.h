@@ -174,6 +174,9 @@ class ArchiveView {
   // The user's conversations, most recent first.
   Result<std::vector<ConversationSummary>> conversations(const std::string& user,
                                                          size_t limit) const;
+  // The users `user` has a direct conversation with (at least one message),
+  // at most `limit`, in no useful order: one range scan over the user's convs keys.
+  Result<std::vector<std::string>> dm_peers(const std::string& user, size_t limit) const;
   Result<bool> user_exists(const std::string& user) const;
   // True when `user` has at least one message in `conv` (sent or received).
   Result<bool> has_conversation(const std::string& user, const std::string& conv) const;
