@@ -17,6 +17,9 @@ pkg_check_modules(VIPS REQUIRED IMPORTED_TARGET vips)  # media thumbnails (libvi
 # and the HTTP/2 server of the fake APNs used by tests (libnghttp2-dev).
 pkg_check_modules(CURL REQUIRED IMPORTED_TARGET libcurl)
 pkg_check_modules(NGHTTP2 REQUIRED IMPORTED_TARGET libnghttp2)
+# The Signal protocol (libsignal-protocol-c-dev): end-to-end encryption in
+# chatctl, and chat-api's check of signed-prekey signatures (docs/e2e.md).
+pkg_check_modules(SIGNAL REQUIRED IMPORTED_TARGET libsignal-protocol-c)
 
 # The broker plugin headers (mosquitto-dev) have no pkg-config file.
 find_path(MOSQUITTO_BROKER_INCLUDE_DIR mosquitto_broker.h REQUIRED)

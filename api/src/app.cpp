@@ -21,6 +21,7 @@
 #include "chat/api/control.h"
 #include "chat/api/devices.h"
 #include "chat/api/http_server.h"
+#include "chat/api/key_directory.h"
 #include "chat/api/log.h"
 #include "chat/api/media.h"
 #include "chat/api/passwords.h"
@@ -287,6 +288,17 @@ int run(int argc, char** argv) {
   if (!media) return fail(media.status().message());
   service.set_media(media->get());
 
+  // The key directory of end-to-end encryption (docs/e2e.md): api/e2e-keys.
+  auto key_store = store::KeyStore::open(config.keys_db_path());
+  if (!key_store) {
+    return fail("key database " + config.keys_db_path() + ": " + key_store.status().message());
+  }
+  KeyDirectoryOptions key_options;
+  key_options.claim_rate_per_min = static_cast<double>(config.key_claim_rate);
+  key_options.claim_burst = static_cast<double>(config.key_claim_burst);
+  KeyDirectory keys(**key_store, **archive, control, clock, key_options);
+  service.set_keys(&keys);
+
   PushMetrics push_metrics;
   DeviceRegistry devices(**push_store, control, clock, config.push.max_devices);
   devices_ptr = &devices;
@@ -316,7 +328,7 @@ int run(int argc, char** argv) {
   backup_options.root = config.backup_dir;
   BackupRunner backups(backup_options,
                        BackupSources{&control, data->accounts.get(), media_store->get(),
-                                     push_store->get(), &service, &clock});
+                                     push_store->get(), &service, &clock, key_store->get()});
   http_options.backups = &backups;
   if (std::error_code ec; fs::is_regular_file(fs::path(http_options.web.dir) / "index.html", ec)) {
     logger().info("web.served: dir={} path=/", log_value(http_options.web.dir));

@@ -19,6 +19,7 @@
 #include "chat/api/service.h"
 #include "chat/common/log_fields.h"
 #include "chat/store/accounts.h"
+#include "chat/store/key_store.h"
 #include "chat/store/media.h"
 #include "chat/store/push_store.h"
 
@@ -377,6 +378,11 @@ Result<json> BackupRunner::take(const std::string& dir) {
         return s;
       }
     }
+    if (sources_.keys != nullptr) {
+      if (Status s = sources_.keys->checkpoint((out / "api" / "e2e-keys").string()); !s.is_ok()) {
+        return s;
+      }
+    }
   }
 
   // Step 3: the issuer key (tokens stay valid) and the media URL key.
@@ -420,6 +426,9 @@ Result<json> BackupRunner::take(const std::string& dir) {
   if (sources_.push != nullptr) {
     components["push"] = component("api/push", "rocksdb", tally(out / "api" / "push"));
   }
+  if (sources_.keys != nullptr) {
+    components["e2e_keys"] = component("api/e2e-keys", "rocksdb", tally(out / "api" / "e2e-keys"));
+  }
   json media_json =
       component("media/blobs", "files", Tally{media.blobs + media.thumbnails, media.bytes});
   media_json["blobs"] = media.blobs;
@@ -443,8 +452,8 @@ Result<json> BackupRunner::take(const std::string& dir) {
   manifest["archive"] = json{{"max_id", string_member(archive_info, "max_id")},
                              {"sequence", uint_member(archive_info, "sequence")},
                              {"checkpoint_ms", checkpoint_ms}};
-  manifest["order"] =
-      json::array({"archive", "accounts", "media_db", "push", "keys", "media_key", "media"});
+  manifest["order"] = json::array(
+      {"archive", "accounts", "media_db", "push", "e2e_keys", "keys", "media_key", "media"});
   manifest["components"] = std::move(components);
 
   const std::string final_path = (out / "manifest.json").string();

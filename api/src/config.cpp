@@ -59,6 +59,7 @@ std::string Config::archive_secondary_path() const { return join(api_dir(), "arc
 std::string Config::media_dir() const { return join(data_dir, "media"); }
 std::string Config::media_db_path() const { return join(api_dir(), "media"); }
 std::string Config::media_key_path() const { return join(api_dir(), "media-url.key"); }
+std::string Config::keys_db_path() const { return join(api_dir(), "e2e-keys"); }
 
 namespace {
 
@@ -250,6 +251,15 @@ Result<Config> Config::from_lookup(const Lookup& raw_lookup) {
   }
   if (Status s =
           read_int(lookup, "CHAT_MEDIA_MIN_FREE_MB", 0, int64_t{1} << 30, &c.media_min_free_mb);
+      !s.is_ok()) {
+    return s;
+  }
+
+  if (Status s = read_int(lookup, "CHAT_KEY_CLAIM_RATE", 0, 1000000, &c.key_claim_rate);
+      !s.is_ok()) {
+    return s;
+  }
+  if (Status s = read_int(lookup, "CHAT_KEY_CLAIM_BURST", 1, 1000000, &c.key_claim_burst);
       !s.is_ok()) {
     return s;
   }

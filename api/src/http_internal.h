@@ -19,6 +19,8 @@ void write_error(httplib::Response& res, int status, std::string_view code,
                  std::string_view message);
 // A Service failure, through http_status().
 void write_status(httplib::Response& res, const Status& status);
+// 429 rate_limited with Retry-After (whole seconds, at least 1) for a wait of `wait_ms`.
+void write_rate_limited(httplib::Response& res, int64_t wait_ms, std::string_view message);
 // The bearer's principal, or nullopt after writing the 401 (or the 429 of a
 // REST write over the user's rate).
 std::optional<Principal> require_principal(const Service& service, const httplib::Request& req,

@@ -401,6 +401,9 @@ void write_error(Response& res, int status, std::string_view code, std::string_v
   ::chat::api::write_error(res, status, code, message);
 }
 void write_status(Response& res, const Status& status) { ::chat::api::write_status(res, status); }
+void write_rate_limited(Response& res, int64_t wait_ms, std::string_view message) {
+  ::chat::api::write_rate_limited(res, wait_ms, message);
+}
 std::optional<Principal> require_principal(const Service& service, const Request& req,
                                            Response& res) {
   return ::chat::api::require_principal(service, req, res);
@@ -819,6 +822,7 @@ void HttpServer::register_routes() {
   register_media_routes();   // media_routes.cpp
   register_device_routes();  // device_routes.cpp
   register_backup_routes();  // backup_routes.cpp
+  register_key_routes();     // key_routes.cpp
   register_web_routes();     // last: see there
 }
 
@@ -959,6 +963,7 @@ void HttpServer::register_metrics_route() {
     in.http = http_metrics_.get();
     in.rate_limits = rate_limits_->counters();
     in.media = service.media();
+    in.keys = service.keys();
     in.process_start_s = process_start_time_s();
     in.broker_connected = service.broker_connected();
     in.broker = service.broker_stats();

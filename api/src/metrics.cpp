@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <regex>
 
+#include "chat/api/key_directory.h"
 #include "chat/api/media.h"
 #include "chat/api/push_metrics.h"
 #include "chat/api/web.h"
@@ -136,6 +137,11 @@ constexpr const char* kRoutes[] = {
     "/v1/media/{id}/thumbnail",
     "/v1/devices",
     "/v1/devices/{device}",
+    "/v1/keys",
+    "/v1/keys/count",
+    "/v1/keys/{user_or_device}",
+    "/v1/users/{user}/keys",
+    "/v1/users/{user}/devices",
 };
 
 bool matches_route(std::string_view pattern, std::string_view path) {
@@ -456,6 +462,17 @@ void write_rate_limits(PromWriter& w, const RateLimitCounters& c) {
   w.sample("chat_login_lockouts_total", {}, static_cast<double>(c.lockouts));
 }
 
+void write_key_claims(PromWriter& w, const KeyClaimCounters& c) {
+  w.family("chat_key_claims_total",
+           "Key directory claims: bundles handed out with a one-time prekey (ok) or without "
+           "(exhausted), and claim requests refused by CHAT_KEY_CLAIM_RATE (rate_limited).",
+           "counter");
+  w.sample("chat_key_claims_total", {{"result", "ok"}}, static_cast<double>(c.ok));
+  w.sample("chat_key_claims_total", {{"result", "exhausted"}}, static_cast<double>(c.exhausted));
+  w.sample("chat_key_claims_total", {{"result", "rate_limited"}},
+           static_cast<double>(c.rate_limited));
+}
+
 void write_media(PromWriter& w, const MediaCounters& c) {
   w.family("chat_media_uploads_total", "Media uploads stored (POST /v1/media answered 201).",
            "counter");
@@ -487,6 +504,7 @@ std::string render_metrics(const MetricsInput& in) {
   write_broker(w, in);
   if (in.rate_limits) write_rate_limits(w, *in.rate_limits);
   if (in.media != nullptr) write_media(w, in.media->counters());
+  if (in.keys != nullptr) write_key_claims(w, in.keys->counters());
   if (in.push != nullptr) in.push->write(w);
   if (in.bridge) write_bridge(w, *in.bridge);
   return w.take();

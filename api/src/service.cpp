@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "chat/api/key_directory.h"
 #include "chat/api/log.h"
 #include "chat/api/media.h"
 #include "chat/api/secrets.h"
@@ -745,6 +746,9 @@ Status Service::delete_account(const Principal& caller) {
   if (!answer && answer.status().code() != StatusCode::kNotFound) return answer.status();
   if (media_ != nullptr) {
     if (Status s = media_->delete_user_media(caller.user); !s.is_ok()) return s;
+  }
+  if (keys_ != nullptr) {
+    if (Status s = keys_->forget_user(caller.user); !s.is_ok()) return s;
   }
 
   store::Account tombstone;

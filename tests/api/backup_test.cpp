@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "chat/api/media.h"
+#include "chat/store/key_store.h"
 #include "chat/store/media.h"
 #include "http_fixture.h"
 #include "media_samples.h"
@@ -50,6 +51,9 @@ class BackupApiTest : public HttpServerTest {
       ASSERT_TRUE(lib.is_ok()) << lib.status().to_string();
       media_ = std::move(lib).value();
       service.set_media(media_.get());
+      auto keys = store::KeyStore::open(config_.keys_db_path());
+      ASSERT_TRUE(keys.is_ok()) << keys.status().to_string();
+      key_store_ = std::move(keys).value();
     };
     start();
     // The broker's side of archive.checkpoint: a checkpoint of the archive.
@@ -75,6 +79,7 @@ class BackupApiTest : public HttpServerTest {
     server_.reset();
     media_.reset();
     media_store_.reset();
+    key_store_.reset();
     HttpServerTest::TearDown();
     std::error_code ec;
     fs::remove_all(out_, ec);
@@ -86,7 +91,7 @@ class BackupApiTest : public HttpServerTest {
     o.broker_timeout = 5s;
     o.before_media_copy = std::move(before_media_copy);
     return BackupRunner(o, BackupSources{&control_, data_->accounts.get(), media_store_.get(),
-                                         nullptr, service_.get(), &clock_});
+                                         nullptr, service_.get(), &clock_, key_store_.get()});
   }
 
   json upload(const std::string& bytes, const std::string& token) {
@@ -100,6 +105,7 @@ class BackupApiTest : public HttpServerTest {
 
   std::unique_ptr<store::MediaStore> media_store_;
   std::unique_ptr<MediaLibrary> media_;
+  std::unique_ptr<store::KeyStore> key_store_;
   std::string out_;
 };
 
@@ -156,6 +162,14 @@ TEST_F(BackupApiTest, AccountDeletionWaitsUntilTheBlobsAreLinked) {
 
 TEST_F(BackupApiTest, OneAtATimeAndNothingButUsCanReadIt) {
   token_for("alice");
+  store::KeyUpload keys;  // a device in the key directory (docs/e2e.md)
+  keys.user = "alice";
+  keys.device = "phone";
+  keys.identity_key = "IDENTITY";
+  keys.registration_id = 7;
+  keys.signed_prekey = store::SignedPreKeyRecord{1, "SPK", "SIG"};
+  keys.prekeys = {{1, "PK1"}, {2, "PK2"}};
+  ASSERT_TRUE(key_store_->upload(keys, 10).is_ok());
   Result<json> second = internal_error("not run");
   BackupRunner* self = nullptr;
   auto backups = runner([&] {
@@ -179,6 +193,16 @@ TEST_F(BackupApiTest, OneAtATimeAndNothingButUsCanReadIt) {
   EXPECT_EQ(mode_of(dir + "/keys/issuer.pem") & 077, 0u);
   EXPECT_TRUE(fs::is_regular_file(dir + "/archive/CURRENT"));
   EXPECT_TRUE(fs::is_regular_file(dir + "/api/accounts/CURRENT"));
+
+  // The key directory's copy has the device and its prekeys.
+  EXPECT_EQ((*manifest)["components"]["e2e_keys"]["path"], "api/e2e-keys");
+  auto copy = store::KeyStore::open(dir + "/api/e2e-keys");
+  ASSERT_TRUE(copy) << copy.status().to_string();
+  auto device = (*copy)->device("alice", "phone");
+  ASSERT_TRUE(device);
+  ASSERT_TRUE(device->has_value());
+  EXPECT_EQ((**device).identity_key, "IDENTITY");
+  EXPECT_EQ(*(*copy)->prekey_count("alice", "phone"), 2u);
 }
 
 TEST_F(BackupApiTest, AFailureLeavesNoManifestAndAccountChangesGoOn) {

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "media_samples.h"
+#include "signal_test_keys.h"
 #include "stack.h"
 
 namespace chat::testing {
@@ -166,6 +167,17 @@ TEST(Backup, UnderLoadRestoresIntoANewStack) {
         phone.publish("dm/bob", json{{"cid", "m1"}, {"type", "media"}, {"body", body}}.dump())));
   }
 
+  // A device in the key directory (docs/e2e.md).
+  test_support::SignalKeys signal;
+  std::string identity;
+  {
+    httplib::Client c = a.http_client();
+    auto r = c.Put("/v1/keys", {{"Authorization", "Bearer " + bob}},
+                   signal.upload_body("web1", 3, &identity), "application/json");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 201) << r->body;
+  }
+
   // Two devices stream QoS 1 messages before, during and after the backup.
   Sender from_alice(a, "alice", alice, "bob");
   Sender from_bob(a, "bob", bob, "alice");
@@ -194,7 +206,8 @@ TEST(Backup, UnderLoadRestoresIntoANewStack) {
   EXPECT_GT(manifest["archive"]["sequence"].get<uint64_t>(), 0u);
   EXPECT_EQ(manifest["components"]["media"]["blobs"], 1);
   EXPECT_GE(manifest["components"]["media"]["bytes"].get<uint64_t>(), bytes.size());
-  for (const char* c : {"archive", "accounts", "media_db", "push", "keys", "media_key"}) {
+  for (const char* c :
+       {"archive", "accounts", "media_db", "push", "e2e_keys", "keys", "media_key"}) {
     EXPECT_TRUE(manifest["components"].contains(c)) << c;
   }
   EXPECT_TRUE(fs::is_regular_file(dir + "/manifest.json"));
@@ -254,6 +267,12 @@ TEST(Backup, UnderLoadRestoresIntoANewStack) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   EXPECT_TRUE(r->body == bytes);
+
+  // The key directory too.
+  auto [dstatus, devices] = b.get("/v1/users/bob/devices", alice2);
+  ASSERT_EQ(dstatus, 200) << devices.dump();
+  ASSERT_EQ(devices["devices"].size(), 1u);
+  EXPECT_EQ(devices["devices"][0]["identity_key"], identity);
 
   // And the restored stack takes new messages.
   MqttClient phone(b.mqtt_port(), device("alice", "phone2", alice2));

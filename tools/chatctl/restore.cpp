@@ -23,7 +23,8 @@ using json = nlohmann::json;
 // What a backup holds and a restore replaces, relative to the data dir.
 constexpr const char* kDataEntries[] = {"archive", "api", "media", "keys", "mosquitto"};
 // The RocksDB databases (their LOCK files tell whether the stack runs).
-constexpr const char* kDatabases[] = {"archive", "api/accounts", "api/media", "api/push"};
+constexpr const char* kDatabases[] = {"archive", "api/accounts", "api/media", "api/push",
+                                      "api/e2e-keys"};
 
 struct Tally {
   uint64_t files = 0;
@@ -275,7 +276,7 @@ Result<RestoreReport> restore_backup(const RestoreOptions& options) {
     return Status::ok();
   };
   for (const char* part : {"archive", "keys", "api/accounts", "api/media", "api/push",
-                           "api/media-url.key", "media/blobs"}) {
+                           "api/e2e-keys", "api/media-url.key", "media/blobs"}) {
     if (Status s = copy(backup / part, staging / part); !s.is_ok()) {
       return Status(s.code(), s.message() + "; " + data.string() + " is unchanged");
     }

@@ -7,7 +7,8 @@
 //   1. archive/        the broker's RocksDB checkpoint (control op
 //                      archive.checkpoint), taken on its one thread: exactly
 //                      the messages acknowledged before it.
-//   2. api/accounts, api/media, api/push   chat-api's RocksDB checkpoints.
+//   2. api/accounts, api/media, api/push, api/e2e-keys   chat-api's RocksDB
+//      checkpoints.
 //      Steps 1-2 run with account creation paused and steps 1-4 with
 //      account deletion paused (Service::pause_account_changes,
 //      pause_account_deletion), so accounts and the archive's users agree.
@@ -40,6 +41,7 @@ namespace chat::store {
 class AccountStore;
 class MediaStore;
 class PushStore;
+class KeyStore;
 }  // namespace chat::store
 
 namespace chat::api {
@@ -63,14 +65,15 @@ struct BackupOptions {
 };
 
 // What a backup reads from. Borrowed; each must outlive the runner. `media`,
-// `push` and `service` may be null (tests; then that part is skipped).
+// `push`, `service` and `keys` may be null (tests; then that part is skipped).
 struct BackupSources {
   ControlChannel* control = nullptr;
   const store::AccountStore* accounts = nullptr;
   const store::MediaStore* media = nullptr;
   const store::PushStore* push = nullptr;
   const Service* service = nullptr;
-  const Clock* clock = nullptr;  // Default: SystemClock.
+  const Clock* clock = nullptr;           // Default: SystemClock.
+  const store::KeyStore* keys = nullptr;  // the key directory (api/e2e-keys)
 };
 
 class BackupRunner {

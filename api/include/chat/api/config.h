@@ -137,6 +137,14 @@ struct Config {
   // turns the floor off. 0 to 1073741824 (1 PiB).
   int64_t media_min_free_mb = 1024;
 
+  // The key directory of end-to-end encryption (docs/e2e.md).
+  // CHAT_KEY_CLAIM_RATE. Default: 30. Key claims (GET /v1/keys/{user}) per
+  // minute, per claimer and target user and per target user over all
+  // claimers, 0 to 1000000; 0 turns the limit off.
+  int64_t key_claim_rate = 30;
+  // CHAT_KEY_CLAIM_BURST. Default: 60. The claims allowed at once, 1 to 1000000.
+  int64_t key_claim_burst = 60;
+
   bool is_admin(std::string_view user) const;
 
   // Data layout under data_dir.
@@ -150,6 +158,7 @@ struct Config {
   std::string media_dir() const;               // media/ (blobs, thumbnails, uploads in progress)
   std::string media_db_path() const;           // api/media (media metadata, RocksDB)
   std::string media_key_path() const;          // api/media-url.key (signs media URLs, 0600)
+  std::string keys_db_path() const;            // api/e2e-keys (the key directory, RocksDB)
 
   // Reads the CHAT_* variables from the process environment.
   static Result<Config> from_env();

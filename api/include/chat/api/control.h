@@ -17,7 +17,8 @@
 // group.add, group.remove, group.admin {"gid","user","by"}; block.set
 // {"user","peer","blocked"}; user.ban, user.unban {"user"}; client.kick
 // {"clientid"}; client.list {}; push.devices {"user","devices"}, push.done
-// {"upto"} (docs/push.md). With on_push set it also subscribes to the
+// {"upto"} (docs/push.md); keys.changed {"user","device","action",
+// "identity_key"} (docs/e2e.md). With on_push set it also subscribes to the
 // broker's push wake-ups on $CONTROL/chat/v1/push.
 #pragma once
 

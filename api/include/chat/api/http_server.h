@@ -110,6 +110,7 @@ class HttpServer {
   void register_media_routes();   // media_routes.cpp
   void register_device_routes();  // device_routes.cpp
   void register_backup_routes();  // backup_routes.cpp
+  void register_key_routes();     // key_routes.cpp
 
   Service& service_;
   HttpOptions options_;

@@ -35,6 +35,7 @@ namespace chat::api {
 
 class PushMetrics;
 class MediaLibrary;  // media.h
+class KeyDirectory;  // key_directory.h
 
 inline constexpr std::string_view kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -146,6 +147,7 @@ struct MetricsInput {
   std::optional<RateLimitCounters> rate_limits;  // chat-api's own abuse limits
   const PushMetrics* push = nullptr;             // the push pipeline's counters, when set up
   const MediaLibrary* media = nullptr;           // media upload counters, when set up
+  const KeyDirectory* keys = nullptr;            // key claim counters, when set up
   std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now();
 };
 

@@ -115,6 +115,7 @@ struct AdminStats {
 };
 
 class MediaLibrary;  // media.h
+class KeyDirectory;  // key_directory.h
 
 struct Health {
   bool archive_ok = false;
@@ -201,7 +202,8 @@ class Service {
   // POST /v1/reports: validates and stores the report; returns its id.
   Result<std::string> report(const Principal& caller, const ReportInput& input);
   // DELETE /v1/users/me: control user.remove, then the user's media uploads
-  // go (blobs nobody else references too), then the account becomes a
+  // go (blobs nobody else references too), then the user's devices leave the
+  // key directory (device_removed events), then the account becomes a
   // tombstone (no password, id never reusable) and its refresh tokens are
   // revoked. kPermissionDenied for a CHAT_ADMINS account.
   Status delete_account(const Principal& caller);
@@ -248,6 +250,12 @@ class Service {
   // before the HTTP server starts; borrowed.
   void set_media(MediaLibrary* media) { media_ = media; }
   MediaLibrary* media() const { return media_; }
+
+  // The key directory of end-to-end encryption (key_directory.h): the routes
+  // of /v1/keys use it, and delete_account removes the user's devices. Unset:
+  // those routes answer 503. Set once, before the HTTP server starts; borrowed.
+  void set_keys(KeyDirectory* keys) { keys_ = keys; }
+  KeyDirectory* keys() const { return keys_; }
 
   // GET /metrics: whether the broker control connection is up, and the
   // broker plugin's latest stats snapshot (nullopt until one arrived).
@@ -306,6 +314,7 @@ class Service {
   const Config& config_;
   std::function<bool()> bridge_probe_;
   MediaLibrary* media_ = nullptr;
+  KeyDirectory* keys_ = nullptr;
   store::AccountStore& accounts_;
   store::ArchiveReader& archive_;
   ControlChannel& control_;
