@@ -47,6 +47,8 @@ constexpr CommandSpec kCommands[] = {
     {"admin", Command::kAdmin, 1, 2,
      "admin users [--limit N] | clients | stats | ban USER | unban USER | kick CLIENTID | "
      "revoke JTI | backup DIR | restore DIR [--data-dir D] [--force]"},
+    {"keys", Command::kKeys, 1, 1, "keys init [--force] | keys status | keys refill"},
+    {"verify", Command::kVerify, 1, 1, "verify USER [--confirm]"},
     {"devices", Command::kDevices, 0, 2,
      "devices [list] | devices register --platform fcm|apns --token T | devices unregister "
      "[DEVICE]"},
@@ -196,7 +198,19 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
     if (name == "force") {
       if (inline_value) return usage_error("--force takes no value");
       out.force = true;
-      command_options.emplace_back(name, Command::kAdmin);
+      command_options.emplace_back(name, Command::kAdmin);  // or kKeys
+      continue;
+    }
+    if (name == "e2e") {
+      if (inline_value) return usage_error("--e2e takes no value");
+      out.e2e = true;
+      command_options.emplace_back(name, Command::kSend);
+      continue;
+    }
+    if (name == "confirm") {
+      if (inline_value) return usage_error("--confirm takes no value");
+      out.confirm = true;
+      command_options.emplace_back(name, Command::kVerify);
       continue;
     }
     static constexpr std::string_view kValued[] = {
@@ -368,8 +382,11 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
                 (name == "limit" && out.command == Command::kRead) ||
                 (name == "limit" && out.admin_action == AdminAction::kUsers);
     if (name == "members") fits = fits && out.group_action == GroupAction::kCreate;
-    if (name == "data-dir" || name == "force") {
+    if (name == "data-dir" || (name == "force" && out.command != Command::kKeys)) {
       fits = fits && out.admin_action == AdminAction::kRestore;
+    }
+    if (name == "force" && out.command == Command::kKeys) {
+      fits = !out.args.empty() && out.args.front() == "init";
     }
     if (!fits && out.command != Command::kHelp) {
       std::string where(command_word);
@@ -384,6 +401,17 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& argv) {
       return usage_error("usage: chatctl send --group GID TEXT...");
     }
     out.args.insert(out.args.begin(), "g:" + *out.group);
+  }
+  if (out.command == Command::kKeys && !out.args.empty() && out.args.front() != "init" &&
+      out.args.front() != "status" && out.args.front() != "refill") {
+    return usage_error("unknown keys command '" + out.args.front() + "'; usage: chatctl " +
+                       std::string(spec->synopsis));
+  }
+  if (out.command == Command::kVerify && !out.args.empty() && !is_valid_user_id(out.args.front())) {
+    return usage_error("'" + out.args.front() + "' is not a valid user id");
+  }
+  if (out.command == Command::kSend && out.e2e && out.file) {
+    return usage_error("--e2e does not go with --file (encrypted media is not supported yet)");
   }
   if (out.command == Command::kSend) {
     // send PEER --file PATH: the peer alone; otherwise PEER and the text.
@@ -474,6 +502,8 @@ Commands:
   send PEER TEXT...              send a direct message and wait until the server has it
   send PEER -                    send each line of standard input as a message
   send --group GID TEXT...       send to a group (the same as send g:GID TEXT...)
+  send --e2e PEER|g:GID TEXT...  end-to-end encrypted (Signal protocol) for every device of the
+                                 conversation; `-` reads lines as above
   send PEER|g:GID --file PATH [--caption TEXT]
                                  upload a photo, video, audio file or PDF (at most 64 MiB by
                                  default; the type comes from its bytes) and send it as a media
@@ -527,6 +557,12 @@ Commands:
                                  profile's device id); its notifications then reach it while
                                  it is offline
   devices unregister [DEVICE]    remove the push target of this device (or DEVICE)
+  keys init [--force]            make this device's Signal identity and prekeys and upload the
+                                 public halves (--force: a new identity, replacing the old one)
+  keys status                    this device's identity fingerprint and its prekeys on the server
+  keys refill                    top the server's one-time prekeys up to 100
+  verify USER [--confirm]        the safety number of you and USER (compare it out of band);
+                                 --confirm marks USER's current devices verified
   token                          print a valid access token (refreshed when needed)
   help                           this text
 

@@ -40,6 +40,8 @@ enum class Command {
   kAdmin,          // admin ACTION ... (admin role)
   kFetch,          // fetch MEDIA [-o FILE]
   kDevices,        // devices [list] | register --platform P --token T | unregister [DEVICE]
+  kKeys,           // keys init [--force] | keys status | keys refill (end-to-end keys)
+  kVerify,         // verify USER [--confirm] (safety number)
 };
 
 // `group` subcommands.
@@ -104,7 +106,9 @@ struct CommandLine {
   std::optional<std::string> platform;    // devices register: --platform fcm|apns
   std::optional<std::string> push_token;  // devices register: --token T
   std::optional<std::string> data_dir;    // admin restore: --data-dir DIR
-  bool force = false;                     // admin restore: --force
+  bool force = false;                     // admin restore, keys init: --force
+  bool e2e = false;                       // send: --e2e (end-to-end encrypted)
+  bool confirm = false;                   // verify: --confirm
 };
 
 // "GID" or "g:GID" -> GID; kInvalidArgument when not a valid group id.

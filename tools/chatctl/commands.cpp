@@ -6,8 +6,10 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "chat/common/ids.h"
+#include "chatctl/e2e_client.h"
 #include "chatctl/json_access.h"
 #include "chatctl/output.h"
 #include "chatctl/random_ids.h"
@@ -245,7 +247,24 @@ int run_history(Context& ctx) {
   auto messages = list_field(*response, "messages", "GET " + path);
   if (!messages) return fail(ctx, messages.status());
 
+  // e2e messages: decrypted (or taken from the plaintext cache) by this
+  // device's Signal state (e2e_client.h).
+  std::optional<E2eClient> e2e;
   for (const auto& envelope : *messages) {
+    if (json_string(envelope, "type") == "e2e") {
+      if (!e2e) {
+        auto device = e2e_device(ctx, credentials);
+        if (!device) return fail(ctx, device.status());
+        e2e.emplace(ctx, credentials, *device);
+      }
+      auto shown = e2e->show(envelope, /*with_date=*/true);
+      if (ctx.out.json()) {
+        ctx.out.json_line(shown.json);
+      } else {
+        ctx.out.line(shown.line);
+      }
+      continue;
+    }
     if (ctx.out.json()) {
       ctx.out.json_line(envelope);
     } else {
@@ -361,6 +380,10 @@ int run_chatctl(const std::vector<std::string>& args, const EnvLookup& env, std:
       return run_admin(ctx);
     case Command::kDevices:
       return run_devices(ctx);
+    case Command::kKeys:
+      return run_keys(ctx);
+    case Command::kVerify:
+      return run_verify(ctx);
     case Command::kHelp:
       break;
   }

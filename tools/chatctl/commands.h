@@ -25,7 +25,16 @@ int run_logout(Context& ctx);
 int run_token(Context& ctx);
 int run_history(Context& ctx);
 int run_conversations(Context& ctx);
-int run_send(Context& ctx);    // send_command.cpp
+int run_send(Context& ctx);  // send_command.cpp
+// Sends one message as `device` to `topic` with `cid` on a short-lived
+// connection and waits for its envelope (send_command.cpp); a refusal is
+// kPermissionDenied, anything else that keeps it from the server kUnavailable.
+Result<nlohmann::json> send_one_message(Context& ctx, Credentials& credentials,
+                                        const std::string& device, const std::string& topic,
+                                        const std::string& type, const nlohmann::json& body,
+                                        const std::string& cid);
+int run_keys(Context& ctx);    // keys_command.cpp
+int run_verify(Context& ctx);  // keys_command.cpp
 int run_fetch(Context& ctx);   // media_command.cpp
 int run_listen(Context& ctx);  // listen_command.cpp
 int run_group(Context& ctx);   // group_commands.cpp

@@ -24,6 +24,7 @@
 #include "chat/common/ids.h"
 #include "chat/common/topics.h"
 #include "chatctl/commands.h"
+#include "chatctl/e2e_client.h"
 #include "chatctl/json_access.h"
 #include "chatctl/output.h"
 #include "chatctl/receipts.h"
@@ -63,10 +64,13 @@ int64_t steady_ms() {
 
 class Listener {
  public:
-  Listener(Context& ctx, Credentials& credentials, std::string device)
+  // `e2e`: this device's Signal client (may be null: e2e messages are then
+  // shown as "(encrypted)").
+  Listener(Context& ctx, Credentials& credentials, std::string device, E2eClient* e2e)
       : ctx_(ctx),
         credentials_(credentials),
         device_(std::move(device)),
+        e2e_(e2e),
         inbox_prefix_(topics::inbox(credentials.user(), "")),
         count_(ctx.command_line.count),
         receipts_(!ctx.command_line.no_receipts),
@@ -481,6 +485,10 @@ class Listener {
     } else if (leaf == topics::kInboxTyping) {
       show_other("typing", topic, j, format_typing_line(j, now_ms));
     } else if (leaf == topics::kInboxEvent) {
+      if (json_string(j, "type") == "keys" && e2e_ != nullptr) {
+        show_other("event", topic, j, e2e_->on_keys_event(j, now_ms));
+        return;
+      }
       show_other("event", topic, j, format_event_line(j, now_ms));
       if (json_string(j, "type") == "group") on_group_event(j);
     }
@@ -490,7 +498,17 @@ class Listener {
     if (done()) return;
     std::string id = json_string(envelope, "id");
     if (!id.empty() && !seen_.insert(id)) return;
-    if (ctx_.out.json()) {
+    if (e2e_ != nullptr && json_string(envelope, "type") == "e2e") {
+      // Decrypted for this device (e2e_client.h); reset requests are not
+      // messages for people and do not count.
+      auto shown = e2e_->show(envelope);
+      if (ctx_.out.json()) {
+        ctx_.out.json_line(shown.json);
+      } else {
+        ctx_.out.line(shown.line);
+      }
+      if (!shown.counts) return;
+    } else if (ctx_.out.json()) {
       ctx_.out.json_line(envelope);
     } else {
       ctx_.out.line(format_message_line(envelope));
@@ -561,6 +579,7 @@ class Listener {
   Context& ctx_;
   Credentials& credentials_;
   std::string device_;
+  E2eClient* e2e_;
   std::string inbox_prefix_;  // "u/<me>/"
   std::optional<int64_t> count_;
   std::optional<SteadyClock::time_point> end_;
@@ -588,8 +607,13 @@ int run_listen(Context& ctx) {
   auto device = active_device(ctx, *profile);
   if (!device) return fail(ctx, device.status());
 
+  auto signal_device = e2e_device(ctx, credentials);
+  if (!signal_device) return fail(ctx, signal_device.status());
+  E2eClient e2e(ctx, credentials, *signal_device);
+  e2e.top_up_if_low();  // only when this device has keys
+
   StopSignal stop;
-  Listener listener(ctx, credentials, *device);
+  Listener listener(ctx, credentials, *device, &e2e);
   return listener.run();
 }
 

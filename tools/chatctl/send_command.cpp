@@ -17,6 +17,7 @@
 
 #include "chat/common/topics.h"
 #include "chatctl/commands.h"
+#include "chatctl/e2e_client.h"
 #include "chatctl/json_access.h"
 #include "chatctl/media.h"
 #include "chatctl/random_ids.h"
@@ -63,8 +64,10 @@ class Sender {
   SendOutcome send(const std::string& text) { return send_message("text", text); }
 
   // Any message type (a media message: type "media", body as media.h makes it).
-  SendOutcome send_message(const std::string& type, const nlohmann::json& body) {
-    const std::string cid = new_message_cid(ctx_.clock.now_ms());
+  // `cid` "" = a new one.
+  SendOutcome send_message(const std::string& type, const nlohmann::json& body,
+                           std::string cid = {}) {
+    if (cid.empty()) cid = new_message_cid(ctx_.clock.now_ms());
     const std::string payload = dump_json({{"cid", cid}, {"type", type}, {"body", body}});
     const auto deadline = SteadyClock::now() + kSendTimeout;
 
@@ -213,7 +216,64 @@ bool report(Context& ctx, const std::string& peer, const SendOutcome& outcome) {
   return false;
 }
 
+// send --e2e: each text sealed for every device of the conversation
+// (e2e_client.h), sent as type "e2e", its plaintext kept under its id.
+int send_e2e(Context& ctx, Credentials& credentials, const std::string& peer,
+             const std::string& tx_device, Sender& sender, bool from_stdin) {
+  E2eClient e2e(ctx, credentials, tx_device);
+  if (!e2e.has_keys()) {
+    Status s = e2e.init_keys(/*force=*/false);
+    if (!s.is_ok()) return fail(ctx, s);
+    ctx.out.note("made keys for this device (" + e2e.my_name() + ")");
+  } else {
+    e2e.top_up_if_low();
+  }
+  auto send_one = [&](const std::string& text) {
+    const std::string cid = new_message_cid(ctx.clock.now_ms());
+    auto body = e2e.seal_text(peer, text, cid);
+    if (!body) {
+      ctx.out.error(status_code_name(body.status().code()),
+                    "message to " + peer + " not sent: " + body.status().message());
+      return false;
+    }
+    SendOutcome outcome = sender.send_message("e2e", *body, cid);
+    if (outcome.kind == SendOutcome::Kind::kSent) e2e.sent(cid, outcome.envelope);
+    return report(ctx, peer, outcome);
+  };
+  if (!from_stdin) {
+    const auto& args = ctx.command_line.args;
+    std::string text = args[1];
+    for (size_t i = 2; i < args.size(); ++i) text += " " + args[i];
+    return send_one(text) ? kExitOk : kExitFailure;
+  }
+  std::string line;
+  while (!StopSignal::requested() && std::getline(std::cin, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    if (!send_one(line)) return kExitFailure;
+  }
+  return kExitOk;
+}
+
 }  // namespace
+
+Result<nlohmann::json> send_one_message(Context& ctx, Credentials& credentials,
+                                        const std::string& device, const std::string& topic,
+                                        const std::string& type, const nlohmann::json& body,
+                                        const std::string& cid) {
+  Sender sender(ctx, credentials, device, topic);
+  SendOutcome outcome = sender.send_message(type, body, cid);
+  switch (outcome.kind) {
+    case SendOutcome::Kind::kSent:
+      return outcome.envelope;
+    case SendOutcome::Kind::kRefused:
+      return permission_denied("refused: " + outcome.code +
+                               (outcome.reason.empty() ? "" : ": " + outcome.reason));
+    case SendOutcome::Kind::kFailed:
+      break;
+  }
+  return unavailable("not sent: " + outcome.reason);
+}
 
 int run_send(Context& ctx) {
   const auto& args = ctx.command_line.args;
@@ -239,6 +299,7 @@ int run_send(Context& ctx) {
   std::string tx_device = device->substr(0, 61) + "-tx";
   StopSignal stop;
   Sender sender(ctx, credentials, tx_device, *topic);
+  if (ctx.command_line.e2e) return send_e2e(ctx, credentials, peer, tx_device, sender, from_stdin);
   if (ctx.command_line.file) {
     // Upload first (media_command.cpp), then the message naming it.
     auto body = upload_media(ctx, credentials, *ctx.command_line.file,
