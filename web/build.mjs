@@ -1,6 +1,7 @@
 // Builds the web client into the directory given as the only argument:
 //   <out>/index.html                     (no-cache; names the assets below)
 //   <out>/assets/main-<hash>.js (+ .map) one minified ES module: src/main.js + MQTT.js
+//                                        + libsignal-protocol-typescript
 //   <out>/assets/style-<hash>.css        style.css, minified
 // chat-api serves <out> at / (CHAT_WEB_DIR). Hashed names can be cached forever.
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
@@ -29,6 +30,24 @@ for (const name of await readdir(assetsDir)) {
   }
 }
 
+// libsignal-protocol-typescript falls back to msrcrypto (a 260 KB WebCrypto
+// in JavaScript) when there is no globalThis.crypto. Every browser has one,
+// and where crypto.subtle is missing (not a secure context) e2e.js turns
+// encryption off, so the fallback is never used: it is left out.
+const noMsrcrypto = {
+  name: 'no-msrcrypto',
+  setup(build) {
+    build.onResolve({ filter: /\/msrcrypto$/ }, (args) =>
+      args.importer.includes(`${path.sep}libsignal-protocol-typescript${path.sep}`)
+        ? { path: 'msrcrypto', namespace: 'no-msrcrypto' }
+        : undefined);
+    build.onLoad({ filter: /.*/, namespace: 'no-msrcrypto' }, () => ({
+      contents: 'module.exports = {};',
+      loader: 'js',
+    }));
+  },
+};
+
 const result = await esbuild.build({
   absWorkingDir: here,
   entryPoints: { main: 'src/main.js', style: 'style.css' },
@@ -42,6 +61,7 @@ const result = await esbuild.build({
   outdir: assetsDir,
   metafile: true,
   logLevel: 'warning',
+  plugins: [noMsrcrypto],
 });
 
 // The generated names, by entry point.

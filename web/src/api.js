@@ -193,6 +193,29 @@ export class Api {
   createGroup(name, members) {
     return this.request('POST', '/v1/groups', { name, members });
   }
+
+  // ---- the key directory (docs/e2e.md) ----
+
+  putKeys(body) {
+    return this.request('PUT', '/v1/keys', body);
+  }
+
+  keyCount(device) {
+    return this.request('GET', `/v1/keys/count?${new URLSearchParams({ device })}`);
+  }
+
+  // Claims one bundle of user's device (consumes a one-time prekey).
+  claimKeys(user, device) {
+    return this.request('GET', `/v1/keys/${encodeURIComponent(user)}?${new URLSearchParams({ device })}`);
+  }
+
+  userDevices(user) {
+    return this.request('GET', `/v1/users/${encodeURIComponent(user)}/devices`);
+  }
+
+  deleteKeys(device) {
+    return this.request('DELETE', `/v1/keys/${encodeURIComponent(device)}`);
+  }
 }
 
 // Where the bridge is (GET /config.json, served by chat-api).

@@ -1,6 +1,7 @@
 // Entry point: boots the login screen or the chat, and wires the REST API,
 // the MQTT session, the store and the views together (the ChatApp below).
 import { Api, ApiError, loadConfig } from './api.js';
+import { E2e } from './e2e.js';
 import { MqttSession } from './mqtt-session.js';
 import { Store } from './store.js';
 import { ChatView, renderLogin } from './ui.js';
@@ -43,6 +44,18 @@ class ChatApp {
     this.receipted = new Map(); // conv -> newest id a read receipt covered
     this.typingSent = 0;
     this.typingTimer = null;
+    this.lockKey = `chat.lock.${user}.${device}`;
+    this.lockChoices = this.loadLockChoices(); // conv -> true/false the user chose
+    this.encrypting = new Set(); // cids being encrypted
+    this.e2e = new E2e({
+      api,
+      user,
+      device,
+      publish: (conv, body, cid) => this.mqtt.publish(publishTopic(conv, user), { cid, type: 'e2e', body }),
+      onResult: (conv, id, result) => this.store.setPlain(conv, id, result),
+      onDevices: () => this.devicesChanged(),
+    });
+    this.store.onE2E = (env) => this.e2e.process(env);
     this.view = new ChatView(root, this.store, {
       open: (conv) => this.navigate(conv),
       close: () => this.navigate(null),
@@ -54,6 +67,7 @@ class ChatApp {
       reconnect: () => this.mqtt.reconnectNow(),
       typing: () => this.typing(),
       dismiss: (cid) => this.store.dismissFailed(cid),
+      toggleEncryption: () => this.toggleEncryption(),
     });
     this.mqtt = new MqttSession({
       url: config.mqtt_ws_url,
@@ -81,6 +95,7 @@ class ChatApp {
     window.removeEventListener('hashchange', this.onHash);
     document.removeEventListener('visibilitychange', this.onVisibility);
     await this.mqtt.stop();
+    this.e2e.close();
   }
 
   fail(what, err) {
@@ -94,6 +109,7 @@ class ChatApp {
     try {
       const { conversations } = await this.api.conversations();
       this.store.setConversations(conversations);
+      for (const c of conversations) if (c.last?.type === 'e2e') this.e2e.lookup(c.last);
     } catch (err) {
       this.fail('Could not load conversations', err);
     }
@@ -120,6 +136,7 @@ class ChatApp {
       this.flushOutbox();
       this.sendReadReceipt();
       this.watchPresence();
+      await this.e2e.topUp();
     }).catch((err) => console.warn('after-connect work failed', err));
     return this.connectWork;
   }
@@ -186,6 +203,7 @@ class ChatApp {
     this.updateReading();
     this.watchPresence();
     if (!conv) return;
+    this.decideEncryption(conv);
     const t = this.store.thread(conv);
     if (!t.loaded && !t.loading) {
       t.loading = true;
@@ -237,6 +255,7 @@ class ChatApp {
   async logout() {
     const { user, device } = this.api.session ?? {};
     await this.mqtt.stop({ endSession: true });
+    this.e2e.close(); // this device's keys stay (IndexedDB), as does its directory entry
     localStorage.removeItem(`chat.outbox.${user}.${device}`);
     await this.api.logout();
     this.api.onLoggedOut('');
@@ -264,20 +283,103 @@ class ChatApp {
         this.store.groupEvent(data);
         if (data.action === 'created' || data.user === this.store.me) this.loadGroups();
         this.watchPresence();
+        this.devicesChanged();
+      } else if (data.type === 'keys') {
+        this.e2e.keysEvent(data);
       }
     }
   }
 
   // ---- sending ----
 
-  send(text) {
+  async send(text) {
     const conv = this.view.openConv;
     if (!conv) return;
     const cid = newCid();
-    this.store.addPending(conv, cid, 'text', text);
     this.stopTyping();
+    const enc = this.store.encryptionOf(conv);
+    const encrypted = enc.pending ? await this.decideEncryption(conv) : enc.on;
+    this.store.addPending(conv, cid, encrypted ? 'e2e' : 'text', encrypted ? null : text, encrypted ? text : undefined);
     const entry = this.store.outbox.get(cid);
-    if (this.mqtt.online) this.publish(entry);
+    if (encrypted) this.sendEncrypted(entry);
+    else if (this.mqtt.online) this.publish(entry);
+  }
+
+  // ---- end-to-end encryption (docs/e2e.md, e2e.js) ----
+
+  // Who gets a message in `conv` besides our own devices, or null if unknown.
+  recipients(conv) {
+    const parsed = parseConv(conv, this.store.me);
+    if (parsed.kind === 'dm') return [parsed.peer];
+    const members = this.store.convs.get(conv)?.members;
+    return members ? members.filter((m) => m !== this.store.me) : null;
+  }
+
+  loadLockChoices() {
+    try {
+      const saved = JSON.parse(localStorage.getItem(this.lockKey) ?? '{}');
+      return saved && typeof saved === 'object' ? saved : {};
+    } catch {
+      return {};
+    }
+  }
+
+  // The lock of `conv`: what the user chose there, else on when every
+  // recipient has a device in the key directory. Returns whether it is on.
+  async decideEncryption(conv) {
+    const choice = this.lockChoices[conv];
+    if (typeof choice === 'boolean') {
+      this.store.setEncryption(conv, { on: choice, pending: false, explicit: true });
+      return choice;
+    }
+    const users = this.recipients(conv);
+    const on = users ? await this.e2e.canEncryptTo(users) : false;
+    if (typeof this.lockChoices[conv] === 'boolean') return this.lockChoices[conv]; // chosen meanwhile
+    this.store.setEncryption(conv, { on, pending: false, explicit: false });
+    return on;
+  }
+
+  toggleEncryption() {
+    const conv = this.view.openConv;
+    if (!conv) return;
+    const on = !this.store.encryptionOf(conv).on;
+    this.lockChoices[conv] = on;
+    localStorage.setItem(this.lockKey, JSON.stringify(this.lockChoices));
+    this.store.setEncryption(conv, { on, pending: false, explicit: true });
+  }
+
+  // Devices came or went (a keys event, group changes): defaults may change.
+  devicesChanged() {
+    for (const [conv, state] of this.store.encryption) {
+      if (!state.explicit) this.store.encryption.delete(conv);
+    }
+    if (this.view.openConv) this.decideEncryption(this.view.openConv);
+  }
+
+  // Encrypts an outbox entry once (its ciphertext is what every resend
+  // publishes; the server de-duplicates by cid), then publishes it. The
+  // plaintext is kept by cid, so this device shows it after a reload.
+  async sendEncrypted(entry) {
+    if (!entry.body) {
+      if (this.encrypting.has(entry.cid)) return;
+      this.encrypting.add(entry.cid);
+      try {
+        if (!this.store.convs.get(entry.conv)?.members && parseConv(entry.conv, this.store.me).kind === 'g') {
+          await this.loadGroups();
+        }
+        const users = this.recipients(entry.conv);
+        if (!users) throw new Error('the members of this group are not known');
+        await this.e2e.rememberSent(entry.conv, entry.cid, { state: 'ok', text: entry.text });
+        entry.body = await this.e2e.encrypt(users, { t: 'text', text: entry.text });
+        this.store.saveOutbox();
+      } catch (err) {
+        this.store.failPending(entry.cid, `cannot encrypt (${err.message})`);
+        return;
+      } finally {
+        this.encrypting.delete(entry.cid);
+      }
+    }
+    if (this.mqtt.online && this.store.outbox.get(entry.cid) === entry) this.publish(entry);
   }
 
   // QoS 1 to dm/<peer> or g/<gid> (CONTRACT §3). The entry stays pending
@@ -298,7 +400,10 @@ class ChatApp {
   }
 
   flushOutbox() {
-    for (const entry of this.store.pendingToSend()) this.publish(entry);
+    for (const entry of this.store.pendingToSend()) {
+      if (entry.type === 'e2e') this.sendEncrypted(entry);
+      else this.publish(entry);
+    }
   }
 
   // ---- read receipts, typing, presence ----

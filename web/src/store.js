@@ -2,7 +2,7 @@
 // so far (de-duplicated by server id, whether they came live, from sync or
 // from a history page), the outbox of messages not yet confirmed, receipts,
 // typing and presence. Views subscribe and re-render on change.
-import { parseConv } from './util.js';
+import { bodyText, parseConv } from './util.js';
 
 // A message id is 16 lowercase hex digits that sort in archive order.
 const newer = (a, b) => (a ?? '') > (b ?? '');
@@ -19,6 +19,9 @@ export class Store {
     this.typing = new Map(); // conv -> { from, until }
     this.presence = new Map(); // user -> { status, ts }
     this.reading = null; // the conversation on screen while the page is visible
+    this.plain = new Map(); // "<conv>/<id>" of an e2e message -> what e2e.js made of it
+    this.encryption = new Map(); // conv -> { on, pending, explicit }: the lock toggle
+    this.onE2E = null; // (env) => void: a new e2e envelope to decrypt (main.js)
     this.listeners = new Set();
     this.outboxKey = `chat.outbox.${user}.${device}`;
     this.loadOutbox();
@@ -145,6 +148,10 @@ export class Store {
     }
     // Our own copy confirms the outbox entry with the same cid.
     if (env.from === this.me && env.dev === this.device && this.outbox.has(env.cid)) {
+      const sent = this.outbox.get(env.cid);
+      if (env.type === 'e2e' && typeof sent.text === 'string') {
+        this.plain.set(`${env.conv}/${env.id}`, { state: 'ok', text: sent.text, from: this.me, dev: this.device });
+      }
       this.outbox.delete(env.cid);
       this.saveOutbox();
     }
@@ -154,6 +161,7 @@ export class Store {
       if (count && env.from !== this.me && this.reading !== env.conv) c.unread++;
       c.last = env;
     }
+    if (env.type === 'e2e') this.onE2E?.(env);
     return true;
   }
 
@@ -216,11 +224,20 @@ export class Store {
           }
           continue;
         }
+        let text = null;
+        let lock = false;
+        if (env.type === 'e2e') {
+          const r = this.e2eResult(env);
+          if (r?.state === 'hidden') continue;
+          text = e2eText(r);
+          lock = r?.state === 'ok';
+        }
         const item = {
           key: env.id,
           env,
           mine: env.from === this.me,
-          text: null,
+          text,
+          lock,
           edited: false,
           deleted: false,
           reactions: new Map(),
@@ -236,7 +253,8 @@ export class Store {
         key: `cid:${p.cid}`,
         env: { id: null, ts: p.ts, conv, from: this.me, type: p.type, body: p.body, cid: p.cid },
         mine: true,
-        text: null,
+        text: p.type === 'e2e' ? p.text : null,
+        lock: p.type === 'e2e',
         edited: false,
         deleted: false,
         reactions: new Map(),
@@ -245,6 +263,38 @@ export class Store {
       });
     }
     return items;
+  }
+
+  // ---- end-to-end encrypted messages ----
+
+  setPlain(conv, id, result) {
+    this.plain.set(`${conv}/${id}`, result);
+    this.changed(conv);
+  }
+
+  // What e2e.js made of an e2e envelope (undefined while it works on it). A
+  // resent text counts only from the original message's sender device.
+  e2eResult(env) {
+    const r = this.plain.get(`${env.conv}/${env.id}`);
+    if (r?.resent && (r.from !== env.from || r.dev !== env.dev)) return { state: 'failed' };
+    return r;
+  }
+
+  // The conversation list's preview of a message.
+  previewText(env) {
+    if (env.type !== 'e2e') return bodyText(env);
+    const r = this.e2eResult(env);
+    return r?.state === 'ok' ? r.text : bodyText(env);
+  }
+
+  // The lock toggle of a conversation: { on, pending, explicit }.
+  encryptionOf(conv) {
+    return this.encryption.get(conv) ?? { on: false, pending: true, explicit: false };
+  }
+
+  setEncryption(conv, state) {
+    this.encryption.set(conv, state);
+    this.changed(conv);
   }
 
   // ---- the outbox: sent, not yet seen back from the server ----
@@ -265,8 +315,10 @@ export class Store {
     else localStorage.removeItem(this.outboxKey);
   }
 
-  addPending(conv, cid, type, body) {
-    this.outbox.set(cid, { cid, conv, type, body, ts: Date.now(), state: 'pending', error: null });
+  // An e2e entry also holds its `text` (shown while pending); its `body` is
+  // null until encrypted, then the ciphertext every resend publishes.
+  addPending(conv, cid, type, body, text = undefined) {
+    this.outbox.set(cid, { cid, conv, type, body, text, ts: Date.now(), state: 'pending', error: null });
     this.saveOutbox();
     this.touch(conv);
     this.changed(conv);
@@ -373,5 +425,17 @@ export class Store {
   setPresence(user, p) {
     this.presence.set(user, p);
     this.changed();
+  }
+}
+
+// What an e2e message shows (docs/e2e.md; e2e.js decides the state).
+export function e2eText(r) {
+  switch (r?.state) {
+    case 'ok': return r.text;
+    case 'not_for_device': return 'Encrypted message (not for this device)';
+    case 'sender_keys': return 'Encrypted group message that this device cannot read (it does not support sender keys)';
+    case 'failed': return '⚠ Cannot decrypt this message. The secure session was reset; the sender’s device will send it again if it can.';
+    case 'unavailable': return 'Encrypted message (this browser cannot decrypt: it needs https or localhost)';
+    default: return 'Decrypting…';
   }
 }

@@ -94,7 +94,8 @@ const STATUS_MARK = {
 
 export class ChatView {
   // actions: open(conv), close(), send(text), loadOlder(), startChat(user),
-  // createGroup(name, members), logout(), reconnect(), typing(), dismiss(cid)
+  // createGroup(name, members), logout(), reconnect(), typing(), dismiss(cid),
+  // toggleEncryption()
   constructor(root, store, actions) {
     this.store = store;
     this.actions = actions;
@@ -235,9 +236,14 @@ export class ChatView {
       this.autosize();
       if (this.input.value) this.actions.typing();
     });
+    // The lock: whether what is sent here is end-to-end encrypted (docs/e2e.md).
+    this.lockButton = h('button', { type: 'button', class: 'lock-toggle pending', 'aria-pressed': 'false' },
+      h('span', { class: 'lock-icon', 'aria-hidden': 'true' }));
+    this.lockButton.addEventListener('click', () => this.actions.toggleEncryption());
     this.composer = h(
       'form',
       { class: 'composer' },
+      this.lockButton,
       h('label', { for: 'composer-input', class: 'sr-only' }, 'Message'),
       this.input,
       h('button', { type: 'submit', class: 'send', 'aria-label': 'Send' }, 'Send'),
@@ -335,7 +341,7 @@ export class ChatView {
       if (typing) preview = parseConv(c.conv, store.me).kind === 'g' ? `${typing} is typing…` : 'typing…';
       else if (c.last) {
         const who = c.last.from === store.me ? 'You: ' : parseConv(c.conv, store.me).kind === 'g' ? `${c.last.from}: ` : '';
-        preview = who + bodyText(c.last);
+        preview = who + store.previewText(c.last);
       } else if (c.left) preview = 'You left this group';
       else preview = 'No messages yet';
       const unread = c.unread > 0
@@ -405,6 +411,17 @@ export class ChatView {
     this.paneSub.textContent = sub;
     this.leftNote.hidden = !c?.left;
     this.composer.hidden = Boolean(c?.left);
+    const enc = store.encryptionOf(conv);
+    this.lockButton.setAttribute('aria-pressed', String(enc.on));
+    this.lockButton.classList.toggle('on', enc.on);
+    this.lockButton.classList.toggle('pending', enc.pending);
+    this.lockButton.setAttribute('aria-label', 'Encrypted');
+    this.lockButton.title = enc.pending
+      ? 'Checking whether everyone here can receive encrypted messages…'
+      : enc.on
+        ? 'End-to-end encrypted: only the devices of the people here can read what you send. Click to send unencrypted.'
+        : 'Not encrypted: the server can read what you send. Click to encrypt.';
+    this.input.placeholder = enc.on ? 'Type an encrypted message' : 'Type a message';
 
     const t = store.threads.get(conv);
     this.olderButton.hidden = !t?.hasOlder;
@@ -422,7 +439,7 @@ export class ChatView {
         wanted.push(this.node(`day:${d}`, d, () =>
           h('li', { class: 'day' }, h('span', {}, formatDay(item.env.ts)))));
       }
-      const sig = JSON.stringify([item.text, item.status, item.deleted, item.edited, [...item.reactions], item.error, item.env.id]);
+      const sig = JSON.stringify([item.text, item.lock, item.status, item.deleted, item.edited, [...item.reactions], item.error, item.env.id]);
       wanted.push(this.node(item.key, sig, () => this.messageNode(item, parsed.kind === 'g')));
     }
     const keep = new Set(wanted);
@@ -472,6 +489,8 @@ export class ChatView {
       h(
         'div',
         { class: 'meta' },
+        item.lock ? h('span', { class: 'lock lock-icon', title: 'End-to-end encrypted', 'aria-hidden': 'true' }) : null,
+        item.lock ? h('span', { class: 'sr-only' }, 'Encrypted') : null,
         item.edited ? h('span', {}, 'edited') : null,
         h('time', { datetime: new Date(env.ts).toISOString() }, formatTime(env.ts)),
         item.mine ? h('span', { class: `tick tick-${item.status}`, title: label, 'aria-hidden': 'true' }, mark) : null,

@@ -68,7 +68,7 @@ export function bodyText(envelope) {
   const { type, body } = envelope;
   if (type === 'text') return typeof body === 'string' ? body : JSON.stringify(body);
   if (type === 'media') return '📎 Media';
-  if (type === 'e2e') return '🔒 Encrypted message';
+  if (type === 'e2e') return 'Encrypted message';
   if (type === 'system') return typeof body === 'string' ? body : 'System message';
   return `Unsupported message (${type})`;
 }
