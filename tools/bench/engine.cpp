@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -94,6 +95,7 @@ struct Conn {
   std::unordered_map<int, uint64_t> mid_seq;
   std::vector<uint8_t> ack;  // per seq: 0 unacknowledged, 1 ok, 2 refused
   std::string scratch;
+  const E2ePayload* e2e = nullptr;  // --e2e: this publisher's recipients' entries
 
   // Subscriber: receipts per publisher index.
   std::unordered_map<uint32_t, ReceiptLog> receipts;
@@ -348,6 +350,12 @@ class Worker {
     Stamp s{static_cast<uint32_t>(p->index), p->sent, now_us()};
     if (cfg.target == Target::kBare) {
       build_bare_payload(&p->scratch, s, static_cast<size_t>(cfg.payload));
+    } else if (p->e2e != nullptr) {
+      if (!p->e2e->build(&p->scratch, s)) {  // checked before sending: cannot happen
+        shared_->note_error("e2e: the stamp does not fit in the cid");
+        request_stop_flag();
+        return;
+      }
     } else {
       build_chat_payload(&p->scratch, s, shared_->cid_prefix, static_cast<size_t>(cfg.payload));
     }
@@ -556,6 +564,29 @@ class Engine {
  private:
   bool chat() const { return cfg_.target == Target::kChat; }
 
+  // --e2e: the payload template for these recipient devices. Throws when the
+  // largest stamp this run can make would not fit in a cid.
+  const E2ePayload* add_e2e_payload(const std::vector<std::string>& devices, int publishers,
+                                    uint64_t quota) {
+    auto e = std::make_unique<E2ePayload>(devices, static_cast<size_t>(cfg_.payload),
+                                          shared_.cid_prefix);
+    const uint64_t latest =
+        now_us() + static_cast<uint64_t>(
+                       (cfg_.duration + cfg_.drain_timeout + cfg_.connect_timeout + 3600) * 1e6);
+    const std::string widest = e->cid(Stamp{static_cast<uint32_t>(publishers - 1), quota, latest});
+    if (widest.size() > kMaxCidChars) {
+      throw std::runtime_error("e2e: the stamp does not fit in a cid of " +
+                               std::to_string(kMaxCidChars) + " characters: " + widest);
+    }
+    std::string sample;
+    e->build(&sample, Stamp{0, 0, now_us()});
+    report_["e2e_recipient_devices"] = devices.size();
+    report_["e2e_payload_bytes"] = sample.size();
+    report_["e2e_ciphertext_chars"] = e->ciphertext_chars();
+    e2e_payloads_.push_back(std::move(e));
+    return e2e_payloads_.back().get();
+  }
+
   json base_report() const { return report_header(cfg_, cfg_.threads); }
 
   Conn* make_conn(Role role, int index, const std::string& client_id, const std::string& user,
@@ -723,6 +754,22 @@ class Engine {
       p->recipients = recipients[i].size();
       pubs.push_back(p);
     }
+    if (cfg_.e2e) {
+      // One template per distinct recipient set: a group's members' devices
+      // (each subscriber is its user's only device, "<user>:bench"; the
+      // sender has no other device), or a direct message's peer device.
+      std::map<int, const E2ePayload*> by_recipient;
+      for (int i = 0; i < P; ++i) {
+        const int key = fanout ? -1 : recipients[i][0];
+        auto it = by_recipient.find(key);
+        if (it == by_recipient.end()) {
+          std::vector<std::string> devices;
+          for (int j : recipients[i]) devices.push_back(sub_users[j] + ":bench");
+          it = by_recipient.emplace(key, add_e2e_payload(devices, P, pubs[i]->quota)).first;
+        }
+        pubs[i]->e2e = it->second;
+      }
+    }
     all = subs;
     all.insert(all.end(), pubs.begin(), pubs.end());
     report_["publishers"] = P;
@@ -871,6 +918,7 @@ class Engine {
                           chat() ? sender : "", sender_token, topic);
     pub->quota = static_cast<uint64_t>(N);
     pub->recipients = 1;
+    if (cfg_.e2e) pub->e2e = add_e2e_payload({rec_id}, 1, pub->quota);
     report_["publishers"] = 1;
     report_["subscribers"] = 1;
     report_["connections"] = 2;
@@ -929,6 +977,7 @@ class Engine {
   Config cfg_;
   Shared shared_;
   std::string tag_;
+  std::vector<std::unique_ptr<E2ePayload>> e2e_payloads_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<Conn>> conns_;
   json report_;
@@ -949,6 +998,7 @@ json report_header(const Config& cfg, int threads) {
               {"mqtt", cfg.mqtt_version == 5 ? "5" : "3.1.1"},
               {"qos", cfg.qos},
               {"payload", cfg.payload},
+              {"e2e", cfg.e2e},
               {"rate_target", cfg.rate},
               {"window", cfg.window},
               {"threads", threads},
@@ -983,9 +1033,10 @@ std::string format_report(const json& r) {
   auto has = [&](const char* k) { return r.contains(k) && !r[k].is_null(); };
   char line[512];
   std::snprintf(line, sizeof line,
-                "chat-bench: %s, target %s, scale %d, MQTT %s, QoS %d, %d B, %s over %s\n",
+                "chat-bench: %s, target %s, scale %d, MQTT %s, QoS %d, %d B%s, %s over %s\n",
                 r.value("scenario", "").c_str(), r.value("target", "").c_str(), r.value("scale", 0),
                 r.value("mqtt", "").c_str(), r.value("qos", 0), r.value("payload", 0),
+                r.value("e2e", false) ? " per device, e2e" : "",
                 r.value("client", "mosquitto").c_str(), r.value("transport", "tcp").c_str());
   o << line;
   if (has("skipped")) {
@@ -998,6 +1049,13 @@ std::string format_report(const json& r) {
   if (has("rss_per_conn_bytes")) {
     std::snprintf(line, sizeof line, "  broker RSS %.0f kB -> %.0f kB: %.0f bytes per connection\n",
                   num("rss_before_kb"), num("rss_after_kb"), num("rss_per_conn_bytes"));
+    o << line;
+  }
+  if (has("e2e_payload_bytes")) {
+    std::snprintf(line, sizeof line,
+                  "  e2e: %.0f recipient device(s), %.0f-character ciphertexts, payload %.0f B\n",
+                  num("e2e_recipient_devices"), num("e2e_ciphertext_chars"),
+                  num("e2e_payload_bytes"));
     o << line;
   }
   if (has("sent") && r.value("scenario", "") != "idle") {

@@ -99,6 +99,12 @@ scenario (one of)
   --publishers N --subscribers M   publisher i -> subscriber i % M
 load
   --qos 0|1|2               [1]        --payload BYTES             [100]
+  --e2e                     chat: send `e2e` messages (docs/e2e.md): a body
+                            {"to":{"<user>:<device>":{"type":1,"body":<base64>}}}
+                            with one entry per recipient device (group: every
+                            member's), the whole payload about --payload bytes
+                            per entry; the stamp rides in the cid (over the
+                            broker's 64 KiB limit: refused, and reported so)
   --rate MSG/S              all publishers together; 0 = unlimited   [0]
   --window N                in-flight messages per publisher         [100]
   --duration S              sending time bound                       [5]
@@ -236,6 +242,8 @@ std::string parse_args(const std::vector<std::string>& args, Config* c, bool* he
     } else if (a == "--payload") {
       err = need_int(1, 1 << 20);
       c->payload = static_cast<int>(n);
+    } else if (a == "--e2e") {
+      c->e2e = true;
     } else if (a == "--rate") {
       err = need_double(0, 1e8);
       c->rate = d;
@@ -315,6 +323,13 @@ std::string parse_args(const std::vector<std::string>& args, Config* c, bool* he
     return "--user-prefix must start with a letter or digit";
   }
   if (c->password.size() < 8) return "--password needs at least 8 characters";
+  if (c->e2e) {
+    if (c->target != Target::kChat) {
+      return "--e2e needs --target chat (the bare broker has no e2e messages)";
+    }
+    if (c->client != Client::kMosquitto) return "--e2e runs with --client mosquitto only";
+    if (c->scenario == Scenario::kIdle) return "--e2e needs a scenario that sends messages";
+  }
   if (c->target == Target::kChat && c->qos == 0 && c->scenario != Scenario::kIdle) {
     return "the chat target accepts messages at QoS 1 or 2 only";
   }

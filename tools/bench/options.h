@@ -40,6 +40,7 @@ struct Config {
   int subscribers = 1;
   int qos = 1;
   int payload = 100;            // bytes of the MQTT payload a publisher sends
+  bool e2e = false;             // chat: `e2e` messages, `payload` bytes per recipient device
   double rate = 0;              // messages/s over all publishers; 0 = unlimited
   int window = 100;             // in-flight (unacknowledged) messages per publisher
   double duration = 5;          // seconds of sending at most

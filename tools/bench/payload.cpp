@@ -1,7 +1,9 @@
 #include "bench/payload.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <random>
 
 namespace chat::bench {
 namespace {
@@ -50,6 +52,85 @@ void build_chat_payload(std::string* out, const Stamp& stamp, const std::string&
   constexpr size_t kTail = 2;  // "}
   if (out->size() + kTail < size) out->append(size - out->size() - kTail, 'x');
   out->append("\"}");
+}
+
+std::string base64_encode(const std::string& bytes) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 3 <= bytes.size(); i += 3) {
+    uint32_t v = (static_cast<uint8_t>(bytes[i]) << 16) |
+                 (static_cast<uint8_t>(bytes[i + 1]) << 8) | static_cast<uint8_t>(bytes[i + 2]);
+    out.push_back(kAlphabet[(v >> 18) & 63]);
+    out.push_back(kAlphabet[(v >> 12) & 63]);
+    out.push_back(kAlphabet[(v >> 6) & 63]);
+    out.push_back(kAlphabet[v & 63]);
+  }
+  if (size_t rest = bytes.size() - i; rest > 0) {
+    uint32_t v = static_cast<uint8_t>(bytes[i]) << 16;
+    if (rest == 2) v |= static_cast<uint8_t>(bytes[i + 1]) << 8;
+    out.push_back(kAlphabet[(v >> 18) & 63]);
+    out.push_back(kAlphabet[(v >> 12) & 63]);
+    out.push_back(rest == 2 ? kAlphabet[(v >> 6) & 63] : '=');
+    out.push_back('=');
+  }
+  return out;
+}
+
+E2ePayload::E2ePayload(const std::vector<std::string>& recipients, size_t size_per_entry,
+                       const std::string& cid_prefix)
+    : cid_prefix_(cid_prefix) {
+  static constexpr char kHead[] = R"({"cid":")";
+  static constexpr char kBodyOpen[] = R"(","type":"e2e","body":{"to":{)";
+  static constexpr char kBodyClose[] = "}}}";
+  static constexpr char kEntryOpen[] = R"(":{"type":1,"body":")";
+  // Sizing assumes a typical cid (the stamp of a run's early messages).
+  const size_t nominal = sizeof kHead - 1 + cid(Stamp{0, 0, 1000000000000ULL}).size() +
+                         sizeof kBodyOpen - 1 + sizeof kBodyClose - 1;
+  size_t fixed = nominal;
+  for (const auto& r : recipients) fixed += 1 + r.size() + sizeof kEntryOpen - 1 + 2;  // "key...""}
+  if (!recipients.empty()) fixed += recipients.size() - 1;                             // commas
+  const size_t n = recipients.empty() ? 1 : recipients.size();
+  const size_t target = size_per_entry * n;
+  size_t chars = target > fixed ? (target - fixed) / n : 0;
+  chars = std::max<size_t>(4, chars / 4 * 4);
+  ciphertext_chars_ = chars;
+
+  std::mt19937_64 rng(0x5eed2e2eULL);
+  tail_.append(kBodyOpen);
+  bool first = true;
+  for (const auto& r : recipients) {
+    if (!first) tail_.push_back(',');
+    first = false;
+    std::string bytes(chars / 4 * 3, '\0');
+    for (auto& b : bytes) b = static_cast<char>(rng() & 0xff);
+    tail_.push_back('"');
+    tail_.append(r);
+    tail_.append(kEntryOpen);
+    tail_.append(base64_encode(bytes));
+    tail_.append("\"}");
+  }
+  tail_.append(kBodyClose);
+}
+
+std::string E2ePayload::cid(const Stamp& stamp) const {
+  std::string c = cid_prefix_;
+  append_stamp(&c, stamp);
+  return c;
+}
+
+bool E2ePayload::build(std::string* out, const Stamp& stamp) const {
+  std::string& o = *out;
+  o.clear();
+  o.append(R"({"cid":")");
+  const size_t cid_at = o.size();
+  o.append(cid_prefix_);
+  append_stamp(&o, stamp);
+  if (o.size() - cid_at > kMaxCidChars) return false;  // ASCII: bytes are characters
+  o.append(tail_);
+  return true;
 }
 
 bool parse_stamp(const char* data, size_t len, Stamp* out) {
