@@ -109,7 +109,14 @@ TEST(SlowConsumer, OthersAreServedMemoryIsBoundedAndSyncFillsTheGap) {
   std::cout << "broker VmRSS before " << (rss_before >> 10) << " KiB, after " << (rss_after >> 10)
             << " KiB, growth " << ((rss_after - rss_before) >> 10) << " KiB, bound "
             << (bound >> 10) << " KiB\n";
+#ifdef CHAT_ASAN_PRELOAD
+  // Under AddressSanitizer the broker's freed memory waits in ASan's
+  // quarantine (256 MiB by default) before reuse, so RSS growth measures the
+  // quarantine, not the queue; the bound is asserted in the other builds.
+  std::cout << "RSS bound not asserted under AddressSanitizer\n";
+#else
   EXPECT_LT(rss_after - rss_before, bound);
+#endif
 
   // Counted and logged: Mosquitto's $SYS drop counter through /metrics, a
   // chat-api log line, and Mosquitto's own line naming the client.
