@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -334,6 +335,61 @@ TEST_F(E2eChatctl, ALostSessionIsResetAndTheMessageSentAgain) {
         original_readable || (m["id"] == lost_id && m["e2e"].value("text", "") == "three");
   }
   EXPECT_TRUE(original_readable) << history.second;
+}
+
+// alice's listen sees carol leave (and come back) and carol's device get a
+// new identity: each time alice's next group message has a new sender key,
+// so bob gets a fresh distribution message (it would not, were the old key
+// kept, which the gone member or identity holds).
+TEST_F(E2eChatctl, ALeavingMemberOrAReplacedDeviceGetsANewSenderKeyMade) {
+  device("main", "alice", "a1");
+  device("main", "bob", "b1");
+  device("carol", "carol", "c1");
+  auto created =
+      chatctl("main", {"--as", "alice", "group", "create", "Cabal", "--members", "bob,carol"});
+  ASSERT_EQ(created.first, 0) << created.second;
+  const std::string gid = created.second.substr(0, created.second.find('\n'));
+  const std::string g = "g:" + gid;
+  auto send = [&](const std::string& text) {
+    auto sent = chatctl("main", {"--as", "alice", "--json", "send", "--e2e", g, text});
+    EXPECT_EQ(sent.first, 0) << sent.second;
+    return archived_body("main", "alice", g, json_lines(sent.second).at(0)["id"]);
+  };
+  std::string log;
+  auto listen = start("main", {"--as", "alice", "listen", "--timeout", "25"}, &log);
+  ASSERT_TRUE(eventually(
+      [&] { return read_file(log).find("listening as alice") != std::string::npos; }, 10s))
+      << read_file(log);
+
+  json one = send("one");
+  ASSERT_TRUE(one["to"].contains("bob:b1-tx") && one["to"].contains("carol:c1-tx")) << one.dump();
+
+  ASSERT_EQ(chatctl("carol", {"--as", "carol", "group", "leave", gid}).first, 0);
+  ASSERT_TRUE(
+      eventually([&] { return read_file(log).find("carol left Cabal") != std::string::npos; }, 10s))
+      << read_file(log);
+  ASSERT_EQ(chatctl("main", {"--as", "alice", "group", "add", gid, "carol"}).first, 0);
+  json two = send("two");
+  EXPECT_TRUE(two["to"].contains("bob:b1-tx")) << two.dump();  // a new key for bob too
+
+  auto forced = chatctl("carol", {"--as", "carol", "keys", "init", "--force"});
+  ASSERT_EQ(forced.first, 0) << forced.second;
+  ASSERT_TRUE(eventually(
+      [&] { return read_file(log).find("carol has a new device") != std::string::npos; }, 10s))
+      << read_file(log);
+  json three = send("three");
+  EXPECT_TRUE(three["to"].contains("bob:b1-tx")) << three.dump();
+  EXPECT_TRUE(three["to"].contains("carol:c1-tx")) << three.dump();
+  listen->kill(SIGTERM);
+  listen->wait(5s);
+
+  auto bob = chatctl("main", {"--as", "bob", "--json", "history", g});
+  auto got = e2e_messages(bob.second);
+  for (const char* text : {"one", "two", "three"}) {
+    EXPECT_NE(with_text(got, text), nullptr) << text << ": " << bob.second;
+  }
+  auto carol = chatctl("carol", {"--as", "carol", "--json", "history", g});
+  EXPECT_NE(with_text(e2e_messages(carol.second), "three"), nullptr) << carol.second;
 }
 
 TEST_F(E2eChatctl, ExhaustedPrekeysFallBackToTheSignedPrekeyAndRefill) {

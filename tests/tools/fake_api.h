@@ -59,6 +59,9 @@ class FakeApi {
   std::set<std::string> locked;        // accounts answering the lockout
   std::set<std::string> revoked_jtis;  // jtis revoked through the admin API
   std::set<std::string> connected = {"bob:phone", "bob:laptop"};  // GET /v1/admin/clients
+  // The e2e key directory (docs/e2e.md): user -> device -> {"registration_id",
+  // "identity_key", "signed_prekey", "prekeys": [...], "capabilities"}.
+  std::map<std::string, std::map<std::string, nlohmann::json>> keys;
 
   void add_message(const std::string& id, const std::string& from, const std::string& to,
                    const std::string& body) {
@@ -362,9 +365,102 @@ class FakeApi {
     });
   }
 
+  // The key directory, without rate limits or signature checks.
+  void key_routes() {
+    server_.Put("/v1/keys", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::string me = authenticate(req, res);
+      if (me.empty()) return;
+      auto j = nlohmann::json::parse(req.body, nullptr, false);
+      if (!j.is_object() || !j["device"].is_string())
+        return error(res, 400, "invalid_argument", "device required");
+      const std::string device = j["device"];
+      auto& d = keys[me][device];
+      const bool created = d.is_null();
+      if (created) {
+        if (!j.contains("identity_key") || !j.contains("signed_prekey")) {
+          keys[me].erase(device);
+          return error(res, 400, "invalid_argument", "identity_key required");
+        }
+        d = {{"registration_id", j["registration_id"]},
+             {"identity_key", j["identity_key"]},
+             {"prekeys", nlohmann::json::array()},
+             {"capabilities", j.value("capabilities", nlohmann::json::array())}};
+      } else if (j.contains("identity_key") && j["identity_key"] != d["identity_key"]) {
+        return error(res, 409, "identity_mismatch", "another identity");
+      }
+      if (j.contains("signed_prekey")) d["signed_prekey"] = j["signed_prekey"];
+      for (const auto& p : j.value("prekeys", nlohmann::json::array())) d["prekeys"].push_back(p);
+      reply(res, created ? 201 : 200,
+            {{"device", device},
+             {"count", d["prekeys"].size()},
+             {"signed_prekey_id", d["signed_prekey"]["id"]}});
+    });
+    server_.Get("/v1/keys/count", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::string me = authenticate(req, res);
+      if (me.empty()) return;
+      auto it = keys[me].find(req.get_param_value("device"));
+      if (it == keys[me].end()) return error(res, 404, "not_found", "no keys");
+      reply(res, 200,
+            {{"device", it->first},
+             {"count", it->second["prekeys"].size()},
+             {"signed_prekey_id", it->second["signed_prekey"]["id"]}});
+    });
+    server_.Get(R"(/v1/users/([^/]+)/devices)",
+                [this](const httplib::Request& req, httplib::Response& res) {
+                  std::lock_guard<std::mutex> lock(mu_);
+                  if (authenticate(req, res).empty()) return;
+                  std::string user = req.matches[1];
+                  if (!passwords.count(user)) return error(res, 404, "not_found", "no such user");
+                  nlohmann::json list = nlohmann::json::array();
+                  for (const auto& [device, d] : keys[user]) {
+                    list.push_back({{"device", device},
+                                    {"registration_id", d["registration_id"]},
+                                    {"identity_key", d["identity_key"]},
+                                    {"capabilities", d["capabilities"]},
+                                    {"created", 1}});
+                  }
+                  reply(res, 200, {{"user", user}, {"devices", list}});
+                });
+    server_.Get(R"(/v1/keys/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (authenticate(req, res).empty()) return;
+      std::string user = req.matches[1];
+      if (!passwords.count(user)) return error(res, 404, "not_found", "no such user");
+      std::string only = req.get_param_value("device");
+      nlohmann::json list = nlohmann::json::array();
+      for (auto& [device, d] : keys[user]) {
+        if (!only.empty() && device != only) continue;
+        nlohmann::json prekey;  // null once used up
+        if (!d["prekeys"].empty()) {
+          prekey = d["prekeys"][0];
+          d["prekeys"].erase(0);
+        }
+        list.push_back({{"device", device},
+                        {"registration_id", d["registration_id"]},
+                        {"identity_key", d["identity_key"]},
+                        {"signed_prekey", d["signed_prekey"]},
+                        {"prekey", prekey},
+                        {"capabilities", d["capabilities"]}});
+      }
+      reply(res, 200, {{"user", user}, {"devices", list}});
+    });
+    server_.Delete(R"(/v1/keys/([^/]+))",
+                   [this](const httplib::Request& req, httplib::Response& res) {
+                     std::lock_guard<std::mutex> lock(mu_);
+                     std::string me = authenticate(req, res);
+                     if (me.empty()) return;
+                     if (keys[me].erase(req.matches[1]) == 0)
+                       return error(res, 404, "not_found", "no such device");
+                     res.status = 204;
+                   });
+  }
+
   void routes() {
     group_routes();
     admin_routes();
+    key_routes();
     // Logged before routing: cpp-httplib calls its logger only after the
     // response is written, when the client may already be looking at the log.
     server_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response&) {

@@ -257,7 +257,8 @@ int run_history(Context& ctx) {
         if (!device) return fail(ctx, device.status());
         e2e.emplace(ctx, credentials, *device);
       }
-      auto shown = e2e->show(envelope, /*with_date=*/true);
+      // Not live: history never answers reset requests (listen does, once).
+      auto shown = e2e->show(envelope, /*with_date=*/true, /*live=*/false);
       if (ctx.out.json()) {
         ctx.out.json_line(shown.json);
       } else {

@@ -278,10 +278,12 @@ Result<nlohmann::json> E2eClient::seal_text(const std::string& peer, const std::
   Status s = store_.transact([&](E2eState& state) -> Status {
     nlohmann::json to = nlohmann::json::object();
     std::vector<Target> reachable;
+    std::set<std::string> stale_names;  // a new identity since this device last saw them
     for (const auto& t : targets) {
       const std::string name = t.name();
       auto known = state.identities.find(name);
       bool stale = known != state.identities.end() && known->second.key != t.identity_key;
+      if (stale) stale_names.insert(name);
       if (has_session(state, name) && !stale) {
         reachable.push_back(t);
         continue;
@@ -310,15 +312,19 @@ Result<nlohmann::json> E2eClient::seal_text(const std::string& peer, const std::
                      [&](const Target& t) { return t.user == peer; })) {
       return unavailable("no device of " + peer + " could be reached: nothing sent");
     }
+    // Who can read it: the devices it is encrypted for (for a sender-key
+    // message, every holder of the key). Only they may ask for it again.
+    std::set<std::string> recipients;
     if (use_sender_keys) {
       const std::string& g = *conv;
       std::set<std::string> names;
       for (const auto& t : reachable) names.insert(t.name());
       // A device that held the key is gone (a member left, a device was
-      // removed): a new key, which it never gets.
-      auto& holders = state.sender_key_holders[g];
-      bool rotate = std::any_of(holders.begin(), holders.end(),
-                                [&](const std::string& h) { return !names.count(h); });
+      // removed) or has another identity now: a new key, which it never gets.
+      const auto& holders = state.sender_key_holders[g];
+      bool rotate = std::any_of(holders.begin(), holders.end(), [&](const std::string& h) {
+        return !names.count(h) || stale_names.count(h);
+      });
       if (rotate) forget_sender_key(state, g, my);
       auto skdm = sender_key_distribution(state, g, my);
       if (!skdm) return skdm.status();
@@ -332,6 +338,7 @@ Result<nlohmann::json> E2eClient::seal_text(const std::string& peer, const std::
         to[t.name()] = {{"type", ct->type}, {"body", base64_encode(ct->body)}};
         owed.insert(t.name());
       }
+      recipients = owed;
       state.sender_keys_dirty = true;
       auto sealed = group_encrypt(state, g, my, plain);
       if (!sealed) return sealed.status();
@@ -341,10 +348,12 @@ Result<nlohmann::json> E2eClient::seal_text(const std::string& peer, const std::
         auto ct = encrypt_to(state, t.name(), plain);
         if (!ct) return ct.status();
         to[t.name()] = {{"type", ct->type}, {"body", base64_encode(ct->body)}};
+        recipients.insert(t.name());
       }
     }
     if (!to.empty() || !body.contains("group")) body["to"] = std::move(to);
-    nlohmann::json entry = {{"text", text}, {"sent", true}, {"from", my}, {"conv", *conv}};
+    nlohmann::json entry = {
+        {"text", text}, {"sent", true}, {"from", my}, {"conv", *conv}, {"recipients", recipients}};
     if (!resend_of.empty()) entry["resend_of"] = resend_of;
     cache(state, "by_cid", cid, std::move(entry));
     warnings = std::move(state.warnings);
@@ -373,7 +382,9 @@ Status E2eClient::publish(const std::string& conv, const nlohmann::json& body,
                           const std::string& cid) {
   auto topic = topic_of(credentials_.user(), conv);
   if (!topic) return topic.status();
-  auto envelope = send_one_message(ctx_, credentials_, device_, *topic, "e2e", body, cid);
+  auto envelope = publisher_
+                      ? publisher_(*topic, body, cid)
+                      : send_one_message(ctx_, credentials_, device_, *topic, "e2e", body, cid);
   if (!envelope) return envelope.status();
   sent(cid, *envelope);
   return Status::ok();
@@ -407,23 +418,42 @@ Status E2eClient::request_reset(const std::string& user, const std::string& devi
   return publish(conv, body, cid);
 }
 
-Status E2eClient::answer_reset(const std::string& requester, const std::string& failed_id) {
-  std::string text, conv;
+Status E2eClient::answer_reset(const std::string& reset_id, const std::string& requester,
+                               const std::string& failed_id, const std::string& conv) {
   const std::string cid = new_message_cid(ctx_.clock.now_ms());
   nlohmann::json body;
+  Status refused;
   Status s = store_.transact([&](E2eState& state) -> Status {
-    const nlohmann::json* original = cached(state, "by_id", failed_id);
-    if (original == nullptr || json_field(*original, "sent") != true) {
-      return not_found("the plaintext of " + failed_id + " is not kept on this device");
+    // Answered once, whatever the outcome: a request is never replayed.
+    if (!reset_id.empty()) {
+      auto& entry = table(state, "by_id")[reset_id];
+      if (entry.is_object()) {
+        entry["answered"] = true;
+        state.messages_dirty = true;
+      }
     }
-    text = json_string(*original, "text");
-    conv = json_string(*original, "conv");
-    // It lost our sender key too, if it had it.
+    // It lost our sender key too, if it had it: the next group message
+    // carries the current one for it (it is a member, or it is no target).
     auto holders = state.sender_key_holders.find(conv);
-    if (holders != state.sender_key_holders.end()) {
-      holders->second.erase(requester);
+    if (holders != state.sender_key_holders.end() && holders->second.erase(requester) > 0) {
       state.sender_keys_dirty = true;
     }
+    const nlohmann::json* original = cached(state, "by_id", failed_id);
+    if (original == nullptr || json_field(*original, "sent") != true) {
+      refused = not_found("the plaintext of " + failed_id + " is not kept on this device");
+      return Status::ok();
+    }
+    bool recipient = false;
+    const auto& recipients = json_field(*original, "recipients");
+    if (recipients.is_array()) {
+      for (const auto& r : recipients) recipient = recipient || r == requester;
+    }
+    if (json_string(*original, "conv") != conv || !recipient) {
+      refused = permission_denied(failed_id + " was not sent to that device in " + conv +
+                                  ": not sent again");
+      return Status::ok();
+    }
+    const std::string text = json_string(*original, "text");
     nlohmann::json plain = {{"t", "text"}, {"text", text}, {"resend_of", failed_id}};
     auto ct = encrypt_to(state, requester, plain.dump());
     if (!ct) return ct.status();
@@ -433,14 +463,16 @@ Status E2eClient::answer_reset(const std::string& requester, const std::string& 
            {"sent", true},
            {"from", my_name()},
            {"conv", conv},
-           {"resend_of", failed_id}});
+           {"resend_of", failed_id},
+           {"recipients", {requester}}});
     return Status::ok();
   });
   if (!s.is_ok()) return s;
+  if (!refused.is_ok()) return refused;
   return publish(conv, body, cid);
 }
 
-E2eClient::Shown E2eClient::show(const nlohmann::json& envelope, bool with_date) {
+E2eClient::Shown E2eClient::show(const nlohmann::json& envelope, bool with_date, bool live) {
   const std::string id = json_string(envelope, "id");
   const std::string from = json_string(envelope, "from");
   const std::string dev = json_string(envelope, "dev");
@@ -455,7 +487,6 @@ E2eClient::Shown E2eClient::show(const nlohmann::json& envelope, bool with_date)
   // not_for_this_device, no_keys, duplicate or failed.
   nlohmann::json info = {{"from", sender}};
   bool need_reset = false;
-  std::string reset_from, reset_failed;
   std::vector<std::string> warnings;
 
   if (!has_keys()) {
@@ -524,21 +555,38 @@ E2eClient::Shown E2eClient::show(const nlohmann::json& envelope, bool with_date)
             info["error"] = failure.message();
             // Once per sending device and run: two broken ends never ping-pong.
             need_reset = !dev.empty() && reset_requested_.insert(sender).second;
-            remember(id, {{"status", "failed"}, {"error", failure.message()}, {"from", sender}});
+            remember(id, {{"status", "failed"},
+                          {"error", failure.message()},
+                          {"from", sender},
+                          {"conv", conv}});
           }
         } else if (t == "text") {
           nlohmann::json e = {
               {"text", json_string(plain, "text")}, {"from", sender}, {"conv", conv}};
-          if (!json_string(plain, "resend_of").empty()) {
-            e["resend_of"] = json_string(plain, "resend_of");
-            // The original's entry now has its text.
-            cache(state, "by_id", e["resend_of"].get<std::string>(), e);
+          const std::string resend_of = json_string(plain, "resend_of");
+          if (!resend_of.empty()) {
+            // It replaces the original only when that one failed here and
+            // came from the same device in the same conversation; anything
+            // else is an ordinary new message.
+            const nlohmann::json* original = cached(state, "by_id", resend_of);
+            if (original != nullptr && json_string(*original, "status") == "failed" &&
+                json_string(*original, "from") == sender &&
+                json_string(*original, "conv") == conv) {
+              e["resend_of"] = resend_of;
+              cache(state, "by_id", resend_of, e);  // the original's entry now has its text
+            } else {
+              state.warnings.push_back(sender + " says " + id + " is " + resend_of +
+                                       " sent again, but that is no failed message of theirs here: "
+                                       "shown as a new message");
+            }
           }
           remember(id, std::move(e));
         } else if (t == "reset") {
-          reset_from = sender;
-          reset_failed = json_string(plain, "failed");
-          remember(id, {{"control", "reset"}, {"from", sender}, {"failed", reset_failed}});
+          remember(id, {{"control", "reset"},
+                        {"from", sender},
+                        {"failed", json_string(plain, "failed")},
+                        {"conv", conv},
+                        {"answered", false}});
         } else if (t.empty()) {
           remember(id, {{"control", "skdm"}, {"from", sender}});
         } else {
@@ -566,13 +614,19 @@ E2eClient::Shown E2eClient::show(const nlohmann::json& envelope, bool with_date)
                     ", and the session reset failed: " + s.message());
     }
   }
-  if (!reset_from.empty()) {
-    Status s = answer_reset(reset_from, reset_failed);
+  // A reset request is answered live (listen), once: history replays old
+  // requests, which must not send anything again.
+  if (live && json_string(info, "control") == "reset" && json_field(info, "answered") == false) {
+    const std::string requester = json_string(info, "from");
+    const std::string failed = json_string(info, "failed");
+    Status s = answer_reset(id, requester, failed, conv);
+    info["answered"] = true;
     if (!s.is_ok()) {
-      ctx_.out.warn(sanitize_for_terminal(reset_from) + " asked for a new session: " + s.message());
+      ctx_.out.warn(sanitize_for_terminal(requester) + " asked for a new session and " +
+                    sanitize_for_terminal(failed) + " again: " + s.message());
     } else {
-      ctx_.out.note("new session with " + sanitize_for_terminal(reset_from) + "; sent " +
-                    reset_failed + " again");
+      ctx_.out.note("new session with " + sanitize_for_terminal(requester) + "; sent " +
+                    sanitize_for_terminal(failed) + " again");
     }
   }
 
@@ -618,6 +672,22 @@ E2eClient::Shown E2eClient::show(const nlohmann::json& envelope, bool with_date)
   return shown;
 }
 
+void E2eClient::on_group_event(const nlohmann::json& event) {
+  const std::string gid = json_string(event, "group");
+  if (json_string(event, "action") != "member_removed" || !is_valid_group_id(gid) || !has_keys()) {
+    return;
+  }
+  Status s = store_.transact([&](E2eState& state) -> Status {
+    const std::string group = "g:" + gid;
+    if (state.sender_key_holders.count(group) ||
+        state.sender_keys.count(group + "|" + session_key(my_name(), 1))) {
+      forget_sender_key(state, group, my_name());
+    }
+    return Status::ok();
+  });
+  if (!s.is_ok()) ctx_.out.warn("group event: " + s.message());
+}
+
 std::string E2eClient::on_keys_event(const nlohmann::json& event, int64_t now_ms) {
   const std::string action = json_string(event, "action");
   const std::string user = json_string(event, "user");
@@ -632,17 +702,28 @@ std::string E2eClient::on_keys_event(const nlohmann::json& event, int64_t now_ms
                      !key->empty() && known->second.key != *key;
       if (action == "device_removed" || changed) {
         state.delete_session(session_key(name, 1));
-        for (auto& [group, holders] : state.sender_key_holders) holders.erase(name);
-        state.sender_keys_dirty = true;
+        // It holds this device's sender key of these groups: the next
+        // message in them gets a new key, which it is not given.
+        std::vector<std::string> groups;
+        for (const auto& [group, holders] : state.sender_key_holders) {
+          if (holders.count(name)) groups.push_back(group);
+        }
+        for (const auto& group : groups) forget_sender_key(state, group, my_name());
       }
       if (changed) {
         known->second = {*key, false};
         state.identities_dirty = true;
-        warnings.push_back("the identity key of " + name +
-                           " changed (a new device identity); it is not verified: check it with "
-                           "chatctl verify " +
-                           user);
+        state.warnings.push_back("the identity key of " + name +
+                                 " changed (a new device identity); it is not verified: check it "
+                                 "with chatctl verify " +
+                                 user);
       }
+      // A new device (or identity) of a user this device verified.
+      bool is_new = known == state.identities.end() || changed;
+      if (action == "device_added" && is_new && user != credentials_.user()) {
+        unverify_user(state, user);
+      }
+      warnings = std::move(state.warnings);
       return Status::ok();
     });
     print_warnings(warnings);

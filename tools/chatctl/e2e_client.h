@@ -7,8 +7,16 @@
 // "<device>-tx" (send_command.cpp), so that the envelope's `dev` names the
 // sender's Signal address "<from>:<dev>" for every recipient. Its state is
 // an E2eStore under <home>/e2e/<user>/<device>-tx/.
+//
+// `listen` publishes its control messages (reset requests, resends) with the
+// same client id "<device>-tx": a different one would change the envelope's
+// `dev`, and recipients would look for the wrong session. A `chatctl send`
+// running at that moment is taken over by the broker; it reconnects and
+// publishes again with the same cid, which the broker acknowledges without
+// delivering twice (docs/protocol.md), so nothing is lost or duplicated.
 #pragma once
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -63,19 +71,36 @@ class E2eClient {
 
   // An e2e envelope for people (`line`) and for --json (`json`: the envelope
   // plus an "e2e" object). Decrypts at most once per message (the plaintext
-  // is cached by id), runs a session reset when the entry for this device
-  // does not decrypt, and answers a reset request by sending the message
-  // again. `counts`: false for protocol messages (reset requests).
+  // is cached by id) and runs a session reset when the entry for this device
+  // does not decrypt. `live` (listen, not history): a reset request not yet
+  // answered is answered once, by sending the message again, and only when
+  // this device sent that message to the requesting device in the same
+  // conversation. A text with `resend_of` replaces the original's entry only
+  // when that one failed here, came from the same device and conversation.
+  // `counts`: false for protocol messages (reset requests).
   struct Shown {
     std::string line;
     nlohmann::json json;
     bool counts = true;
   };
-  Shown show(const nlohmann::json& envelope, bool with_date = false);
+  Shown show(const nlohmann::json& envelope, bool with_date = false, bool live = false);
 
   // A "keys" event (device_added / device_removed): drops what belongs to a
-  // removed device; returns the line to print.
+  // removed device or a changed identity (its session, and this device's
+  // sender key of every group it held it for: the next group message has a
+  // new one), clears verified marks of a user with a new device; returns the
+  // line to print.
   std::string on_keys_event(const nlohmann::json& event, int64_t now_ms);
+  // A "group" event: when a member was removed or left, this device's sender
+  // key of that group is dropped (the next message makes a new one).
+  void on_group_event(const nlohmann::json& event);
+
+  // How control messages (reset requests, resends) are published: by
+  // default send_one_message as device(); tests put a fake in. Returns the
+  // envelope.
+  using Publisher = std::function<Result<nlohmann::json>(
+      const std::string& topic, const nlohmann::json& body, const std::string& cid)>;
+  void set_publisher(Publisher publisher) { publisher_ = std::move(publisher); }
 
  private:
   struct Target {
@@ -90,7 +115,9 @@ class E2eClient {
   Result<nlohmann::json> claim(const std::string& user, const std::string& device);
   Status request_reset(const std::string& user, const std::string& device, const std::string& conv,
                        const std::string& failed_id);
-  Status answer_reset(const std::string& requester, const std::string& failed_id);
+  // Answers the reset request `reset_id` (arrived in `conv`) once.
+  Status answer_reset(const std::string& reset_id, const std::string& requester,
+                      const std::string& failed_id, const std::string& conv);
   Status publish(const std::string& conv, const nlohmann::json& body, const std::string& cid);
   void print_warnings(std::vector<std::string>& warnings);
 
@@ -99,6 +126,7 @@ class E2eClient {
   std::string device_;
   E2eStore store_;
   std::set<std::string> reset_requested_;  // devices asked for a new session in this run
+  Publisher publisher_;
 };
 
 // The REST path prefix of a user's directory entries, url-encoded.

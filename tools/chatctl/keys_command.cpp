@@ -139,13 +139,21 @@ int run_verify(Context& ctx) {
   auto number = safety_number(s->user, my_keys, peer, their_keys);
   if (!number) return fail(ctx, number.status());
 
-  // What this device has seen of them, and the confirmation.
+  // What this device has seen of them, and the confirmation: --confirm
+  // marks exactly the keys of the number it shows, and refuses when that is
+  // not the number `verify USER` showed last (their devices changed since).
   std::vector<nlohmann::json> devices;
+  bool changed_since_shown = false;
   Status stored = e2e.store().transact([&](E2eState& state) -> Status {
+    auto last = state.safety_numbers.find(peer);
+    changed_since_shown = last != state.safety_numbers.end() && last->second != *number;
+    const bool confirm = ctx.command_line.confirm && !changed_since_shown;
+    state.safety_numbers[peer] = *number;
+    state.safety_numbers_dirty = true;
     for (const auto& [device, key] : *theirs) {
       const std::string name = signal_name(peer, device);
       auto known = state.identities.find(name);
-      if (ctx.command_line.confirm) {
+      if (confirm) {
         if (known != state.identities.end() && known->second.key != key) {
           state.delete_session(session_key(name, 1));  // it was another identity
         }
@@ -162,12 +170,17 @@ int run_verify(Context& ctx) {
   });
   if (!stored.is_ok() && e2e.has_keys()) return fail(ctx, stored);
 
+  const bool confirmed = ctx.command_line.confirm && !changed_since_shown;
+  const Status refused = invalid_argument(
+      "the safety number changed since `chatctl verify " + peer + "` showed it (" + peer +
+      "'s or your devices changed): nothing marked; compare this one, then run --confirm again");
   const std::string grouped = group_digits(*number);
   if (ctx.out.json()) {
     ctx.out.json_line({{"user", peer},
                        {"safety_number", grouped},
                        {"devices", devices},
-                       {"confirmed", ctx.command_line.confirm}});
+                       {"confirmed", confirmed}});
+    if (ctx.command_line.confirm && !confirmed) return fail(ctx, refused);
     return kExitOk;
   }
   ctx.out.line("safety number of " + s->user + " and " + peer + ":");
@@ -178,7 +191,8 @@ int run_verify(Context& ctx) {
     ctx.out.line("  " + peer + ":" + json_string(d, "device") + "  " +
                  json_string(d, "fingerprint") + (d["verified"] == true ? "  verified" : ""));
   }
-  if (ctx.command_line.confirm) {
+  if (ctx.command_line.confirm && !confirmed) return fail(ctx, refused);
+  if (confirmed) {
     ctx.out.line("marked " + std::to_string(devices.size()) + " device" +
                  (devices.size() == 1 ? "" : "s") + " of " + peer + " as verified");
   } else {

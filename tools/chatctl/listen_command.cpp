@@ -490,7 +490,10 @@ class Listener {
         return;
       }
       show_other("event", topic, j, format_event_line(j, now_ms));
-      if (json_string(j, "type") == "group") on_group_event(j);
+      if (json_string(j, "type") == "group") {
+        on_group_event(j);
+        if (e2e_ != nullptr) e2e_->on_group_event(j);  // a member left: a new sender key
+      }
     }
   }
 
@@ -499,9 +502,9 @@ class Listener {
     std::string id = json_string(envelope, "id");
     if (!id.empty() && !seen_.insert(id)) return;
     if (e2e_ != nullptr && json_string(envelope, "type") == "e2e") {
-      // Decrypted for this device (e2e_client.h); reset requests are not
-      // messages for people and do not count.
-      auto shown = e2e_->show(envelope);
+      // Decrypted for this device (e2e_client.h); reset requests are
+      // answered here (live), are not messages for people and do not count.
+      auto shown = e2e_->show(envelope, /*with_date=*/false, /*live=*/true);
       if (ctx_.out.json()) {
         ctx_.out.json_line(shown.json);
       } else {

@@ -282,6 +282,16 @@ Status load_state(const std::string& dir, E2eState* state) {
     }
   }
 
+  const std::string verify_path = dir + "/verify.json";
+  auto verify = read_json(verify_path);
+  if (!verify) return verify.status();
+  const auto& numbers = json_field(*verify, "shown");
+  if (numbers.is_object()) {
+    for (const auto& [user, number] : numbers.items()) {
+      if (number.is_string()) state->safety_numbers[user] = number.get<std::string>();
+    }
+  }
+
   auto messages = read_json(dir + "/messages.json");
   if (!messages) return messages.status();
   state->messages = std::move(*messages);
@@ -357,6 +367,13 @@ Status save_state(const std::string& dir, E2eState* state) {
                                 nlohmann::json{{"records", records}, {"holders", holders}}.dump());
     if (!s.is_ok()) return s;
     state->sender_keys_dirty = false;
+  }
+  if (state->safety_numbers_dirty) {
+    nlohmann::json shown = nlohmann::json::object();
+    for (const auto& [user, number] : state->safety_numbers) shown[user] = number;
+    Status s = write_atomically(dir, dir + "/verify.json", nlohmann::json{{"shown", shown}}.dump());
+    if (!s.is_ok()) return s;
+    state->safety_numbers_dirty = false;
   }
   if (state->messages_dirty) {
     trim_messages(state->messages);
@@ -532,12 +549,15 @@ int save_identity(const signal_protocol_address* address, uint8_t* key_data, siz
   std::string value = bytes(key_data, key_len);
   auto it = state->identities.find(key);
   if (it != state->identities.end() && it->second.key == value) return SG_SUCCESS;
+  const std::string user = key.substr(0, key.find(':'));
   if (it != state->identities.end()) {
     state->warnings.push_back("the identity key of " + key +
                               " changed (a new device identity); it is not verified: check it "
                               "with chatctl verify " +
-                              key.substr(0, key.find(':')));
+                              user);
   }
+  // A new device, or a new identity, of a verified user.
+  unverify_user(*state, user);
   state->identities[key] = {std::move(value), false};
   state->identities_dirty = true;
   return SG_SUCCESS;
@@ -566,6 +586,21 @@ int load_sender_key(signal_buffer** record, signal_buffer** user_record,
 }
 
 }  // namespace
+
+bool unverify_user(E2eState& state, const std::string& user) {
+  const std::string prefix = user + ":";
+  bool cleared = false;
+  for (auto& [name, identity] : state.identities) {
+    if (name.rfind(prefix, 0) != 0 || !identity.verified) continue;
+    identity.verified = false;
+    cleared = true;
+  }
+  if (!cleared) return false;
+  state.identities_dirty = true;
+  state.warnings.push_back(user + "'s devices changed since you verified them; compare safety " +
+                           "numbers again: chatctl verify " + user);
+  return true;
+}
 
 std::string session_key(const std::string& name, int32_t device_id) {
   return name + "." + std::to_string(device_id);
@@ -611,7 +646,8 @@ Status E2eStore::wipe() const {
     }
     ::closedir(d);
   }
-  for (const char* file : {"keys.json", "identities.json", "sender_keys.json", "messages.json"}) {
+  for (const char* file :
+       {"keys.json", "identities.json", "sender_keys.json", "messages.json", "verify.json"}) {
     std::string path = dir_ + "/" + file;
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
       return unavailable(path + ": " + errno_text());

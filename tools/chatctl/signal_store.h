@@ -14,6 +14,8 @@
 //                      this device's sender key per group
 //     messages.json    plaintext cache: decrypted and sent messages by id
 //                      (and sent ones by cid until their id is known)
+//     verify.json      the safety number last shown per user (chatctl verify),
+//                      so --confirm marks only what was compared
 //
 // `chatctl listen` and `chatctl send` may run at the same time on one
 // device: every operation goes through E2eStore::transact, which takes an
@@ -75,6 +77,10 @@ struct E2eState {
   std::map<std::string, std::set<std::string>> sender_key_holders;
   bool sender_keys_dirty = false;
 
+  // verify.json: user -> the safety number `chatctl verify USER` showed last.
+  std::map<std::string, std::string> safety_numbers;
+  bool safety_numbers_dirty = false;
+
   // messages.json: {"by_id": {id: entry}, "by_cid": {cid: entry}, "seq": N}
   nlohmann::json messages = nlohmann::json::object();
   bool messages_dirty = false;
@@ -88,6 +94,12 @@ struct E2eState {
     sessions_dirty.insert(address_key);
   }
 };
+
+// A device of `user` appeared or changed its identity: if any of `user`'s
+// identities is marked verified, every mark of `user` is cleared (the safety
+// number the user compared no longer covers all of `user`'s devices) and a
+// warning saying so is added to state.warnings. True when marks were cleared.
+bool unverify_user(E2eState& state, const std::string& user);
 
 // "<name>.<device_id>", the key of `sessions`.
 std::string session_key(const signal_protocol_address& address);
