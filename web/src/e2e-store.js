@@ -92,11 +92,13 @@ function sameBytes(a, b) {
 const addressName = (encoded) => String(encoded).replace(/\.\d+$/, '');
 
 // The library's StorageType (@privacyresearch/libsignal-protocol-typescript).
-// Identities: trust on first use per device; a device's identity key never
-// changes silently in the directory (a new identity is a new device, with a
-// device_removed event first), so e2e.js forgets an identity when the
-// directory says that device was removed or re-registered, and a different
-// key for a known address is refused here.
+// Identities: trust on first use per device, and a different key for a known
+// address is refused here. e2e.js replaces a trusted key only when the key
+// directory lists another one for that device (the directory never changes
+// one silently: a new identity is a device removed and added again), and
+// says so in the conversation. Identities stay when a device's sessions are
+// dropped (device removed, no longer listed), so a device that comes back
+// with another key is noticed.
 export class SignalStore {
   constructor(db) {
     this.db = db;
@@ -164,12 +166,21 @@ export class SignalStore {
     return this.db.put('sessions', String(encodedAddress), record);
   }
 
-  // Forgets a device: its sessions and its trusted identity.
-  async forgetDevice(name) {
+  // Drops the sessions with a device (its trusted identity stays).
+  async forgetSessions(name) {
     for (const key of await this.db.keys('sessions')) {
       if (addressName(key) === name) await this.db.del('sessions', key);
     }
-    await this.db.del('identities', name);
+  }
+
+  // Trusts `publicKey` for the device "<user>:<device>" from now on.
+  async storeIdentity(name, publicKey) {
+    return this.db.put('identities', name, publicKey);
+  }
+
+  // The "<user>:<device>" names this device trusts an identity key for.
+  async identityNames() {
+    return (await this.db.keys('identities')).map(String);
   }
 
   // The "<user>:<device>" names this device has a session with.

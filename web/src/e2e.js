@@ -12,7 +12,10 @@
 // - receiving: our own entry is decrypted once; the plaintext is kept in
 //   IndexedDB by message id, since a ratchet cannot decrypt twice.
 // - a message we cannot decrypt resets the session ({"t":"reset"}), and a
-//   reset we receive makes us send its message again (resend_of).
+//   reset we receive makes us send its message again (resend_of), only to a
+//   device it was encrypted for, with the same identity key, once.
+// - a device whose identity key changed, or a new device of someone we have
+//   talked to, is trusted as the directory lists it and announced (onNotice).
 // Every operation runs in one queue: sessions change with each message.
 import { KeyHelper, SessionBuilder, SessionCipher, SignalProtocolAddress } from '@privacyresearch/libsignal-protocol-typescript';
 import { ApiError } from './api.js';
@@ -23,6 +26,7 @@ const PREKEY_LOW = 20;
 const MAX_PREKEY_ID = 16777215;
 const DEVICE_LIST_TTL_MS = 30_000; // for the lock toggle's default; a send lists afresh
 const RESET_INTERVAL_MS = 60_000; // at most one session reset per device and minute
+const MESSAGE_ID = /^[0-9a-f]{16}$/;
 
 export class E2eError extends Error {}
 
@@ -55,8 +59,11 @@ const addressOf = (name) => new SignalProtocolAddress(name, 1);
 export class E2e {
   // api: Api; publish(conv, body, cid) -> Promise: sends an e2e message;
   // onResult(conv, id, result): a message's plaintext (or why there is none);
-  // onDevices(): device lists changed (the lock toggle's default may too).
-  constructor({ api, user, device, publish, onResult, onDevices }) {
+  // onDevices(): device lists changed (the lock toggle's default may too);
+  // onNotice({ conv, user, device, kind }): a device of `user` has a new
+  // identity key (kind 'changed') or is new ('new_device'); conv is where it
+  // was seen, null for a keys event.
+  constructor({ api, user, device, publish, onResult, onDevices, onNotice }) {
     this.api = api;
     this.me = user;
     this.device = device;
@@ -64,6 +71,7 @@ export class E2e {
     this.publish = publish;
     this.onResult = onResult ?? (() => {});
     this.onDevices = onDevices ?? (() => {});
+    this.onNotice = onNotice ?? (() => {});
     this.db = null;
     this.store = null;
     this.uploaded = false; // the directory has our keys
@@ -200,15 +208,27 @@ export class E2e {
     return list;
   }
 
-  // Whether every user has a device in the directory (the lock's default).
+  // Whether every user has a device in the directory (the lock's default):
+  // true, false (a user has none, or this browser cannot encrypt), or null
+  // when that is unknown (network error, 429, 5xx, our keys not uploaded):
+  // main.js must then not fall back to clear text.
   async canEncryptTo(users) {
     await this.ready;
-    if (!this.store || !this.uploaded) return false;
+    if (!this.store) return false;
     try {
-      for (const u of users) if ((await this.devices(u, DEVICE_LIST_TTL_MS)).length === 0) return false;
+      if (!this.uploaded) await this.run(() => this.syncKeys());
+      for (const u of users) {
+        try {
+          if ((await this.devices(u, DEVICE_LIST_TTL_MS)).length === 0) return false;
+        } catch (err) {
+          if (err instanceof ApiError && err.status === 404) return false; // no such user
+          throw err;
+        }
+      }
       return true;
-    } catch {
-      return false;
+    } catch (err) {
+      console.warn('e2e: cannot tell whether everyone here has keys', err);
+      return null;
     }
   }
 
@@ -219,35 +239,57 @@ export class E2e {
       this.deviceLists.delete(e.user);
       const name = `${e.user}:${e.device}`;
       if (e.action === 'device_removed') {
-        await this.store.forgetDevice(name);
+        await this.store.forgetSessions(name);
       } else if (e.action === 'device_added' && typeof e.identity_key === 'string') {
-        const known = await this.store.loadIdentity(name);
-        if (known && !sameBytes(known, fromBase64(e.identity_key))) await this.store.forgetDevice(name);
+        await this.checkIdentity(e.user, e.device, e.identity_key, null);
       }
     }).catch((err) => console.warn('e2e: keys event', err)).finally(() => this.onDevices(e.user));
   }
 
-  // A session with user:device, claiming its bundle when there is none. The
-  // directory's identity for it wins over one we trusted before: the
-  // directory never changes a device's identity silently (docs/e2e.md).
-  async session(user, device, identityKey) {
+  // The directory's identity key for user:device against the one trusted
+  // here. The directory's wins (it never changes a device's identity
+  // silently, docs/e2e.md), but not silently here either: a changed key, or a
+  // new device of a user we already trust a device of, is announced in `conv`
+  // (onNotice). The first device of a user is trusted on first use. This
+  // client has no safety-number verification yet (web/README.md).
+  async checkIdentity(user, device, identityKey, conv) {
     const name = `${user}:${device}`;
-    const address = addressOf(name);
-    if (identityKey) {
-      const known = await this.store.loadIdentity(name);
-      if (known && !sameBytes(known, fromBase64(identityKey))) await this.store.forgetDevice(name);
+    if (name === this.self) return;
+    const key = fromBase64(identityKey);
+    const known = await this.store.loadIdentity(name);
+    if (known && sameBytes(known, key)) return;
+    if (known) {
+      await this.store.forgetSessions(name);
+      await this.store.storeIdentity(name, key);
+      this.onNotice({ conv, user, device, kind: 'changed' });
+      return;
     }
-    const cipher = new SessionCipher(this.store, address);
+    const seen = await this.knowsUser(user, name);
+    await this.store.storeIdentity(name, key);
+    if (seen) this.onNotice({ conv, user, device, kind: 'new_device' });
+  }
+
+  // Whether we trust the identity of a device of `user` other than `except`.
+  async knowsUser(user, except) {
+    return (await this.store.identityNames()).some((n) => n !== except && n.startsWith(`${user}:`));
+  }
+
+  // A session with user:device, claiming its bundle when there is none.
+  async session(user, device, identityKey, conv) {
+    const name = `${user}:${device}`;
+    if (identityKey) await this.checkIdentity(user, device, identityKey, conv);
+    const cipher = new SessionCipher(this.store, addressOf(name));
     if (await cipher.hasOpenSession()) return cipher;
-    await this.claim(user, device);
+    await this.claim(user, device, conv);
     return cipher;
   }
 
-  async claim(user, device) {
+  async claim(user, device, conv) {
     const name = `${user}:${device}`;
     const { devices } = await this.api.claimKeys(user, device);
     const b = Array.isArray(devices) ? devices.find((d) => d?.device === device) : null;
     if (!b) throw new E2eError(`no keys for ${name}`);
+    await this.checkIdentity(user, device, b.identity_key, conv);
     await new SessionBuilder(this.store, addressOf(name)).processPreKey({
       registrationId: b.registration_id,
       identityKey: fromBase64(b.identity_key),
@@ -268,9 +310,13 @@ export class E2e {
   // ---- sending ----
 
   // The e2e body for `payload` (a plaintext object, docs/e2e.md) to every
-  // device of `recipients` and our own other devices. Throws E2eError when a
-  // recipient cannot get it (no device in the directory, or no session).
-  encrypt(recipients, payload) {
+  // device of `recipients` and our own other devices, in conversation `conv`.
+  // Throws when a recipient cannot get it (no device in the directory, no
+  // session, or the directory cannot be asked): never a reason to send in
+  // clear. With `cid` (a message rememberSent kept), the devices it was
+  // encrypted for and their identity keys are recorded with it: only those
+  // may ask for it again (answerReset).
+  encrypt(recipients, payload, { conv = null, cid = null } = {}) {
     return this.run(async () => {
       const to = {};
       const users = [...new Set([...recipients, this.me])];
@@ -291,7 +337,7 @@ export class E2e {
           const name = `${user}:${d.device}`;
           if (name === this.self) continue;
           try {
-            to[name] = await E2e.seal(await this.session(user, d.device, d.identity_key), payload);
+            to[name] = await E2e.seal(await this.session(user, d.device, d.identity_key, conv), payload);
             sealed++;
           } catch (err) {
             console.warn(`e2e: cannot encrypt for ${name}`, err);
@@ -300,6 +346,16 @@ export class E2e {
         if (user !== this.me && sealed === 0) throw new E2eError(`cannot encrypt for ${user}`);
       }
       if (Object.keys(to).length === 0) throw new E2eError('no other device to encrypt for');
+      if (cid) {
+        const record = await this.db.get('plain', `cid:${cid}`);
+        if (!record) throw new E2eError('the message to encrypt is not kept');
+        const keys = {};
+        for (const name of Object.keys(to)) {
+          const identity = await this.store.loadIdentity(name);
+          if (identity) keys[name] = toBase64(identity);
+        }
+        await this.db.put('plain', `cid:${cid}`, { ...record, to: keys });
+      }
       return { to };
     });
   }
@@ -308,21 +364,51 @@ export class E2e {
   async dropStale(user, list) {
     const listed = new Set(list.map((d) => `${user}:${d.device}`));
     for (const name of await this.store.sessionNames()) {
-      if (name.startsWith(`${user}:`) && !listed.has(name)) await this.store.forgetDevice(name);
+      if (name.startsWith(`${user}:`) && !listed.has(name)) await this.store.forgetSessions(name);
     }
   }
 
-  // What we sent, by cid until the server's id is known (history shows it).
+  // What we send, by cid until the server's id is known (history shows it).
+  // The text of a pending message lives here, not in the outbox
+  // (localStorage): see sentText and forgetSent.
   rememberSent(conv, cid, entry) {
-    return this.run(() => this.db.put('plain', `cid:${cid}`, { conv, from: this.me, dev: this.device, ...entry }));
+    return this.run(() => this.db.put('plain', `cid:${cid}`, { conv, from: this.me, dev: this.device, ts: Date.now(), ...entry }));
+  }
+
+  // The text of a message this device is sending (an outbox entry after a
+  // reload), or null.
+  sentText(cid) {
+    return this.run(async () => {
+      const record = await this.db.get('plain', `cid:${cid}`);
+      return typeof record?.text === 'string' ? record.text : null;
+    });
+  }
+
+  // An outbox entry that will not be sent (dismissed): its text goes.
+  forgetSent(cid) {
+    return this.run(() => this.db.del('plain', `cid:${cid}`)).catch(() => {});
+  }
+
+  // At start: the texts of messages that are no longer in the outbox and
+  // never came back from the server (failed, dismissed, logged out) go.
+  pruneSent(pendingCids) {
+    const keep = new Set(pendingCids);
+    return this.run(async () => {
+      for (const key of await this.db.keys('plain')) {
+        if (typeof key !== 'string' || !key.startsWith('cid:') || keep.has(key.slice(4))) continue;
+        const record = await this.db.get('plain', key);
+        if (typeof record?.text === 'string') await this.db.del('plain', key);
+      }
+    }).catch(() => {});
   }
 
   // ---- receiving ----
 
   // Decrypts (once) this device's entry of an e2e envelope and reports the
   // result through onResult: { state: 'ok', text } | 'hidden' (a control
-  // message) | 'not_for_device' | 'sender_keys' | 'failed'.
-  process(env) {
+  // message) | 'not_for_device' | 'sender_keys' | 'failed'. `history`: the
+  // envelope comes from a history page (old news, not live or sync).
+  process(env, { history = false } = {}) {
     const key = `${env.conv}/${env.id}`;
     const known = this.results.get(key);
     if (known) return Promise.resolve(known);
@@ -335,7 +421,7 @@ export class E2e {
           await this.db.del('plain', `cid:${env.cid}`);
         }
       }
-      if (!result) result = await this.decrypt(env);
+      if (!result) result = await this.decrypt(env, history);
       this.results.set(key, result);
       this.onResult(env.conv, env.id, result);
       return result;
@@ -358,7 +444,7 @@ export class E2e {
     }).catch(() => {});
   }
 
-  async decrypt(env) {
+  async decrypt(env, history) {
     const key = `${env.conv}/${env.id}`;
     const body = env.body && typeof env.body === 'object' ? env.body : {};
     const entry = body.to && typeof body.to === 'object' ? body.to[this.self] : undefined;
@@ -369,6 +455,10 @@ export class E2e {
     }
     const name = `${env.from}:${env.dev}`;
     const cipher = new SessionCipher(this.store, addressOf(name));
+    // A session-starting message from a device we trust no key for yet,
+    // while we trust another device of that user: a new device (announced).
+    const newDevice = entry.type === 3 && name !== this.self && !(await this.store.loadIdentity(name)) &&
+      (await this.knowsUser(env.from, name));
     let msg;
     try {
       const bytes = fromBase64(entry.body);
@@ -385,13 +475,19 @@ export class E2e {
       await this.resetSession(env, name);
       return failed;
     }
+    if (newDevice) this.onNotice({ conv: env.conv, user: env.from, device: env.dev, kind: 'new_device' });
     if (msg.t === 'text' && typeof msg.text === 'string') {
       const ok = { state: 'ok', text: msg.text, from: env.from, dev: env.dev };
-      if (typeof msg.resend_of === 'string' && /^[0-9a-f]{16}$/.test(msg.resend_of)) {
-        // The sender's answer to our reset: the text of a message we could
-        // not decrypt. It shows in that message's place (same sender only,
-        // store.js checks), and the resend itself is hidden.
-        const target = `${env.conv}/${msg.resend_of}`;
+      const target = `${env.conv}/${msg.resend_of}`;
+      const original = typeof msg.resend_of === 'string' && MESSAGE_ID.test(msg.resend_of) && msg.resend_of < env.id
+        ? (this.results.get(target) ?? (await this.db.get('plain', target)))
+        : null;
+      if (original?.state === 'failed' && original.from === env.from && original.dev === env.dev) {
+        // The sender's answer to our reset: the text of a message of this
+        // conversation that we could not decrypt, from the device that sent
+        // it. It shows in that message's place (store.js checks the sender
+        // too), and the resend itself is hidden. Any other resend_of (a
+        // message we could read, or someone else's) is an ordinary message.
         const resent = { ...ok, resent: true };
         await this.db.put('plain', target, resent);
         this.results.set(target, resent);
@@ -405,7 +501,7 @@ export class E2e {
     }
     const hidden = { state: 'hidden' };
     await this.db.put('plain', key, hidden);
-    if (msg.t === 'reset') await this.answerReset(env, name, cipher, msg.failed);
+    if (msg.t === 'reset') await this.answerReset(env, name, cipher, msg.failed, history);
     // "skdm" (a sender key for a group) means nothing to this client.
     return hidden;
   }
@@ -417,8 +513,8 @@ export class E2e {
     if (Date.now() - last < RESET_INTERVAL_MS) return;
     this.lastReset.set(name, Date.now());
     try {
-      await this.store.forgetDevice(name);
-      await this.claim(env.from, env.dev);
+      await this.store.forgetSessions(name);
+      await this.claim(env.from, env.dev, env.conv);
       const cipher = new SessionCipher(this.store, addressOf(name));
       const body = { to: { [name]: await E2e.seal(cipher, { t: 'reset', failed: env.id }) } };
       await this.sendControl(env.conv, body);
@@ -428,11 +524,26 @@ export class E2e {
   }
 
   // The other side reset our session (decrypting its message replaced it):
-  // send the message it could not read again, if this device sent it.
-  async answerReset(env, name, cipher, failed) {
-    if (typeof failed !== 'string') return;
-    const sent = await this.db.get('plain', `${env.conv}/${failed}`);
-    if (sent?.state !== 'ok' || sent.from !== this.me || sent.dev !== this.device) return;
+  // send the message it could not read again, only if this device sent it in
+  // this conversation, encrypted for the asking device with the identity key
+  // it has now, and only once per message and device. A reset first seen in
+  // a history page (not live or by sync) is old news and not answered.
+  async answerReset(env, name, cipher, failed, history) {
+    if (history || typeof failed !== 'string' || !MESSAGE_ID.test(failed)) return;
+    const key = `${env.conv}/${failed}`;
+    const sent = await this.db.get('plain', key);
+    if (sent?.state !== 'ok' || sent.from !== this.me || sent.dev !== this.device || sent.conv !== env.conv) return;
+    const to = sent.to && typeof sent.to === 'object' ? sent.to : {};
+    const identity = await this.store.loadIdentity(name);
+    if (!Object.hasOwn(to, name) || !identity || toBase64(identity) !== to[name]) {
+      console.warn(`e2e: reset for ${key} from ${name}, which it was not encrypted for: not answered`);
+      return;
+    }
+    const answered = Array.isArray(sent.answered) ? sent.answered : [];
+    if (answered.includes(name)) return;
+    const record = { ...sent, answered: [...answered, name] };
+    await this.db.put('plain', key, record);
+    if (this.results.has(key)) this.results.set(key, record);
     try {
       const body = { to: { [name]: await E2e.seal(cipher, { t: 'text', text: sent.text, resend_of: failed }) } };
       await this.sendControl(env.conv, body);

@@ -46,6 +46,8 @@ class ChatApp {
     this.typingTimer = null;
     this.lockKey = `chat.lock.${user}.${device}`;
     this.lockChoices = this.loadLockChoices(); // conv -> true/false the user chose
+    this.encryptedKey = `chat.encrypted.${user}.${device}`;
+    this.encryptedConvs = this.loadEncryptedConvs(); // convs with e2e messages: the lock stays on
     this.encrypting = new Set(); // cids being encrypted
     this.e2e = new E2e({
       api,
@@ -54,8 +56,12 @@ class ChatApp {
       publish: (conv, body, cid) => this.mqtt.publish(publishTopic(conv, user), { cid, type: 'e2e', body }),
       onResult: (conv, id, result) => this.store.setPlain(conv, id, result),
       onDevices: () => this.devicesChanged(),
+      onNotice: (n) => this.identityNotice(n),
     });
-    this.store.onE2E = (env) => this.e2e.process(env);
+    this.store.onE2E = (env, opts) => {
+      this.markEncrypted(env.conv);
+      this.e2e.process(env, opts);
+    };
     this.view = new ChatView(root, this.store, {
       open: (conv) => this.navigate(conv),
       close: () => this.navigate(null),
@@ -66,7 +72,7 @@ class ChatApp {
       logout: () => this.logout(),
       reconnect: () => this.mqtt.reconnectNow(),
       typing: () => this.typing(),
-      dismiss: (cid) => this.store.dismissFailed(cid),
+      dismiss: (cid) => this.dismiss(cid),
       toggleEncryption: () => this.toggleEncryption(),
     });
     this.mqtt = new MqttSession({
@@ -86,6 +92,7 @@ class ChatApp {
   async start() {
     window.addEventListener('hashchange', this.onHash);
     document.addEventListener('visibilitychange', this.onVisibility);
+    this.restoreOutboxTexts();
     await Promise.allSettled([this.loadGroups(), this.loadConversations()]);
     this.onHash();
     this.mqtt.start();
@@ -255,8 +262,9 @@ class ChatApp {
   async logout() {
     const { user, device } = this.api.session ?? {};
     await this.mqtt.stop({ endSession: true });
-    this.e2e.close(); // this device's keys stay (IndexedDB), as does its directory entry
     localStorage.removeItem(`chat.outbox.${user}.${device}`);
+    await this.e2e.pruneSent([]); // the texts of messages not sent go with the outbox
+    this.e2e.close(); // this device's keys stay (IndexedDB), as does its directory entry
     await this.api.logout();
     this.api.onLoggedOut('');
   }
@@ -292,17 +300,44 @@ class ChatApp {
 
   // ---- sending ----
 
+  // Sent encrypted unless the lock is off: a lock that could not be decided
+  // (the key directory did not answer) counts as on, so a failed check makes
+  // the message fail visibly (or go encrypted), never go in the clear.
   async send(text) {
     const conv = this.view.openConv;
     if (!conv) return;
     const cid = newCid();
     this.stopTyping();
-    const enc = this.store.encryptionOf(conv);
-    const encrypted = enc.pending ? await this.decideEncryption(conv) : enc.on;
+    let enc = this.store.encryptionOf(conv);
+    if (enc.pending || enc.stale) enc = await this.decideEncryption(conv);
+    const encrypted = enc.on;
     this.store.addPending(conv, cid, encrypted ? 'e2e' : 'text', encrypted ? null : text, encrypted ? text : undefined);
     const entry = this.store.outbox.get(cid);
     if (encrypted) this.sendEncrypted(entry);
     else if (this.mqtt.online) this.publish(entry);
+  }
+
+  dismiss(cid) {
+    const entry = this.store.outbox.get(cid);
+    if (entry?.type === 'e2e' && entry.state === 'failed') this.e2e.forgetSent(cid);
+    this.store.dismissFailed(cid);
+  }
+
+  // After a reload, encrypted outbox entries come back without their text
+  // (the outbox in localStorage never holds it): it is in IndexedDB, by cid.
+  // Texts of messages no longer in the outbox go from there.
+  restoreOutboxTexts() {
+    const pending = this.store.pendingToSend().filter((e) => e.type === 'e2e');
+    this.e2e.pruneSent(pending.map((e) => e.cid));
+    for (const entry of pending) {
+      if (typeof entry.text === 'string') continue;
+      this.e2e.sentText(entry.cid).then((text) => {
+        if (text !== null && this.store.outbox.get(entry.cid) === entry) {
+          entry.text = text;
+          this.store.changed(entry.conv);
+        }
+      }).catch(() => {});
+    }
   }
 
   // ---- end-to-end encryption (docs/e2e.md, e2e.js) ----
@@ -324,19 +359,49 @@ class ChatApp {
     }
   }
 
-  // The lock of `conv`: what the user chose there, else on when every
-  // recipient has a device in the key directory. Returns whether it is on.
-  async decideEncryption(conv) {
-    const choice = this.lockChoices[conv];
-    if (typeof choice === 'boolean') {
-      this.store.setEncryption(conv, { on: choice, pending: false, explicit: true });
-      return choice;
+  loadEncryptedConvs() {
+    try {
+      const saved = JSON.parse(localStorage.getItem(this.encryptedKey) ?? '[]');
+      return new Set(Array.isArray(saved) ? saved.filter((c) => typeof c === 'string') : []);
+    } catch {
+      return new Set();
     }
+  }
+
+  // `conv` has been encrypted (an e2e message sent or seen there): from now
+  // on its lock is on unless the user turns it off.
+  markEncrypted(conv) {
+    if (this.encryptedConvs.has(conv)) return;
+    this.encryptedConvs.add(conv);
+    localStorage.setItem(this.encryptedKey, JSON.stringify([...this.encryptedConvs]));
+    const state = this.store.encryption.get(conv);
+    if (state && !state.explicit && !state.on) this.store.setEncryption(conv, { on: true, pending: false, explicit: false });
+  }
+
+  // The lock of `conv` ({ on, pending, explicit, unknown }), in this order:
+  // what the user chose there (a click); on once the conversation has been
+  // encrypted (only a click turns it off); on when every recipient has a
+  // device in the key directory, off when one has none. When that cannot be
+  // told (network error, 429, 5xx, our keys not uploaded) the last decided
+  // state stays, and without one the lock is on ("unknown"): a failed check
+  // never makes a message go in the clear.
+  async decideEncryption(conv) {
+    const decided = (state) => {
+      this.store.setEncryption(conv, state);
+      return state;
+    };
+    const choice = this.lockChoices[conv];
+    if (typeof choice === 'boolean') return decided({ on: choice, pending: false, explicit: true });
+    if (this.encryptedConvs.has(conv)) return decided({ on: true, pending: false, explicit: false });
     const users = this.recipients(conv);
-    const on = users ? await this.e2e.canEncryptTo(users) : false;
-    if (typeof this.lockChoices[conv] === 'boolean') return this.lockChoices[conv]; // chosen meanwhile
-    this.store.setEncryption(conv, { on, pending: false, explicit: false });
-    return on;
+    const can = users ? await this.e2e.canEncryptTo(users) : null;
+    if (typeof this.lockChoices[conv] === 'boolean' || this.encryptedConvs.has(conv)) {
+      return this.decideEncryption(conv); // chosen, or encrypted, meanwhile
+    }
+    if (can !== null) return decided({ on: can, pending: false, explicit: false });
+    const last = this.store.encryption.get(conv);
+    if (last && !last.pending) return decided({ ...last, stale: false });
+    return decided({ on: true, pending: false, explicit: false, unknown: true });
   }
 
   toggleEncryption() {
@@ -348,29 +413,55 @@ class ChatApp {
     this.store.setEncryption(conv, { on, pending: false, explicit: true });
   }
 
-  // Devices came or went (a keys event, group changes): defaults may change.
+  // Devices came or went (a keys event, group changes): defaults may change
+  // (decided again before the next send; the last decision stays meanwhile).
   devicesChanged() {
     for (const [conv, state] of this.store.encryption) {
-      if (!state.explicit) this.store.encryption.delete(conv);
+      if (!state.explicit) this.store.encryption.set(conv, { ...state, stale: true });
     }
     if (this.view.openConv) this.decideEncryption(this.view.openConv);
   }
 
+  // A device's identity key changed, or a user we talk to has a new device
+  // (e2e.js): said in the conversation where it was seen, or for a keys
+  // event in every conversation with that user.
+  identityNotice({ conv, user, device, kind }) {
+    const who = user === this.store.me ? 'Your' : `${user}’s`;
+    const text = kind === 'changed'
+      ? `${who} device ${device} has a new security key`
+      : `${user === this.store.me ? 'You have' : `${user} has`} a new device ${device} with its own security key`;
+    let convs = conv ? [conv] : [];
+    if (!conv) {
+      for (const c of this.store.convs.values()) {
+        const parsed = parseConv(c.conv, this.store.me);
+        if (parsed.kind === 'dm' ? parsed.peer === user : !c.left && c.members?.includes(user)) convs.push(c.conv);
+      }
+      if (user === this.store.me) convs = this.view.openConv ? [this.view.openConv] : [];
+    }
+    for (const c of convs) this.store.addNotice(c, text);
+  }
+
   // Encrypts an outbox entry once (its ciphertext is what every resend
   // publishes; the server de-duplicates by cid), then publishes it. The
-  // plaintext is kept by cid, so this device shows it after a reload.
+  // plaintext is kept by cid in IndexedDB (not in the outbox), so this device
+  // shows it after a reload; with it, the devices it was encrypted for.
   async sendEncrypted(entry) {
     if (!entry.body) {
       if (this.encrypting.has(entry.cid)) return;
       this.encrypting.add(entry.cid);
       try {
+        if (typeof entry.text !== 'string') {
+          entry.text = await this.e2e.sentText(entry.cid);
+          if (entry.text === null) throw new Error('its text is no longer here');
+        }
+        await this.e2e.rememberSent(entry.conv, entry.cid, { state: 'ok', text: entry.text });
         if (!this.store.convs.get(entry.conv)?.members && parseConv(entry.conv, this.store.me).kind === 'g') {
           await this.loadGroups();
         }
         const users = this.recipients(entry.conv);
         if (!users) throw new Error('the members of this group are not known');
-        await this.e2e.rememberSent(entry.conv, entry.cid, { state: 'ok', text: entry.text });
-        entry.body = await this.e2e.encrypt(users, { t: 'text', text: entry.text });
+        entry.body = await this.e2e.encrypt(users, { t: 'text', text: entry.text }, { conv: entry.conv, cid: entry.cid });
+        this.markEncrypted(entry.conv);
         this.store.saveOutbox();
       } catch (err) {
         this.store.failPending(entry.cid, `cannot encrypt (${err.message})`);

@@ -20,8 +20,9 @@ export class Store {
     this.presence = new Map(); // user -> { status, ts }
     this.reading = null; // the conversation on screen while the page is visible
     this.plain = new Map(); // "<conv>/<id>" of an e2e message -> what e2e.js made of it
-    this.encryption = new Map(); // conv -> { on, pending, explicit }: the lock toggle
-    this.onE2E = null; // (env) => void: a new e2e envelope to decrypt (main.js)
+    this.encryption = new Map(); // conv -> { on, pending, explicit, unknown, stale }: the lock toggle
+    this.notices = new Map(); // conv -> [{ key, ts, text }]: security notices (not kept across reloads)
+    this.onE2E = null; // (env, { history }) => void: a new e2e envelope to decrypt (main.js)
     this.listeners = new Set();
     this.outboxKey = `chat.outbox.${user}.${device}`;
     this.loadOutbox();
@@ -161,7 +162,7 @@ export class Store {
       if (count && env.from !== this.me && this.reading !== env.conv) c.unread++;
       c.last = env;
     }
-    if (env.type === 'e2e') this.onE2E?.(env);
+    if (env.type === 'e2e') this.onE2E?.(env, { history: !count });
     return true;
   }
 
@@ -234,6 +235,7 @@ export class Store {
         }
         const item = {
           key: env.id,
+          notice: false,
           env,
           mine: env.from === this.me,
           text,
@@ -251,6 +253,7 @@ export class Store {
       if (p.conv !== conv) continue;
       items.push({
         key: `cid:${p.cid}`,
+        notice: false,
         env: { id: null, ts: p.ts, conv, from: this.me, type: p.type, body: p.body, cid: p.cid },
         mine: true,
         text: p.type === 'e2e' ? p.text : null,
@@ -262,7 +265,24 @@ export class Store {
         error: p.error,
       });
     }
+    // Security notices, by time among the messages.
+    for (const n of this.notices.get(conv) ?? []) {
+      let at = items.length;
+      while (at > 0 && items[at - 1].env.ts > n.ts) at--;
+      items.splice(at, 0, { key: n.key, notice: true, text: n.text, env: { id: null, ts: n.ts, conv } });
+    }
     return items;
+  }
+
+  // A security notice in `conv` ("bob's device … has a new security key");
+  // the same text twice in a row shows once.
+  addNotice(conv, text) {
+    const list = this.notices.get(conv) ?? [];
+    if (list.at(-1)?.text === text) return;
+    const ts = Date.now();
+    list.push({ key: `notice:${ts}:${list.length}`, ts, text });
+    this.notices.set(conv, list);
+    this.changed(conv);
   }
 
   // ---- end-to-end encrypted messages ----
@@ -287,7 +307,7 @@ export class Store {
     return r?.state === 'ok' ? r.text : bodyText(env);
   }
 
-  // The lock toggle of a conversation: { on, pending, explicit }.
+  // The lock toggle of a conversation: { on, pending, explicit, unknown, stale }.
   encryptionOf(conv) {
     return this.encryption.get(conv) ?? { on: false, pending: true, explicit: false };
   }
@@ -309,14 +329,20 @@ export class Store {
     }
   }
 
+  // Only pending entries, and an encrypted one without its text: that stays
+  // in IndexedDB with the other plaintext (e2e.js rememberSent), so no
+  // plaintext of an encrypted message is ever in localStorage.
   saveOutbox() {
-    const pending = [...this.outbox.values()].filter((p) => p.state === 'pending');
+    const pending = [...this.outbox.values()]
+      .filter((p) => p.state === 'pending')
+      .map((p) => (p.type === 'e2e' ? { ...p, text: undefined } : p));
     if (pending.length) localStorage.setItem(this.outboxKey, JSON.stringify(pending));
     else localStorage.removeItem(this.outboxKey);
   }
 
-  // An e2e entry also holds its `text` (shown while pending); its `body` is
-  // null until encrypted, then the ciphertext every resend publishes.
+  // An e2e entry also holds its `text` in memory (shown while pending); its
+  // `body` is null until encrypted, then the ciphertext every resend
+  // publishes.
   addPending(conv, cid, type, body, text = undefined) {
     this.outbox.set(cid, { cid, conv, type, body, text, ts: Date.now(), state: 'pending', error: null });
     this.saveOutbox();

@@ -418,7 +418,9 @@ export class ChatView {
     this.lockButton.setAttribute('aria-label', 'Encrypted');
     this.lockButton.title = enc.pending
       ? 'Checking whether everyone here can receive encrypted messages…'
-      : enc.on
+      : enc.unknown
+        ? 'Could not check whether everyone here can receive encrypted messages: what you send is encrypted, or not sent. Click to send unencrypted.'
+        : enc.on
         ? 'End-to-end encrypted: only the devices of the people here can read what you send. Click to send unencrypted.'
         : 'Not encrypted: the server can read what you send. Click to encrypt.';
     this.input.placeholder = enc.on ? 'Type an encrypted message' : 'Type a message';
@@ -438,6 +440,11 @@ export class ChatView {
         day = d;
         wanted.push(this.node(`day:${d}`, d, () =>
           h('li', { class: 'day' }, h('span', {}, formatDay(item.env.ts)))));
+      }
+      if (item.notice) {
+        wanted.push(this.node(item.key, item.text, () =>
+          h('li', { class: 'notice', role: 'status' }, h('span', {}, item.text))));
+        continue;
       }
       const sig = JSON.stringify([item.text, item.lock, item.status, item.deleted, item.edited, [...item.reactions], item.error, item.env.id]);
       wanted.push(this.node(item.key, sig, () => this.messageNode(item, parsed.kind === 'g')));
