@@ -6,7 +6,9 @@
 // character cid and a known type; the envelope built from it is JSON that
 // carries exactly that cid, type and body; re-serialising the message
 // validates again with the same result (parse -> serialise -> parse); an
-// e2e message's per-user envelopes split its "to" exactly (docs/e2e.md).
+// e2e message in the Signal form (docs/e2e.md) passed check_e2e_body and its
+// per-user envelopes split its "to" exactly; any other e2e body is opaque
+// (CONTRACT §3): accepted, and its archived envelope is re-sent unchanged.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -47,7 +49,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(chat::check_media_body(msg.body).empty());
     FUZZ_CHECK(!chat::media_reference(msg).empty());
   }
-  if (msg.type == "e2e") FUZZ_CHECK(chat::check_e2e_body(msg.body, true).empty());
+  const bool signal_e2e = msg.type == "e2e" && chat::is_signal_e2e_body(msg.body);
+  if (signal_e2e) FUZZ_CHECK(chat::check_e2e_body(msg.body, true).empty());
 
   // The envelope the router stores and delivers.
   chat::EnvelopeFields f;
@@ -69,11 +72,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(env["body"] == msg.body);
   FUZZ_CHECK(env["v"] == 1);
 
+  // An opaque e2e body (CONTRACT §3): its archived envelope is re-sent as is.
+  if (msg.type == "e2e" && !signal_e2e) {
+    FUZZ_CHECK(!chat::E2eEnvelopes::from_envelope(envelope).has_value());
+  }
+
   // An e2e message per user (docs/e2e.md): each cut is JSON with the same
   // envelope fields, holds only that user's "to" entries (and the group), and
   // the cuts together are the whole "to"; built again from the archived
   // envelope, the same bytes.
-  if (msg.type == "e2e") {
+  if (signal_e2e) {
     f.type = "e2e";
     const std::string whole = chat::make_envelope(f, msg.body);
     chat::E2eEnvelopes split(f, msg.body);
@@ -89,6 +97,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const auto& user : users) {
       const std::string cut = split.for_user(user);
       FUZZ_CHECK(cut == from_archive->for_user(user));
+      std::string scratch;
+      FUZZ_CHECK(cut == split.for_user(user, &scratch));  // shared or built, the same bytes
       json c = chat::parse_untrusted_json(cut, chat::kMaxJsonDepth + 1, &refusal);
       FUZZ_CHECK(refusal == chat::JsonRefusal::kNone && c.is_object());
       FUZZ_CHECK(c["cid"] == msg.cid && c["id"] == f.id && c["type"] == "e2e");

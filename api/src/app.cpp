@@ -296,6 +296,10 @@ int run(int argc, char** argv) {
   KeyDirectoryOptions key_options;
   key_options.claim_rate_per_min = static_cast<double>(config.key_claim_rate);
   key_options.claim_burst = static_cast<double>(config.key_claim_burst);
+  key_options.device_changes_per_hour = static_cast<double>(config.key_device_changes);
+  // Burst = the hourly number (at least 1: the bucket's floor).
+  key_options.device_changes_burst =
+      config.key_device_changes > 0 ? static_cast<double>(config.key_device_changes) : 1.0;
   KeyDirectory keys(**key_store, **archive, control, clock, key_options);
   service.set_keys(&keys);
 

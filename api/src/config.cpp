@@ -263,6 +263,10 @@ Result<Config> Config::from_lookup(const Lookup& raw_lookup) {
       !s.is_ok()) {
     return s;
   }
+  if (Status s = read_int(lookup, "CHAT_KEY_DEVICE_CHANGES", 0, 1000000, &c.key_device_changes);
+      !s.is_ok()) {
+    return s;
+  }
 
   if (Status s = read_push_provider_config(lookup, &c.push_providers); !s.is_ok()) return s;
   if (Status s = read_push_settings(lookup, &c.push); !s.is_ok()) return s;

@@ -276,14 +276,44 @@ KeyDirectory::KeyDirectory(store::KeyStore& keys, store::ArchiveReader& archive,
       options_(options),
       pair_limits_(clock, RateLimit{options.claim_rate_per_min / 60.0, options.claim_burst},
                    options.max_tracked),
-      target_limits_(clock, RateLimit{options.claim_rate_per_min / 60.0, options.claim_burst},
-                     options.max_tracked) {}
+      target_limits_(clock,
+                     RateLimit{options.claim_rate_per_min / 60.0 * kTargetClaimFactor,
+                               options.claim_burst * kTargetClaimFactor},
+                     options.max_tracked),
+      change_limits_(
+          clock, RateLimit{options.device_changes_per_hour / 3600.0, options.device_changes_burst},
+          options.max_tracked) {}
+
+store::KeyStore::ChangeGate KeyDirectory::device_change_gate(const std::string& user,
+                                                             int64_t* wait_ms) {
+  return [this, user, wait_ms]() -> Status {
+    int64_t wait = 0;
+    {
+      std::lock_guard lock(mu_);
+      wait = change_limits_.take(user);
+    }
+    if (wait == 0) return Status::ok();
+    if (wait_ms != nullptr) *wait_ms = wait;
+    logger().info("keys.device_change_limited: user={} wait_ms={}", log_value(user), wait);
+    return resource_exhausted("too many devices added to or removed from the key directory");
+  };
+}
 
 Result<KeyDirectory::Uploaded> KeyDirectory::upload(const std::string& user, std::string_view body,
-                                                    KeyRefusal* why) {
+                                                    KeyRefusal* why, int64_t* wait_ms) {
   *why = KeyRefusal::kNone;
+  if (wait_ms != nullptr) *wait_ms = 0;
   auto parsed = parse_key_upload(body);
   if (!parsed) return parsed.status();
+
+  // From the user check to the write, account deletion (forget_user) waits:
+  // a user deleted before it is refused here, one deleted after it loses
+  // what this writes.
+  std::shared_lock users_lock(users_mu_);
+  if (Status s = check_user(user); !s.is_ok()) {
+    if (s.code() == StatusCode::kNotFound) return unauthenticated("the account no longer exists");
+    return s;
+  }
 
   store::KeyUpload up;
   up.user = user;
@@ -296,7 +326,9 @@ Result<KeyDirectory::Uploaded> KeyDirectory::upload(const std::string& user, std
   if (parsed->identity_key) {
     up.identity_key = *parsed->identity_key;
   } else {
-    // A later upload may leave it out: the stored one is the one to verify with.
+    // A later upload may leave it out: the stored one is the one to verify
+    // with. The store uses it only for a device that still has it, never to
+    // create one (identity_from_request), under its lock.
     auto stored = keys_.device(user, parsed->device);
     if (!stored) return stored.status();
     if (!stored->has_value()) {
@@ -305,6 +337,7 @@ Result<KeyDirectory::Uploaded> KeyDirectory::upload(const std::string& user, std
           "signed_prekey)");
     }
     up.identity_key = (*stored)->identity_key;
+    up.identity_from_request = false;
   }
   if (up.signed_prekey) {
     // Both decode: parse_key_upload checked them (and the store's copy was checked when stored).
@@ -319,9 +352,15 @@ Result<KeyDirectory::Uploaded> KeyDirectory::upload(const std::string& user, std
     }
   }
   bool devices_full = false;
-  auto created = keys_.upload(up, kMaxPreKeysStored, kMaxKeyDevicesPerUser, &devices_full);
+  int64_t change_wait = 0;
+  auto created = keys_.upload(up, kMaxPreKeysStored, kMaxKeyDevicesPerUser, &devices_full,
+                              device_change_gate(user, &change_wait));
+  users_lock.unlock();  // written (or not): the rest may overlap a deletion
   if (!created) {
-    if (devices_full) {
+    if (change_wait > 0) {
+      *why = KeyRefusal::kRateLimited;
+      if (wait_ms != nullptr) *wait_ms = change_wait;
+    } else if (devices_full) {
       *why = KeyRefusal::kTooManyDevices;
     } else if (created.status().code() == StatusCode::kAlreadyExists) {
       *why = KeyRefusal::kIdentityMismatch;
@@ -359,12 +398,19 @@ Status KeyDirectory::check_user(const std::string& user) {
   return Status::ok();
 }
 
-int64_t KeyDirectory::take_claim(const std::string& caller, const std::string& target) {
+int64_t KeyDirectory::take_claim(const std::string& caller, const std::string& target,
+                                 bool* target_limited) {
   std::lock_guard lock(mu_);
-  int64_t wait = pair_limits_.take(caller + "/" + target);
-  if (wait == 0) wait = target_limits_.take(target);
-  if (wait > 0) ++counters_.rate_limited;
-  return wait;
+  *target_limited = false;
+  const int64_t wait = pair_limits_.take(caller + "/" + target);
+  if (wait > 0) {
+    ++counters_.rate_limited;
+    return wait;
+  }
+  // Over all claimers: a flood by many must not drain the target's prekeys,
+  // and must not keep anyone from starting a session either (no 429 here).
+  *target_limited = target_limits_.take(target) > 0;
+  return 0;
 }
 
 Result<std::vector<store::ClaimedBundle>> KeyDirectory::claim(
@@ -375,11 +421,32 @@ Result<std::vector<store::ClaimedBundle>> KeyDirectory::claim(
     return invalid_argument("device must match ^[A-Za-z0-9_-]{1,64}$");
   }
   if (Status s = check_user(target); !s.is_ok()) return s;
-  if (int64_t wait = take_claim(caller, target); wait > 0) {
+  bool target_limited = false;
+  if (int64_t wait = take_claim(caller, target, &target_limited); wait > 0) {
     *wait_ms = wait;
     logger().info("keys.claim_limited: caller={} target={} wait_ms={}", log_value(caller),
                   log_value(target), wait);
     return resource_exhausted("too many key claims for " + target);
+  }
+  if (target_limited) {
+    // The bundles without one-time prekeys: X3DH on the signed prekey alone.
+    std::vector<store::ClaimedBundle> bundles;
+    if (device) {
+      auto one = keys_.device(target, *device);
+      if (!one) return one.status();
+      if (!one->has_value())
+        return not_found("no device " + *device + " of " + target + " has keys");
+      bundles.push_back(store::ClaimedBundle{std::move(**one), std::nullopt});
+    } else {
+      auto all = keys_.devices(target);
+      if (!all) return all.status();
+      for (auto& d : *all) bundles.push_back(store::ClaimedBundle{std::move(d), std::nullopt});
+    }
+    logger().info("keys.claim_target_limited: caller={} target={} devices={}", log_value(caller),
+                  log_value(target), bundles.size());
+    std::lock_guard lock(mu_);
+    counters_.limited += bundles.size();
+    return bundles;
   }
   auto bundles = keys_.claim(target, device);
   if (!bundles) return bundles.status();
@@ -405,11 +472,13 @@ Result<std::vector<store::DeviceKeysRecord>> KeyDirectory::devices(const std::st
   return keys_.devices(user);
 }
 
-Status KeyDirectory::remove_device(const std::string& user, const std::string& device) {
+Status KeyDirectory::remove_device(const std::string& user, const std::string& device,
+                                   int64_t* wait_ms) {
+  if (wait_ms != nullptr) *wait_ms = 0;
   if (!is_valid_device_id(device)) {
     return invalid_argument("device must match ^[A-Za-z0-9_-]{1,64}$");
   }
-  auto removed = keys_.delete_device(user, device);
+  auto removed = keys_.delete_device(user, device, device_change_gate(user, wait_ms));
   if (!removed) return removed.status();
   logger().info("keys.device_removed: user={} device={}", log_value(user), log_value(device));
   announce(user, device, "device_removed", removed->identity_key);
@@ -417,7 +486,10 @@ Status KeyDirectory::remove_device(const std::string& user, const std::string& d
 }
 
 Status KeyDirectory::forget_user(const std::string& user) {
+  // Waits for uploads that passed the user check; later ones find no user.
+  std::unique_lock users_lock(users_mu_);
   auto removed = keys_.delete_user(user);
+  users_lock.unlock();
   if (!removed) return removed.status();
   for (const auto& d : *removed) {
     logger().info("keys.device_removed: user={} device={} reason=account_deleted", log_value(user),

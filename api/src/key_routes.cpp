@@ -77,10 +77,13 @@ void HttpServer::register_key_routes() {
     KeyDirectory* keys = keys_or_503(service, res);
     if (keys == nullptr) return;
     KeyRefusal why = KeyRefusal::kNone;
-    auto uploaded = keys->upload(caller->user, req.body, &why);
+    int64_t wait_ms = 0;
+    auto uploaded = keys->upload(caller->user, req.body, &why, &wait_ms);
     if (!uploaded) {
       const std::string message = uploaded.status().message();
       switch (why) {
+        case KeyRefusal::kRateLimited:
+          return http_internal::write_rate_limited(res, wait_ms, message);
         case KeyRefusal::kBadSignature:
           return write_error(res, 400, "bad_signature", message);
         case KeyRefusal::kIdentityMismatch:
@@ -158,7 +161,9 @@ void HttpServer::register_key_routes() {
     if (!caller) return;
     KeyDirectory* keys = keys_or_503(service, res);
     if (keys == nullptr) return;
-    if (Status s = keys->remove_device(caller->user, req.matches[1].str()); !s.is_ok()) {
+    int64_t wait_ms = 0;
+    if (Status s = keys->remove_device(caller->user, req.matches[1].str(), &wait_ms); !s.is_ok()) {
+      if (wait_ms > 0) return http_internal::write_rate_limited(res, wait_ms, s.message());
       return write_status(res, s);
     }
     res.status = 204;

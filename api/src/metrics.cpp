@@ -465,10 +465,12 @@ void write_rate_limits(PromWriter& w, const RateLimitCounters& c) {
 void write_key_claims(PromWriter& w, const KeyClaimCounters& c) {
   w.family("chat_key_claims_total",
            "Key directory claims: bundles handed out with a one-time prekey (ok) or without "
-           "(exhausted), and claim requests refused by CHAT_KEY_CLAIM_RATE (rate_limited).",
+           "(exhausted: none left; limited: the target's limit over all claimers), and claim "
+           "requests refused by the per-claimer CHAT_KEY_CLAIM_RATE (rate_limited).",
            "counter");
   w.sample("chat_key_claims_total", {{"result", "ok"}}, static_cast<double>(c.ok));
   w.sample("chat_key_claims_total", {{"result", "exhausted"}}, static_cast<double>(c.exhausted));
+  w.sample("chat_key_claims_total", {{"result", "limited"}}, static_cast<double>(c.limited));
   w.sample("chat_key_claims_total", {{"result", "rate_limited"}},
            static_cast<double>(c.rate_limited));
 }

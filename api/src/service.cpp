@@ -747,9 +747,6 @@ Status Service::delete_account(const Principal& caller) {
   if (media_ != nullptr) {
     if (Status s = media_->delete_user_media(caller.user); !s.is_ok()) return s;
   }
-  if (keys_ != nullptr) {
-    if (Status s = keys_->forget_user(caller.user); !s.is_ok()) return s;
-  }
 
   store::Account tombstone;
   tombstone.user = caller.user;
@@ -757,6 +754,17 @@ Status Service::delete_account(const Principal& caller) {
   tombstone.created_ms = account->created_ms;
   if (Status s = accounts_.put_account(tombstone); !s.is_ok()) return s;
   if (Status s = accounts_.revoke_all_refresh(caller.user); !s.is_ok()) return s;
+  // The key directory last, once the account is gone (archive and
+  // tombstone): an upload racing with it either finished first and is
+  // removed here, or finds no user (KeyDirectory::upload). Should it fail,
+  // the devices are left over but unreachable (claims and device lists of
+  // a user who does not exist answer 404).
+  if (keys_ != nullptr) {
+    if (Status s = keys_->forget_user(caller.user); !s.is_ok()) {
+      logger().error("account.keys_not_removed: user={} error={}", log_value(caller.user),
+                     log_value(s.to_string()));
+    }
+  }
   logger().info("account.deleted: user={}", log_value(caller.user));
   return Status::ok();
 }

@@ -175,7 +175,8 @@ std::optional<Refusal> Router::check_target(const DeviceSession& sender, const s
 std::optional<Refusal> Router::check_e2e_recipients(const DeviceSession& sender, const Group* group,
                                                     const std::vector<std::string>& participants,
                                                     const json& body) const {
-  // parse_client_message checked the structure (check_e2e_body), "group" allowed.
+  // A body in the Signal form: parse_client_message checked its structure
+  // (check_e2e_body), "group" allowed.
   if (group == nullptr && body.contains("group")) {
     return Refusal{RefusalCode::kInvalidPayload,
                    "body.group (a sender-key message) is for group conversations only"};
@@ -246,7 +247,9 @@ Router::Stamped Router::stamp_and_archive(const DeviceSession& sender, const std
     out.done = refuse(sender, msg.cid, bad->code, std::move(bad->reason), qos);
     return out;
   }
-  const bool e2e = msg.type == "e2e";
+  // The Signal form (docs/e2e.md) is checked and delivered per user; an
+  // opaque e2e body (the contract's) is archived and delivered unchanged.
+  const bool e2e = msg.type == "e2e" && is_signal_e2e_body(msg.body);
   if (e2e) {
     if (auto bad = check_e2e_recipients(sender, group, participants, msg.body)) {
       out.done = refuse(sender, msg.cid, bad->code, std::move(bad->reason), qos);

@@ -49,7 +49,9 @@ Status Router::control_keys(const json& doc, json* result) {
 
   // The owner (its other devices), every current co-member of a group, and
   // every direct peer with a message; not those who blocked the owner (they
-  // do not see its presence either). A removed account is in no group.
+  // do not see its presence either). A deleted account stays a member of its
+  // groups (Archive::remove_user does not touch them), so on account deletion
+  // its co-members hear device_removed too and drop its sessions.
   std::set<std::string> recipients = directory_.co_members(user);
   auto peers = archive_.dm_peers(user, kMaxKeyEventPeers);
   if (!peers) return peers.status();

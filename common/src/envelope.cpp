@@ -125,9 +125,10 @@ bool parse_client_message(std::string_view payload, size_t max_payload, ClientMe
     if (std::string why = check_media_body(*body); !why.empty()) {
       return refuse(RefusalCode::kInvalidPayload, why);
     }
-  } else if (type->get_ref<const std::string&>() == "e2e") {
-    // The topic is not known here: "group" is allowed, and the router refuses
-    // it on dm/ topics (with the participant check).
+  } else if (type->get_ref<const std::string&>() == "e2e" && is_signal_e2e_body(*body)) {
+    // The Signal form only: any other e2e body is opaque, accepted as the
+    // contract has always allowed. The topic is not known here: "group" is
+    // allowed, and the router refuses it on dm/ topics (with the participant check).
     if (std::string why = check_e2e_body(*body, true); !why.empty()) {
       return refuse(RefusalCode::kInvalidPayload, why);
     }
@@ -190,6 +191,10 @@ std::string quoted_prefix(std::string_view s, size_t max = 64) {
 }
 
 }  // namespace
+
+bool is_signal_e2e_body(const nlohmann::json& body) {
+  return body.is_object() && (body.contains("to") || body.contains("group"));
+}
 
 std::string check_e2e_body(const nlohmann::json& body, bool group_topic) {
   if (!body.is_object()) return R"(an e2e body must be an object {"to":{...},"group":"..."})";
@@ -344,6 +349,8 @@ void E2eEnvelopes::split(const EnvelopeFields& fields, const nlohmann::json& bod
   }
   const auto to = body.find("to");
   has_to_ = to != body.end() && to->is_object();
+  // Shared by every user without entries ("to":{}, or the group alone).
+  build(&no_entries_, nullptr);
   if (!has_to_) return;
   std::unordered_map<std::string, nlohmann::json> by_user;
   for (const auto& [key, entry] : to->items()) {
@@ -353,6 +360,20 @@ void E2eEnvelopes::split(const EnvelopeFields& fields, const nlohmann::json& bod
   }
   to_.reserve(by_user.size());
   for (const auto& [user, entries] : by_user) to_.emplace(user, entries.dump());
+}
+
+void E2eEnvelopes::build(std::string* out, const std::string* to) const {
+  out->clear();
+  out->reserve(head_.size() + group_.size() + (to != nullptr ? to->size() : 2) + 12);
+  out->append(head_);
+  out->push_back('{');
+  out->append(group_);
+  if (has_to_) {
+    if (!group_.empty()) out->push_back(',');
+    out->append("\"to\":");
+    out->append(to != nullptr ? std::string_view(*to) : std::string_view("{}"));
+  }
+  out->append("}}");
 }
 
 std::optional<E2eEnvelopes> E2eEnvelopes::from_envelope(std::string_view envelope) {
@@ -370,7 +391,7 @@ std::optional<E2eEnvelopes> E2eEnvelopes::from_envelope(std::string_view envelop
   if (!str("id", &f.id) || !str("conv", &f.conv) || !str("from", &f.from) || !str("dev", &f.dev) ||
       !str("to", &f.to) || !str("cid", &f.cid) || !str("type", &f.type) || f.type != "e2e" ||
       ts == doc.end() || !ts->is_number_integer() || body == doc.end() ||
-      !check_e2e_body(*body, true).empty()) {
+      !is_signal_e2e_body(*body) || !check_e2e_body(*body, true).empty()) {
     return std::nullopt;
   }
   f.ts = ts->get<int64_t>();
@@ -380,20 +401,15 @@ std::optional<E2eEnvelopes> E2eEnvelopes::from_envelope(std::string_view envelop
 }
 
 std::string E2eEnvelopes::for_user(const std::string& user) const {
-  std::string out;
+  std::string scratch;
+  return for_user(user, &scratch);
+}
+
+const std::string& E2eEnvelopes::for_user(const std::string& user, std::string* scratch) const {
   const auto entries = has_to_ ? to_.find(user) : to_.end();
-  const size_t to_size = entries != to_.end() ? entries->second.size() : 2;
-  out.reserve(head_.size() + group_.size() + to_size + 12);
-  out.append(head_);
-  out.push_back('{');
-  out.append(group_);
-  if (has_to_) {
-    if (!group_.empty()) out.push_back(',');
-    out.append("\"to\":");
-    out.append(entries != to_.end() ? std::string_view(entries->second) : std::string_view("{}"));
-  }
-  out.append("}}");
-  return out;
+  if (entries == to_.end()) return no_entries_;
+  build(scratch, &entries->second);
+  return *scratch;
 }
 
 std::string make_error_event(std::string_view cid, RefusalCode code, std::string_view reason) {

@@ -228,7 +228,7 @@ Result<std::unique_ptr<KeyStore>> KeyStore::open(const std::string& path) {
 }
 
 Result<bool> KeyStore::upload(const KeyUpload& up, size_t max_prekeys, size_t max_devices,
-                              bool* devices_full) {
+                              bool* devices_full, const ChangeGate& before_create) {
   if (devices_full != nullptr) *devices_full = false;
   if (!valid_part(up.user) || !valid_part(up.device) || !valid_part(up.identity_key) ||
       up.user.find(':') != std::string::npos) {
@@ -247,6 +247,13 @@ Result<bool> KeyStore::upload(const KeyUpload& up, size_t max_prekeys, size_t ma
   const bool created = !existing->has_value();
   DeviceKeysRecord record;
   if (created) {
+    // Only an identity the request carries: the stored one a top-up was
+    // checked against is gone with the device (deleted meanwhile).
+    if (!up.identity_from_request) {
+      return invalid_argument(
+          "identity_key is required on a device's first upload (the device is not in the key "
+          "directory)");
+    }
     if (!up.registration_id || !up.signed_prekey) {
       return invalid_argument(
           "a device's first upload needs registration_id, identity_key and signed_prekey");
@@ -288,6 +295,10 @@ Result<bool> KeyStore::upload(const KeyUpload& up, size_t max_prekeys, size_t ma
     return resource_exhausted("a device holds at most " + std::to_string(max_prekeys) +
                               " one-time prekeys; this upload would make it " +
                               std::to_string(ids.size()));
+  }
+
+  if (created && before_create) {
+    if (Status gate = before_create(); !gate.is_ok()) return gate;
   }
 
   rocksdb::WriteBatch batch;
@@ -353,12 +364,15 @@ Result<size_t> KeyStore::prekey_count(const std::string& user, const std::string
   return n;
 }
 
-Result<DeviceKeysRecord> KeyStore::delete_device(const std::string& user,
-                                                 const std::string& device) {
+Result<DeviceKeysRecord> KeyStore::delete_device(const std::string& user, const std::string& device,
+                                                 const ChangeGate& before_delete) {
   std::lock_guard lock(impl_->write_mu);
   auto existing = impl_->load_device(user, device);
   if (!existing) return existing.status();
   if (!existing->has_value()) return not_found("no device " + device + " in the key directory");
+  if (before_delete) {
+    if (Status gate = before_delete(); !gate.is_ok()) return gate;
+  }
   rocksdb::WriteBatch batch;
   if (Status st = impl_->delete_device_in(&batch, user, device); !st.is_ok()) return st;
   if (Status st = impl_->write(&batch, "key store delete_device"); !st.is_ok()) return st;

@@ -120,13 +120,18 @@ TEST(KeyDirectoryConfig, ClaimRateSettings) {
   EXPECT_EQ(defaults->key_claim_rate, 30);
   EXPECT_EQ(defaults->key_claim_burst, 60);
   EXPECT_EQ(fs::path(defaults->keys_db_path()), fs::path("var/api/e2e-keys"));
-  auto set = config({{"CHAT_KEY_CLAIM_RATE", "0"}, {"CHAT_KEY_CLAIM_BURST", "5"}});
+  EXPECT_EQ(defaults->key_device_changes, 20);
+  auto set = config({{"CHAT_KEY_CLAIM_RATE", "0"},
+                     {"CHAT_KEY_CLAIM_BURST", "5"},
+                     {"CHAT_KEY_DEVICE_CHANGES", "0"}});
   ASSERT_TRUE(set.is_ok());
   EXPECT_EQ(set->key_claim_rate, 0);
   EXPECT_EQ(set->key_claim_burst, 5);
+  EXPECT_EQ(set->key_device_changes, 0);
   for (auto [name, value] :
        {std::pair{"CHAT_KEY_CLAIM_RATE", "-1"}, std::pair{"CHAT_KEY_CLAIM_RATE", "fast"},
-        std::pair{"CHAT_KEY_CLAIM_BURST", "0"}}) {
+        std::pair{"CHAT_KEY_CLAIM_BURST", "0"}, std::pair{"CHAT_KEY_DEVICE_CHANGES", "-1"},
+        std::pair{"CHAT_KEY_DEVICE_CHANGES", "many"}}) {
     auto bad = config({{name, value}});
     ASSERT_FALSE(bad.is_ok()) << name << "=" << value;
     EXPECT_NE(bad.status().message().find(name), std::string::npos) << bad.status().message();
@@ -245,6 +250,66 @@ TEST_F(KeyStoreTest, IdentityCapAndDeletion) {
   EXPECT_EQ(store_->devices("bo")->size(), 1u);
 }
 
+// A top-up that left identity_key out carries the stored identity it was
+// checked against: it may top up a device that still has it, never create
+// one (the device was deleted meanwhile), decided under the store's lock.
+TEST_F(KeyStoreTest, ATopUpWithoutIdentityNeverRecreatesADevice) {
+  auto top_up = device_upload("bob", "a", 2);
+  top_up.identity_from_request = false;
+  EXPECT_EQ(store_->upload(top_up, 1000).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(store_->devices("bob")->empty());
+  ASSERT_TRUE(*store_->upload(device_upload("bob", "a", 1), 1000));
+  auto topped = store_->upload(top_up, 1000);
+  ASSERT_TRUE(topped.is_ok()) << topped.status().to_string();
+  EXPECT_FALSE(*topped);
+  EXPECT_EQ(*store_->prekey_count("bob", "a"), 2u);
+  // Deleted between the directory's read of the identity and the write.
+  ASSERT_TRUE(store_->delete_device("bob", "a").is_ok());
+  auto late = store_->upload(top_up, 1000);
+  EXPECT_EQ(late.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(late.status().message().find("identity_key"), std::string::npos);
+  EXPECT_TRUE(store_->devices("bob")->empty());
+  EXPECT_EQ(*store_->prekey_count("bob", "a"), 0u);
+  // Recreated meanwhile with another identity: a mismatch, nothing stored.
+  auto other = device_upload("bob", "a", 1);
+  other.identity_key = "ANOTHER";
+  ASSERT_TRUE(*store_->upload(other, 1000));
+  EXPECT_EQ(store_->upload(top_up, 1000).status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ((*store_->device("bob", "a"))->identity_key, "ANOTHER");
+}
+
+// The gate of a device change runs only for a creation or a deletion, and a
+// refusal leaves everything as it was.
+TEST_F(KeyStoreTest, ChangeGateRefusesCreationsAndDeletionsOnly) {
+  int calls = 0;
+  Status verdict = resource_exhausted("limited");
+  const store::KeyStore::ChangeGate gate = [&] {
+    ++calls;
+    return verdict;
+  };
+  EXPECT_EQ(store_->upload(device_upload("bob", "a", 2), 1000, 10, nullptr, gate).status().code(),
+            StatusCode::kResourceExhausted);
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(store_->devices("bob")->empty());
+  verdict = Status::ok();
+  ASSERT_TRUE(*store_->upload(device_upload("bob", "a", 2), 1000, 10, nullptr, gate));
+  EXPECT_EQ(calls, 2);
+  // A top-up is no change of the device list: the gate is not asked.
+  verdict = resource_exhausted("limited");
+  ASSERT_FALSE(*store_->upload(device_upload("bob", "a", 3), 1000, 10, nullptr, gate));
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(store_->delete_device("bob", "a", gate).status().code(),
+            StatusCode::kResourceExhausted);
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(*store_->prekey_count("bob", "a"), 3u);
+  // Absent: 404 before the gate.
+  EXPECT_EQ(store_->delete_device("bob", "zz", gate).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(calls, 3);
+  verdict = Status::ok();
+  EXPECT_TRUE(store_->delete_device("bob", "a", gate).is_ok());
+  EXPECT_TRUE(store_->devices("bob")->empty());
+}
+
 // ---- the REST routes ---------------------------------------------------------------
 
 class KeyRoutesTest : public HttpServerTest {
@@ -258,6 +323,9 @@ class KeyRoutesTest : public HttpServerTest {
       KeyDirectoryOptions o;
       o.claim_rate_per_min = static_cast<double>(config_.key_claim_rate);
       o.claim_burst = static_cast<double>(config_.key_claim_burst);
+      o.device_changes_per_hour = static_cast<double>(config_.key_device_changes);
+      o.device_changes_burst =
+          config_.key_device_changes > 0 ? static_cast<double>(config_.key_device_changes) : 1.0;
       keys_ = std::make_unique<KeyDirectory>(*key_store_, *reader_, control_, clock_, o);
       service.set_keys(keys_.get());
     };
@@ -514,13 +582,15 @@ TEST_F(KeyRoutesTest, ClaimFloodIsLimitedAndConsumesNothing) {
   const std::string alice = token_for("alice");
   const std::string bob = token_for("bob");
   const std::string carol = token_for("carol");
-  ASSERT_EQ(put_keys(upload_body(make_device(signal_, "phone"), prekeys(1, 50)), bob)->status, 201);
+  DeviceKeys phone = make_device(signal_, "phone");
+  ASSERT_EQ(put_keys(upload_body(phone, prekeys(1, 50)), bob)->status, 201);
   for (int i = 0; i < 3; ++i) {
     auto r = get("/v1/keys/bob", alice);
     ASSERT_TRUE(r);
     ASSERT_EQ(r->status, 200) << i << " " << r->body;
   }
   EXPECT_EQ(count(bob, "phone"), 47u);
+  // Per claimer and target: 429, nothing taken.
   for (int i = 0; i < 5; ++i) {
     auto r = get("/v1/keys/bob", alice);
     ASSERT_TRUE(r);
@@ -528,24 +598,65 @@ TEST_F(KeyRoutesTest, ClaimFloodIsLimitedAndConsumesNothing) {
     EXPECT_EQ(body_of(r)["error"], "rate_limited");
     EXPECT_EQ(r->get_header_value("Retry-After"), "2");  // 30/min: one every 2 s
   }
-  // Per target over all claimers too: carol's first claim of bob waits as well.
+  EXPECT_EQ(count(bob, "phone"), 47u);
+  EXPECT_EQ(keys_->counters().rate_limited, 5u);
+  // One claimer's flood does not touch anyone else: carol claims normally.
   auto r = get("/v1/keys/bob?device=phone", carol);
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->status, 429) << r->body;
-  EXPECT_EQ(count(bob, "phone"), 47u);  // nothing taken while limited
-  EXPECT_EQ(keys_->counters().rate_limited, 6u);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(body_of(r)["devices"][0]["prekey"]["id"], 4);
+  EXPECT_EQ(count(bob, "phone"), 46u);
+
+  // Many claimers together: the target's budget (10 times the pair's: burst
+  // 30, 4 used) runs out, and then everyone gets the bundle without a
+  // one-time prekey (signed-prekey fallback): no 429, nothing taken.
+  int with_prekey = 0;
+  for (int claimer = 0; claimer < 10; ++claimer) {
+    for (int i = 0; i < 3; ++i) {
+      int64_t wait = 0;
+      auto bundles = keys_->claim("m" + std::to_string(claimer), "bob", std::nullopt, &wait);
+      ASSERT_TRUE(bundles.is_ok()) << bundles.status().to_string();
+      ASSERT_EQ(bundles->size(), 1u);
+      if ((*bundles)[0].prekey) ++with_prekey;
+    }
+  }
+  EXPECT_EQ(with_prekey, 26);
+  EXPECT_EQ(count(bob, "phone"), 20u);
+  r = get("/v1/keys/bob", carol);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json bundle = body_of(r)["devices"][0];
+  EXPECT_TRUE(bundle.contains("prekey"));
+  EXPECT_TRUE(bundle["prekey"].is_null());
+  EXPECT_EQ(bundle["signed_prekey"], phone.signed_prekey);
+  EXPECT_EQ(bundle["identity_key"], phone.identity);
+  r = get("/v1/keys/bob?device=tablet", carol);  // an unknown device is still 404
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404) << r->body;
+  EXPECT_EQ(count(bob, "phone"), 20u);  // bob's count stops dropping
+  const KeyClaimCounters c = keys_->counters();
+  EXPECT_EQ(c.limited, 4u + 1u);
+  EXPECT_EQ(c.rate_limited, 5u);
+  auto root = login("root", "root-password")["access_token"].get<std::string>();
+  auto m = get("/metrics", root);
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("chat_key_claims_total{result=\"limited\"} 5"), std::string::npos);
+  EXPECT_NE(m->body.find("chat_key_claims_total{result=\"rate_limited\"} 5"), std::string::npos);
+
   // Another target is not affected.
   ASSERT_EQ(put_keys(upload_body(make_device(signal_, "phone"), prekeys(1, 5)), carol)->status,
             201);
   r = get("/v1/keys/carol", alice);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200) << r->body;
-  // Time refills the bucket.
+  EXPECT_EQ(body_of(r)["devices"][0]["prekey"]["id"], 1);
+  // Time refills the buckets (the target's 5 a second).
   clock_.advance_ms(2000);
-  r = get("/v1/keys/bob", carol);
+  r = get("/v1/keys/bob", alice);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200) << r->body;
-  EXPECT_EQ(count(bob, "phone"), 46u);
+  EXPECT_FALSE(body_of(r)["devices"][0]["prekey"].is_null());
+  EXPECT_EQ(count(bob, "phone"), 19u);
 }
 
 TEST_F(KeyRoutesTest, ParallelClaimsNeverReturnTheSamePreKey) {
@@ -837,6 +948,96 @@ TEST_F(KeyRoutesTest, AccountDeletionRemovesTheKeys) {
   r = get("/v1/keys/bob", alice);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 404) << r->body;
+}
+
+// Each device added or removed sends a keys event to every peer of the
+// user: CHAT_KEY_DEVICE_CHANGES bounds them per user (account deletion aside).
+TEST_F(KeyRoutesTest, DeviceChangesAreLimitedPerUser) {
+  start_keys({{"CHAT_KEY_DEVICE_CHANGES", "3"}});
+  const std::string alice = token_for("alice");
+  const std::string bob = token_for("bob");
+  std::vector<DeviceKeys> devices;
+  for (const char* name : {"d1", "d2", "d3", "d4"}) devices.push_back(make_device(signal_, name));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(put_keys(upload_body(devices[i], prekeys(1, 2)), bob)->status, 201) << i;
+  }
+  control_.clear_requests();
+  // A fourth new device: 429, nothing stored, nobody told.
+  auto r = put_keys(upload_body(devices[3], prekeys(1, 2)), bob);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 429) << r->body;
+  EXPECT_EQ(body_of(r)["error"], "rate_limited");
+  EXPECT_EQ(r->get_header_value("Retry-After"), "1200");  // 3 an hour: one every 20 min
+  EXPECT_EQ(key_store_->devices("bob")->size(), 3u);
+  // Top-ups and signed-prekey rotations of known devices are no changes.
+  r = put_keys(json{{"device", "d1"}, {"prekeys", prekeys(10, 5)}}, bob);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(count(bob, "d1"), 7u);
+  // A removal is a change too: refused, the device stays.
+  r = del("/v1/keys/d1", bob);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 429) << r->body;
+  EXPECT_EQ(body_of(r)["error"], "rate_limited");
+  EXPECT_FALSE(r->get_header_value("Retry-After").empty());
+  EXPECT_EQ(key_store_->devices("bob")->size(), 3u);
+  EXPECT_TRUE(key_events().empty());
+  // An absent device is 404 whatever the limit.
+  r = del("/v1/keys/nothere", bob);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404) << r->body;
+  // Another user has a budget of its own.
+  ASSERT_EQ(put_keys(upload_body(make_device(signal_, "a1"), prekeys(1, 2)), alice)->status, 201);
+  // Time refills: one change every 20 minutes.
+  clock_.advance_ms(20 * 60 * 1000);
+  r = del("/v1/keys/d1", bob);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 204) << r->body;
+  r = put_keys(upload_body(devices[3], prekeys(1, 2)), bob);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 429) << r->body;
+  // Account deletion is exempt: every device goes, each announced.
+  control_.clear_requests();
+  r = del("/v1/users/me", bob);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 204) << r->body;
+  EXPECT_TRUE(key_store_->devices("bob")->empty());
+  EXPECT_EQ(key_events().size(), 2u);
+}
+
+// Account deletion against an upload in flight: the upload that passed its
+// checks while the account was being deleted must not leave a device behind
+// (here it runs while the directory announces the removals, i.e. after the
+// devices were deleted).
+TEST_F(KeyRoutesTest, AnUploadRacingAccountDeletionLeavesNoDevice) {
+  start_keys();
+  const std::string bob = token_for("bob");
+  ASSERT_EQ(put_keys(upload_body(make_device(signal_, "phone"), prekeys(1, 3)), bob)->status, 201);
+  const DeviceKeys late = make_device(signal_, "tablet");
+  std::optional<Status> raced;
+  control_.set_handler([&](const json& r) -> Result<json> {
+    if (r.value("op", "") == "keys.changed") {
+      if (!raced && r.value("user", "") == "bob") {
+        KeyRefusal why = KeyRefusal::kNone;
+        auto up = keys_->upload("bob", upload_body(late, prekeys(1, 2)).dump(), &why);
+        raced = up.status();
+      }
+      return test_support::ok_reply();
+    }
+    return broker(r);
+  });
+  auto r = del("/v1/users/me", bob);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 204) << r->body;
+  ASSERT_TRUE(raced.has_value());
+  EXPECT_EQ(raced->code(), StatusCode::kUnauthenticated) << raced->to_string();
+  EXPECT_TRUE(key_store_->devices("bob")->empty());
+  EXPECT_EQ(*key_store_->prekey_count("bob", "tablet"), 0u);
+  // And a user the archive no longer knows uploads nothing at all.
+  KeyRefusal why = KeyRefusal::kNone;
+  auto after = keys_->upload("bob", upload_body(late, prekeys(1, 2)).dump(), &why);
+  EXPECT_EQ(after.status().code(), StatusCode::kUnauthenticated);
+  EXPECT_TRUE(key_store_->devices("bob")->empty());
 }
 
 TEST_F(KeyRoutesTest, AUserNamedCountIsClaimedThroughTheUsersPath) {

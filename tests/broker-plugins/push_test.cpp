@@ -145,26 +145,29 @@ TEST_F(PushRouterTest, OnlyTextMediaAndE2eMessagesPush) {
   set_devices("bob", {"phone"});
   auto first = router_->on_message(alice_, "dm/bob", msg("c1"), 1);
   const std::string id = json::parse(first.payload)["id"];
+  // An opaque e2e body (CONTRACT §3) and one in the Signal form (docs/e2e.md).
+  router_->on_message(alice_, "dm/bob", msg("c2", "e2e", json{{"ct", "opaque"}}), 1);
   router_->on_message(
       alice_, "dm/bob",
-      msg("c2", "e2e", json{{"to", {{"bob:phone", {{"type", 3}, {"body", "b3BhcXVl"}}}}}}), 1);
+      msg("c2s", "e2e", json{{"to", {{"bob:phone", {{"type", 3}, {"body", "b3BhcXVl"}}}}}}), 1);
   router_->on_message(alice_, "dm/bob", msg("c3", "reaction", json{{"id", id}, {"emoji", "+1"}}),
                       1);
   router_->on_message(alice_, "dm/bob", msg("c4", "edit", json{{"id", id}, {"text", "x"}}), 1);
   router_->on_message(alice_, "dm/bob", msg("c5", "x-custom"), 1);
   auto stored = records();
-  ASSERT_EQ(stored.size(), 2u);
+  ASSERT_EQ(stored.size(), 3u);
   EXPECT_EQ(json::parse(stored[0].json)["type"], "text");
   EXPECT_EQ(json::parse(stored[1].json)["type"], "e2e");
+  EXPECT_EQ(json::parse(stored[2].json)["type"], "e2e");
   // A duplicate (same cid) is acknowledged again but not pushed again.
   router_->on_message(alice_, "dm/bob", msg("c1"), 1);
-  EXPECT_EQ(records().size(), 2u);
+  EXPECT_EQ(records().size(), 3u);
   // Receipts and typing never push.
   DeviceSession bob = session("bob", "phone");
   set_devices("alice", {"phone"});
   router_->on_message(bob, "dm/alice/receipt", json({{"ids", {id}}, {"status", "read"}}).dump(), 1);
   router_->on_message(bob, "dm/alice/typing", json({{"state", "composing"}}).dump(), 0);
-  EXPECT_EQ(records().size(), 2u);
+  EXPECT_EQ(records().size(), 3u);
 }
 
 TEST_F(PushRouterTest, GroupRecipientsWhoBlockedTheSenderAreNotPushed) {

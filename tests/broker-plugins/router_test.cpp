@@ -613,6 +613,43 @@ TEST_F(RouterE2eTest, DuplicateCidIsSentAgainPerUser) {
   EXPECT_EQ(json::parse(q2.payload)["body"], json({{"to", {{"bob:web1", bob_web1_}}}}));
 }
 
+// CONTRACT §3: an e2e body that is not the Signal form (no "to", no "group")
+// is opaque: accepted, archived and delivered unchanged to everyone, as before
+// docs/e2e.md; no structure or participant check applies to it.
+TEST_F(RouterE2eTest, OpaqueBodiesAreDeliveredAndArchivedUnchanged) {
+  const std::string gid = make_group({"bob", "carol"});
+  const std::vector<json> bodies = {
+      json(),  json("c2VhbGVk"), json::array({1, "x"}),
+      json(7), json::object(),   json{{"ct", "opaque"}, {"carol:x", 1}}};
+  const size_t before = archived_for("bob");
+  int i = 0;
+  for (const auto& body : bodies) {
+    const std::string cid = "o" + std::to_string(i++);
+    clock_.advance_ms(10'000);  // below the message rate limit
+    port_.published.clear();
+    auto out = router_->on_message(alice_, "dm/bob", e2e(cid, body), 1);
+    ASSERT_EQ(out.action, MessageOutcome::Action::kAccept) << body.dump();
+    EXPECT_EQ(out.topic, "u/bob/msg");
+    const json to_bob = json::parse(out.payload);
+    EXPECT_EQ(to_bob["body"], body);
+    EXPECT_EQ(body_on("u/alice/msg"), body);
+    EXPECT_EQ(archived("dm:alice:bob", to_bob["id"])["body"], body);
+    // A duplicate goes out again unchanged.
+    auto again = router_->on_message(alice_, "dm/bob", e2e(cid, body), 2);
+    ASSERT_EQ(again.action, MessageOutcome::Action::kAccept);
+    EXPECT_EQ(json::parse(port_.published.back().payload)["body"], body);
+
+    port_.published.clear();
+    ASSERT_EQ(router_->on_message(alice_, "g/" + gid, e2e("g" + cid, body), 1).action,
+              MessageOutcome::Action::kAccept)
+        << body.dump() << " " << port_.published.back().payload;
+    for (const char* m : {"u/alice/msg", "u/bob/msg", "u/carol/msg"}) {
+      EXPECT_EQ(body_on(m), body) << m;
+    }
+  }
+  EXPECT_EQ(archived_for("bob"), before + 2 * bodies.size());
+}
+
 TEST_F(RouterE2eTest, KeyChangesReachTheOwnerGroupCoMembersAndDirectPeersOnly) {
   const std::string key = "BQ" + std::string(42, 'A');  // 33 bytes: 0x05 + 32
   // alice and bob have a direct conversation; alice and carol share a group;

@@ -18,7 +18,8 @@ TEST(Envelope, ValidatesClientMessages) {
       {R"({"cid":"c1","type":"e2e","body":{"to":{"bob:web1":{"type":3,"body":"AA=="}}}})",
        true,
        {}},
-      {R"({"cid":"c1","type":"e2e","body":null})", false, RefusalCode::kInvalidPayload},
+      {R"({"cid":"c1","type":"e2e","body":null})", true, {}},  // opaque (CONTRACT §3)
+      {R"({"cid":"c1","type":"e2e","body":{"to":{}}})", false, RefusalCode::kInvalidPayload},
       {R"({"cid":"c1","type":"text"})", false, RefusalCode::kInvalidPayload},
       {R"({"type":"text","body":"hi"})", false, RefusalCode::kInvalidPayload},
       {R"({"cid":"","type":"text","body":"hi"})", false, RefusalCode::kInvalidPayload},
@@ -235,12 +236,13 @@ TEST(Envelope, E2eBodiesHaveExactlyTheDocumentedStructure) {
     const std::string group = check_e2e_body(body, true);
     EXPECT_EQ(dm.empty(), c.dm_ok) << c.body.substr(0, 100) << ": " << dm;
     EXPECT_EQ(group.empty(), c.group_ok) << c.body.substr(0, 100) << ": " << group;
-    // The payload check knows no topic: it allows "group" (the router refuses it on dm/).
+    // The payload check knows no topic: it allows "group" (the router refuses
+    // it on dm/). It checks the Signal form only: other bodies are opaque.
     ClientMessage m;
     Refusal why;
     const bool ok = parse_client_message(R"({"cid":"c1","type":"e2e","body":)" + c.body + "}",
                                          kDefaultMaxPayload, &m, &why);
-    EXPECT_EQ(ok, c.group_ok) << c.body.substr(0, 100);
+    EXPECT_EQ(ok, c.group_ok || !is_signal_e2e_body(body)) << c.body.substr(0, 100);
     if (!ok) {
       EXPECT_EQ(why.code, RefusalCode::kInvalidPayload);
       EXPECT_FALSE(why.reason.empty());
@@ -255,6 +257,51 @@ TEST(Envelope, E2eBodiesHaveExactlyTheDocumentedStructure) {
             200u);
   EXPECT_NE(check_e2e_body(nlohmann::json::parse(R"({"group":"AAEC"})"), false).find("group"),
             std::string::npos);
+}
+
+// CONTRACT §3: e2e bodies are opaque to the server. Only an object with "to"
+// or "group" is the Signal form of docs/e2e.md and checked; every other body
+// is accepted exactly as before the Signal form existed.
+TEST(Envelope, OpaqueE2eBodiesStayAcceptedTheSignalFormIsChecked) {
+  for (const char* opaque :
+       {R"(null)", R"("ciphertext")", R"([1,"a"])", R"(42)", R"(true)", R"({})",
+        R"({"ct":"opaque"})", R"({"ciphertext":"AAEC","iv":"x","To":1})"}) {
+    const auto body = nlohmann::json::parse(opaque);
+    EXPECT_FALSE(is_signal_e2e_body(body)) << opaque;
+    ClientMessage m;
+    Refusal why;
+    ASSERT_TRUE(
+        parse_client_message(std::string(R"({"cid":"c1","type":"e2e","body":)") + opaque + "}",
+                             kDefaultMaxPayload, &m, &why))
+        << opaque << ": " << why.reason;
+    EXPECT_EQ(m.type, "e2e");
+    EXPECT_EQ(m.body, body) << opaque;
+  }
+  // "to" or "group" makes it the Signal form, checked strictly.
+  for (const char* signal :
+       {R"({"to":"bob"})", R"({"group":null})", R"({"to":{},"ct":"x"})",
+        R"({"ct":"x","to":{"bob:web1":{"type":3,"body":"AAEC"}}})", R"({"to":{}})"}) {
+    const auto body = nlohmann::json::parse(signal);
+    EXPECT_TRUE(is_signal_e2e_body(body)) << signal;
+    Refusal why;
+    EXPECT_FALSE(
+        parse_client_message(std::string(R"({"cid":"c1","type":"e2e","body":)") + signal + "}",
+                             kDefaultMaxPayload, nullptr, &why))
+        << signal;
+    EXPECT_EQ(why.code, RefusalCode::kInvalidPayload);
+  }
+  ClientMessage m;
+  Refusal why;
+  EXPECT_TRUE(parse_client_message(
+      R"({"cid":"c1","type":"e2e","body":{"to":{"bob:web1":{"type":3,"body":"AAEC"}}}})",
+      kDefaultMaxPayload, &m, &why))
+      << why.reason;
+  EXPECT_TRUE(is_signal_e2e_body(m.body));
+  // An archived opaque e2e envelope is re-sent unchanged (no per-user cut).
+  EnvelopeFields f{"0000000000000001", 1700, "dm:alice:bob", "alice", "phone", "bob", "c1", "e2e"};
+  EXPECT_FALSE(
+      E2eEnvelopes::from_envelope(make_envelope(f, nlohmann::json{{"ct", "opaque"}})).has_value());
+  EXPECT_FALSE(E2eEnvelopes::from_envelope(make_envelope(f, nlohmann::json())).has_value());
 }
 
 TEST(Envelope, StandardBase64) {
@@ -305,6 +352,25 @@ TEST(Envelope, E2eEnvelopesCutTheBodyPerUser) {
         only.for_user("alice"),
         make_envelope(f, b.contains("to") ? nlohmann::json{{"to", nlohmann::json::object()}} : b));
     EXPECT_EQ(only.for_user("bob"), make_envelope(f, b));
+  }
+
+  // Users without entries share one prebuilt envelope (no copy per member);
+  // users with entries get theirs built into the scratch string.
+  std::string s1, s2;
+  const std::string& carol = split.for_user("carol", &s1);
+  const std::string& dave = split.for_user("dave", &s2);
+  EXPECT_EQ(&carol, &dave);
+  EXPECT_NE(&carol, &s1);
+  EXPECT_EQ(carol, make_envelope(f, cut("carol")));
+  const std::string& bob_ref = split.for_user("bob", &s1);
+  EXPECT_EQ(&bob_ref, &s1);
+  EXPECT_EQ(bob_ref, split.for_user("bob"));
+  {
+    E2eEnvelopes group_only(f, nlohmann::json{{"group", "R1JPVVA="}});
+    std::string a, b;
+    EXPECT_EQ(&group_only.for_user("bob", &a), &group_only.for_user("alice", &b));
+    EXPECT_EQ(group_only.for_user("bob", &a),
+              make_envelope(f, nlohmann::json{{"group", "R1JPVVA="}}));
   }
 
   // From the archived whole envelope: the same per-user bytes; anything that

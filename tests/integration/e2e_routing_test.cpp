@@ -119,7 +119,7 @@ TEST_F(E2eRouting, AMalformedBodyGets0x87AndTheErrorEvent) {
       {"b3", {{"to", {{"bob", entry(3, "QQ==")}}}}},             // key
       {"b4", {{"group", "R1JPVVA="}}},                           // group on dm/
       {"b5", {{"to", {{"carol:x", entry(3, "QQ==")}}}}},         // no participant
-      {"b6", "ciphertext"},
+      {"b6", {{"to", "bob:web1"}, {"ct", "QQ=="}}},              // "to": the Signal form
   };
   for (const auto& c : cases) {
     EXPECT_EQ(alice->publish("dm/bob", e2e(c.cid, c.body)), MQTT_RC_NOT_AUTHORIZED) << c.cid;
@@ -141,6 +141,29 @@ TEST_F(E2eRouting, AMalformedBodyGets0x87AndTheErrorEvent) {
   got(*bob, "bob", "ok");
   EXPECT_EQ(bob->received_on("u/bob/msg").size(), 1u);
   EXPECT_EQ(sync_all(stack, tokens["bob"]).size(), 1u);
+}
+
+// CONTRACT §3: e2e bodies are opaque to the server; one that is not the
+// Signal form (no "to", no "group") flows exactly as before docs/e2e.md.
+TEST_F(E2eRouting, OpaqueBodiesStayAcceptedAndAreDeliveredUnchanged) {
+  auto alice = online("alice", "phone");
+  auto alice_laptop = online("alice", "laptop");
+  auto bob = online("bob", "web1");
+  const std::vector<json> bodies = {json("ciphertext"), json(), json{{"ct", "b3BhcXVl"}},
+                                    json::array({1, 2})};
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    const std::string cid = "o" + std::to_string(i);
+    ASSERT_EQ(alice->publish("dm/bob", e2e(cid, bodies[i])), 0) << bodies[i].dump();
+    EXPECT_EQ(got(*bob, "bob", cid)["body"], bodies[i]);
+    EXPECT_EQ(got(*alice_laptop, "alice", cid)["body"], bodies[i]);
+  }
+  auto [status, page] = stack.get("/v1/conversations/dm:alice:bob/messages", tokens["bob"]);
+  ASSERT_EQ(status, 200) << page.dump();
+  ASSERT_EQ(page["messages"].size(), bodies.size());
+  std::set<std::string> stored;
+  for (const auto& m : page["messages"]) stored.insert(m["body"].dump());
+  for (const auto& b : bodies) EXPECT_EQ(stored.count(b.dump()), 1u) << b.dump();
+  EXPECT_TRUE(alice->received_on("u/alice/event").empty());
 }
 
 }  // namespace

@@ -139,11 +139,15 @@ struct Config {
 
   // The key directory of end-to-end encryption (docs/e2e.md).
   // CHAT_KEY_CLAIM_RATE. Default: 30. Key claims (GET /v1/keys/{user}) per
-  // minute, per claimer and target user and per target user over all
-  // claimers, 0 to 1000000; 0 turns the limit off.
+  // minute per claimer and target user (10 times that per target user over
+  // all claimers), 0 to 1000000; 0 turns the limits off.
   int64_t key_claim_rate = 30;
   // CHAT_KEY_CLAIM_BURST. Default: 60. The claims allowed at once, 1 to 1000000.
   int64_t key_claim_burst = 60;
+  // CHAT_KEY_DEVICE_CHANGES. Default: 20. Devices a user may add to or
+  // remove from the key directory per hour (and at once), 0 to 1000000; 0
+  // turns the limit off. Account deletion is not limited.
+  int64_t key_device_changes = 20;
 
   bool is_admin(std::string_view user) const;
 

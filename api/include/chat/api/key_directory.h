@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -76,14 +77,26 @@ enum class KeyRefusal {
   kIdentityMismatch,  // 409 identity_mismatch
   kTooManyPreKeys,    // 400 too_many_prekeys
   kTooManyDevices,    // 409 too_many_devices
+  kRateLimited,       // 429 rate_limited: CHAT_KEY_DEVICE_CHANGES (nothing stored)
 };
 
+// The per-target limit (all claimers together) is this many times the
+// per-(claimer, target) one, rate and burst: one claimer alone can never use
+// up a target's budget.
+inline constexpr double kTargetClaimFactor = 10;
+
 struct KeyDirectoryOptions {
-  // CHAT_KEY_CLAIM_RATE. Default: 30 claims per minute, per claimer and
-  // target user and per target user over all claimers. 0 = off.
+  // CHAT_KEY_CLAIM_RATE. Default: 30 claims per minute per claimer and
+  // target user (over it: 429); kTargetClaimFactor times that per target
+  // user over all claimers (over it: bundles without a one-time prekey). 0 = off.
   double claim_rate_per_min = 30;
-  // CHAT_KEY_CLAIM_BURST. Default: 60.
+  // CHAT_KEY_CLAIM_BURST. Default: 60 (per target: kTargetClaimFactor times).
   double claim_burst = 60;
+  // CHAT_KEY_DEVICE_CHANGES. Default: 20 devices added to or removed from
+  // the directory per user and hour, 20 at once (each change sends a keys
+  // event to every peer of the user). 0 = off. Account deletion is exempt.
+  double device_changes_per_hour = 20;
+  double device_changes_burst = 20;
   // Largest number of claimers / targets tracked per limit table.
   size_t max_tracked = 100'000;
 };
@@ -92,7 +105,8 @@ struct KeyDirectoryOptions {
 struct KeyClaimCounters {
   uint64_t ok = 0;            // bundles handed out with a one-time prekey
   uint64_t exhausted = 0;     // bundles handed out without one (none left)
-  uint64_t rate_limited = 0;  // claims refused by the limits
+  uint64_t limited = 0;       // bundles handed out without one (the target's limit)
+  uint64_t rate_limited = 0;  // claims refused (429) by the per-claimer limit
 };
 
 // GET /v1/keys/count.
@@ -111,17 +125,22 @@ class KeyDirectory {
 
   // PUT /v1/keys for `user`'s device named in the body. `created` when the
   // device is new (then device_added goes out). kInvalidArgument for a bad
-  // body, with *why set for the refusals of KeyRefusal.
+  // body, with *why set for the refusals of KeyRefusal; kRateLimited sets
+  // *wait_ms (when given). kUnauthenticated when the user no longer exists
+  // (deleted meanwhile: nothing stored).
   struct Uploaded {
     bool created = false;
     PreKeyCount state;  // the device after the upload
   };
-  Result<Uploaded> upload(const std::string& user, std::string_view body, KeyRefusal* why);
+  Result<Uploaded> upload(const std::string& user, std::string_view body, KeyRefusal* why,
+                          int64_t* wait_ms = nullptr);
 
   // GET /v1/keys/{target}[?device=]: one bundle per device, each taking one
   // one-time prekey. kInvalidArgument for a malformed id, kNotFound for an
   // unknown user (or a device not in the directory), kResourceExhausted when
-  // over a claim limit (nothing taken; *wait_ms says for how long).
+  // over the per-(caller, target) limit (nothing taken; *wait_ms says for how
+  // long). Over the per-target limit (all claimers) the bundles come without
+  // one-time prekeys (nothing taken; the signed-prekey fallback).
   Result<std::vector<store::ClaimedBundle>> claim(const std::string& caller,
                                                   const std::string& target,
                                                   const std::optional<std::string>& device,
@@ -134,9 +153,15 @@ class KeyDirectory {
   Result<std::vector<store::DeviceKeysRecord>> devices(const std::string& user);
 
   // DELETE /v1/keys/{device} of the caller (device_removed goes out).
-  Status remove_device(const std::string& user, const std::string& device);
+  // kResourceExhausted over CHAT_KEY_DEVICE_CHANGES, *wait_ms set (when
+  // given) and nothing removed.
+  Status remove_device(const std::string& user, const std::string& device,
+                       int64_t* wait_ms = nullptr);
 
-  // Account deletion: every device of the user goes (device_removed each).
+  // Account deletion: every device of the user goes (device_removed each),
+  // whatever CHAT_KEY_DEVICE_CHANGES says. Call it once the account is gone
+  // (user removed from the archive, tombstone written): an upload racing with
+  // it is either removed by it or refused after it.
   Status forget_user(const std::string& user);
 
   KeyClaimCounters counters() const;
@@ -148,7 +173,12 @@ class KeyDirectory {
   void announce(const std::string& user, const std::string& device, const char* action,
                 const std::string& identity_key);
   Status check_user(const std::string& user);
-  int64_t take_claim(const std::string& caller, const std::string& target);
+  // The claim limits: the wait of the per-(caller, target) limit (> 0: 429),
+  // else 0 with *target_limited set when the per-target one is exhausted.
+  int64_t take_claim(const std::string& caller, const std::string& target, bool* target_limited);
+  // CHAT_KEY_DEVICE_CHANGES for `user`: a gate for the store (under its
+  // lock) that takes one change or refuses, setting *wait_ms.
+  store::KeyStore::ChangeGate device_change_gate(const std::string& user, int64_t* wait_ms);
 
   store::KeyStore& keys_;
   store::ArchiveReader& archive_;
@@ -158,7 +188,12 @@ class KeyDirectory {
   mutable std::mutex mu_;  // the limiters and counters
   KeyedRateLimiter pair_limits_;
   KeyedRateLimiter target_limits_;
+  KeyedRateLimiter change_limits_;  // device added or removed, per user
   KeyClaimCounters counters_;
+  // Uploads hold it shared from the user check to the store write; account
+  // deletion (forget_user) exclusively, so no upload recreates a device of a
+  // deleted account.
+  std::shared_mutex users_mu_;
 };
 
 }  // namespace chat::api

@@ -131,16 +131,16 @@ class Router {
   // Shared by 1:1 and groups: validation, idempotency, edit/delete targets,
   // stamping and the archive append. Returns the envelope, or an outcome to
   // return as is (refusal, failure, or a duplicate already answered).
-  // `envelope` is the whole message as archived; for an `e2e` message,
-  // `e2e` holds the per-user variants to deliver instead (docs/e2e.md).
+  // `envelope` is the whole message as archived; for an `e2e` message in
+  // the Signal form, `e2e` holds the per-user variants to deliver instead
+  // (docs/e2e.md; an opaque e2e body goes out unchanged).
   struct Stamped {
     std::optional<MessageOutcome> done;
     std::string envelope;
     std::optional<E2eEnvelopes> e2e;
     const std::string& envelope_for(const std::string& user, std::string* scratch) const {
       if (!e2e) return envelope;
-      *scratch = e2e->for_user(user);
-      return *scratch;
+      return e2e->for_user(user, scratch);  // shared when `user` has no entries
     }
   };
   // `group`: the group of a g/ message (nullptr for dm/); `duplicate_peer`:

@@ -40,7 +40,9 @@ struct ClientMessage {
 // Validates a message payload: at most `max_payload` bytes, UTF-8 JSON object
 // nested at most kMaxJsonDepth deep, `cid` a string of 1-64 characters (code
 // points) without control characters, `type` one of the contract's types or `x-...`,
-// `body` present. Returns false and fills `refusal` otherwise.
+// `body` present; a `media` body checked by check_media_body, an `e2e` body in
+// the Signal form (is_signal_e2e_body) by check_e2e_body, any other e2e body
+// accepted as opaque. Returns false and fills `refusal` otherwise.
 bool parse_client_message(std::string_view payload, size_t max_payload, ClientMessage* out,
                           Refusal* refusal);
 
@@ -59,6 +61,14 @@ inline constexpr size_t kMaxE2eRecipients = 1000;
 // True for non-empty standard base64 with padding (RFC 4648 §4): characters
 // A-Z a-z 0-9 + /, a multiple of 4 long, at most two '=' and only at the end.
 bool is_standard_base64(std::string_view s);
+
+// Whether an `e2e` body is in the Signal form of docs/e2e.md: a JSON object
+// with a "to" or a "group" member. Only that form is checked (check_e2e_body,
+// the router's participant check) and delivered per user; any other e2e body
+// (a string, null, an array, a number, an object with neither member) is an
+// opaque body as the contract has always allowed: accepted, archived and
+// delivered unchanged.
+bool is_signal_e2e_body(const nlohmann::json& body);
 
 // An `e2e` message's body (docs/e2e.md, "e2e messages"): an object holding
 // "to" (an object of at most kMaxE2eRecipients entries, each keyed
@@ -100,23 +110,33 @@ std::string make_envelope(const EnvelopeFields& fields, const nlohmann::json& bo
 // concatenation, so a group message costs no parse or dump per member.
 class E2eEnvelopes {
  public:
-  // `body` must have passed check_e2e_body.
+  // `body` must be in the Signal form and have passed check_e2e_body.
   E2eEnvelopes(const EnvelopeFields& fields, const nlohmann::json& body);
   // From an envelope as archived (a duplicate cid's re-send). nullopt when it
-  // is not a well-formed `e2e` envelope: deliver it unchanged then.
+  // is not a well-formed `e2e` envelope in the Signal form (an opaque e2e
+  // body included): deliver it unchanged then.
   static std::optional<E2eEnvelopes> from_envelope(std::string_view envelope);
 
   // Byte for byte make_envelope(fields, body with "to" cut to `user`'s entries).
   std::string for_user(const std::string& user) const;
+  // The same bytes without a copy for a user who has no entries (most
+  // members of a sender-key group message): they all share one prebuilt
+  // envelope. Otherwise built into *scratch, which is returned.
+  const std::string& for_user(const std::string& user, std::string* scratch) const;
 
  private:
   E2eEnvelopes() = default;
   void split(const EnvelopeFields& fields, const nlohmann::json& body);
 
+  // The envelope of a user with entries `to` (dumped; nullptr: none).
+  void build(std::string* out, const std::string* to) const;
+
   std::string head_;   // the envelope up to and including `"body":`
   std::string group_;  // `"group":"..."`, or "" when the body has none
   bool has_to_ = false;
   std::unordered_map<std::string, std::string> to_;  // user -> its entries, dumped
+  // The whole envelope of every user without entries.
+  std::string no_entries_;
 };
 
 // {"v":1,"type":"error","cid":...,"code":...,"reason":...} (cid omitted when empty).

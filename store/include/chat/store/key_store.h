@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,6 +54,12 @@ struct KeyUpload {
   std::string user;
   std::string device;
   std::string identity_key;  // required; compared with the stored one
+  // False when the request left identity_key out and `identity_key` is the
+  // stored one its signed prekey was checked against: it then only tops up a
+  // device that still has that identity, and never creates one (a device
+  // deleted meanwhile is not recreated with its old identity; the decision
+  // is taken under the store's lock).
+  bool identity_from_request = true;
   std::optional<int> registration_id;
   std::optional<SignedPreKeyRecord> signed_prekey;
   std::vector<PreKeyRecord> prekeys;  // added; an id already stored is replaced
@@ -71,15 +78,22 @@ class KeyStore {
   static Result<std::unique_ptr<KeyStore>> open(const std::string& path);
   ~KeyStore();
 
+  // Called under the store's lock just before a change to the directory's
+  // devices is written (a device created or deleted): a status other than ok
+  // refuses the change, nothing written (the key directory's per-user limit).
+  using ChangeGate = std::function<Status()>;
+
   // Stores an upload in one write. Returns true when it created the device.
   // kAlreadyExists when the device has another identity key (nothing stored);
-  // kInvalidArgument for a device's first upload without registration_id or
-  // signed_prekey, or for empty fields / NUL bytes; kResourceExhausted when
-  // the device would then hold more than `max_prekeys` one-time prekeys, or
-  // when a new device would give the user more than `max_devices` (nothing
-  // stored; *devices_full, when given, says which).
+  // kInvalidArgument for a device's first upload without registration_id,
+  // signed_prekey or an identity key from the request
+  // (KeyUpload::identity_from_request), or for empty fields / NUL bytes;
+  // kResourceExhausted when the device would then hold more than
+  // `max_prekeys` one-time prekeys, or when a new device would give the user
+  // more than `max_devices` (nothing stored; *devices_full, when given, says
+  // which); a new device only when `before_create` (if set) allows it.
   Result<bool> upload(const KeyUpload& upload, size_t max_prekeys, size_t max_devices = SIZE_MAX,
-                      bool* devices_full = nullptr);
+                      bool* devices_full = nullptr, const ChangeGate& before_create = nullptr);
 
   // Atomically takes one one-time prekey from each of the user's devices (or
   // from `device` alone, when given) and returns their bundles, by device id.
@@ -96,8 +110,10 @@ class KeyStore {
   // How many one-time prekeys the device holds.
   Result<size_t> prekey_count(const std::string& user, const std::string& device) const;
 
-  // Removes a device and its prekeys; returns its record. kNotFound when absent.
-  Result<DeviceKeysRecord> delete_device(const std::string& user, const std::string& device);
+  // Removes a device and its prekeys; returns its record. kNotFound when
+  // absent; when `before_delete` (if set) refuses, its status (nothing removed).
+  Result<DeviceKeysRecord> delete_device(const std::string& user, const std::string& device,
+                                         const ChangeGate& before_delete = nullptr);
   // Removes every device of the user (one write); returns their records.
   Result<std::vector<DeviceKeysRecord>> delete_user(const std::string& user);
 
