@@ -10,6 +10,7 @@
 
 #include "chat/api/log.h"
 #include "chat/api/service.h"
+#include "chat/common/base64.h"
 #include "chat/common/ids.h"
 #include "chat/common/log_fields.h"
 #include "chat/common/strict_json.h"
@@ -20,21 +21,11 @@ namespace {
 using nlohmann::json;
 
 constexpr int kMaxUploadJsonDepth = 4;  // {"prekeys":[{...}]} is 3 deep
-constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
 
 // A serialised Curve25519 public key in base64: its bytes, or an error naming `field`.
 Result<std::string> decode_public_key(const json& value, const std::string& field) {
   if (!value.is_string()) return invalid_argument(field + " must be a base64 string");
-  auto bytes = decode_base64_strict(value.get_ref<const std::string&>());
+  auto bytes = base64_decode_strict(value.get_ref<const std::string&>());
   if (!bytes) return invalid_argument(field + " is not standard base64 with padding");
   if (bytes->size() != kPublicKeyBytes || static_cast<unsigned char>((*bytes)[0]) != 0x05) {
     return invalid_argument(field + " must be a 33-byte public key starting with 0x05");
@@ -55,7 +46,8 @@ Result<uint32_t> decode_id(const json& value, const std::string& field) {
 // is an error, not silently ignored).
 Status only_members(const json& object, std::initializer_list<const char*> allowed,
                     const std::string& where) {
-  for (const auto& [name, value] : object.items()) {
+  for (const auto& item : object.items()) {
+    const std::string& name = item.key();
     if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return name == a; })) {
       return invalid_argument("unknown member \"" + name + "\" in " + where);
     }
@@ -72,62 +64,7 @@ bool is_capability_name(const std::string& s) {
 
 }  // namespace
 
-// ---- base64 and signatures ---------------------------------------------------------
-
-std::optional<std::string> decode_base64_strict(std::string_view text) {
-  if (text.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
-  for (size_t i = 0; i < text.size(); i += 4) {
-    const bool last = i + 4 == text.size();
-    int v[4];
-    int pad = 0;
-    for (int k = 0; k < 4; ++k) {
-      const char c = text[i + k];
-      if (c == '=' && last && k >= 2) {
-        v[k] = 0;
-        ++pad;
-        continue;
-      }
-      if (pad > 0) return std::nullopt;  // data after padding
-      v[k] = base64_value(c);
-      if (v[k] < 0) return std::nullopt;
-    }
-    const uint32_t n = static_cast<uint32_t>(v[0]) << 18 | static_cast<uint32_t>(v[1]) << 12 |
-                       static_cast<uint32_t>(v[2]) << 6 | static_cast<uint32_t>(v[3]);
-    // Canonical: the bits the padding leaves unused are zero.
-    if ((pad == 1 && (n & 0xff) != 0) || (pad == 2 && (n & 0xffff) != 0)) return std::nullopt;
-    out.push_back(static_cast<char>(n >> 16));
-    if (pad < 2) out.push_back(static_cast<char>(n >> 8 & 0xff));
-    if (pad < 1) out.push_back(static_cast<char>(n & 0xff));
-  }
-  return out;
-}
-
-std::string encode_base64(std::string_view bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 3 <= bytes.size(); i += 3) {
-    const uint32_t n = static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16 |
-                       static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8 |
-                       static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 2]));
-    out += kAlphabet[n >> 18];
-    out += kAlphabet[n >> 12 & 63];
-    out += kAlphabet[n >> 6 & 63];
-    out += kAlphabet[n & 63];
-  }
-  const size_t rest = bytes.size() - i;
-  if (rest > 0) {
-    uint32_t n = static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
-    if (rest == 2) n |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
-    out += kAlphabet[n >> 18];
-    out += kAlphabet[n >> 12 & 63];
-    out += rest == 2 ? kAlphabet[n >> 6 & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
+// ---- signatures ---------------------------------------------------------------------
 
 bool verify_signed_prekey(std::string_view identity_key, std::string_view signed_key,
                           std::string_view signature) {
@@ -207,7 +144,7 @@ Result<ParsedKeyUpload> parse_key_upload(std::string_view body) {
     auto key_bytes = decode_public_key(*key, "signed_prekey.key");
     if (!key_bytes) return key_bytes.status();
     if (!sig->is_string()) return invalid_argument("signed_prekey.signature must be a string");
-    auto sig_bytes = decode_base64_strict(sig->get_ref<const std::string&>());
+    auto sig_bytes = base64_decode_strict(sig->get_ref<const std::string&>());
     if (!sig_bytes) {
       return invalid_argument("signed_prekey.signature is not standard base64 with padding");
     }
@@ -341,9 +278,9 @@ Result<KeyDirectory::Uploaded> KeyDirectory::upload(const std::string& user, std
   }
   if (up.signed_prekey) {
     // Both decode: parse_key_upload checked them (and the store's copy was checked when stored).
-    const auto identity = decode_base64_strict(up.identity_key);
-    const auto signed_key = decode_base64_strict(up.signed_prekey->key);
-    const auto signature = decode_base64_strict(up.signed_prekey->signature);
+    const auto identity = base64_decode_strict(up.identity_key);
+    const auto signed_key = base64_decode_strict(up.signed_prekey->key);
+    const auto signature = base64_decode_strict(up.signed_prekey->signature);
     if (!identity || !signed_key || !signature ||
         !verify_signed_prekey(*identity, *signed_key, *signature)) {
       *why = KeyRefusal::kBadSignature;

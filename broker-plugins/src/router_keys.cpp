@@ -5,6 +5,7 @@
 #include <set>
 
 #include "chat/broker/router.h"
+#include "chat/common/base64.h"
 #include "chat/common/log_fields.h"
 #include "chat/common/topics.h"
 

@@ -1,5 +1,6 @@
 #include "chat/common/envelope.h"
 
+#include "chat/common/base64.h"
 #include "chat/common/ids.h"
 #include "chat/common/strict_json.h"
 
@@ -168,19 +169,6 @@ std::string check_media_body(const nlohmann::json& body) {
     return "body.thumbnail must be a boolean or a URL string";
   }
   return "";
-}
-
-bool is_standard_base64(std::string_view s) {
-  if (s.empty() || s.size() % 4 != 0) return false;
-  size_t pad = 0;
-  if (s.back() == '=') pad = s[s.size() - 2] == '=' ? 2 : 1;
-  for (size_t i = 0; i < s.size() - pad; ++i) {
-    const char c = s[i];
-    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                    c == '+' || c == '/';
-    if (!ok) return false;
-  }
-  return true;
 }
 
 namespace {

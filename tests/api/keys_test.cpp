@@ -1,5 +1,5 @@
 // The key directory of end-to-end encryption (docs/e2e.md, "Key directory"):
-// KeyStore under concurrent claims, the base64 and signature checks, and the
+// KeyStore under concurrent claims, the signature check, and the
 // REST routes on the real HTTP server (http_fixture.h) with keys and
 // signatures made by libsignal-protocol-c itself.
 #include <openssl/rand.h>
@@ -7,6 +7,7 @@
 #include <set>
 
 #include "chat/api/key_directory.h"
+#include "chat/common/base64.h"
 #include "chat/store/key_store.h"
 #include "http_fixture.h"
 #include "signal_test_keys.h"
@@ -40,18 +41,18 @@ DeviceKeys make_device(SignalKeys& signal, const std::string& device, uint32_t s
   const size_t spk = signal.generate();
   DeviceKeys d;
   d.device = device;
-  d.identity = encode_base64(signal.public_key(identity));
+  d.identity = base64_encode(signal.public_key(identity));
   const std::string spk_public = signal.public_key(spk);
   d.signed_prekey = {{"id", spk_id},
-                     {"key", encode_base64(spk_public)},
-                     {"signature", encode_base64(signal.sign(identity, spk_public))}};
+                     {"key", base64_encode(spk_public)},
+                     {"signature", base64_encode(signal.sign(identity, spk_public))}};
   return d;
 }
 
 json prekeys(uint32_t first, uint32_t n) {
   json out = json::array();
   for (uint32_t id = first; id < first + n; ++id) {
-    out.push_back({{"id", id}, {"key", encode_base64(fake_public_key())}});
+    out.push_back({{"id", id}, {"key", base64_encode(fake_public_key())}});
   }
   return out;
 }
@@ -65,24 +66,7 @@ json upload_body(const DeviceKeys& d, const json& pks, json capabilities = json:
               {"capabilities", std::move(capabilities)}};
 }
 
-// ---- base64 and signatures ---------------------------------------------------------
-
-TEST(KeyDirectoryBase64, RoundTripsAndRefusesNonCanonical) {
-  for (std::string bytes : {std::string(), std::string("f"), std::string("fo"), std::string("foo"),
-                            std::string("foob"), std::string("\0\xff\x05", 3)}) {
-    auto decoded = decode_base64_strict(encode_base64(bytes));
-    ASSERT_TRUE(decoded.has_value()) << encode_base64(bytes);
-    EXPECT_EQ(*decoded, bytes);
-  }
-  EXPECT_EQ(encode_base64("foob"), "Zm9vYg==");
-  EXPECT_FALSE(decode_base64_strict("Zm9vYg"));      // no padding
-  EXPECT_FALSE(decode_base64_strict("Zm9vYh=="));    // unused bits set
-  EXPECT_FALSE(decode_base64_strict("Zm9v_g=="));    // base64url alphabet
-  EXPECT_FALSE(decode_base64_strict("Zm=vYg=="));    // padding in the middle
-  EXPECT_FALSE(decode_base64_strict("Zm9vY==="));    // three pads
-  EXPECT_FALSE(decode_base64_strict("Zm9v Yg=="));   // space
-  EXPECT_FALSE(decode_base64_strict("Zm9vYg==\n"));  // newline
-}
+// ---- signatures ---------------------------------------------------------------------
 
 TEST(KeyDirectorySignature, VerifiesLibsignalSignaturesOnly) {
   SignalKeys signal;
@@ -403,8 +387,8 @@ TEST_F(KeyRoutesTest, UploadTopUpCountAndEvents) {
   const std::string spk2 = signal_.public_key(signal_.generate());
   DeviceKeys same = d;
   same.signed_prekey = {{"id", 2},
-                        {"key", encode_base64(spk2)},
-                        {"signature", encode_base64(signal_.sign(stranger, spk2))}};
+                        {"key", base64_encode(spk2)},
+                        {"signature", base64_encode(signal_.sign(stranger, spk2))}};
   r = put_keys(json{{"device", "laptop"}, {"signed_prekey", same.signed_prekey}}, bob);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 400) << r->body;
@@ -421,25 +405,25 @@ TEST_F(KeyRoutesTest, SignedPreKeyRotationAndSignatureCheck) {
   start_keys();
   const std::string bob = token_for("bob");
   const size_t identity = signal_.generate();
-  const std::string identity_b64 = encode_base64(signal_.public_key(identity));
+  const std::string identity_b64 = base64_encode(signal_.public_key(identity));
   const std::string spk = signal_.public_key(signal_.generate());
   const std::string sig = signal_.sign(identity, spk);
   json body{{"device", "web1"},
             {"registration_id", 1},
             {"identity_key", identity_b64},
-            {"signed_prekey", {{"id", 7}, {"key", encode_base64(spk)}, {"signature", ""}}}};
+            {"signed_prekey", {{"id", 7}, {"key", base64_encode(spk)}, {"signature", ""}}}};
 
   // One flipped bit: 400 bad_signature, nothing stored.
   std::string flipped = sig;
   flipped[10] = static_cast<char>(flipped[10] ^ 0x04);
-  body["signed_prekey"]["signature"] = encode_base64(flipped);
+  body["signed_prekey"]["signature"] = base64_encode(flipped);
   auto r = put_keys(body, bob);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 400);
   EXPECT_EQ(body_of(r)["error"], "bad_signature");
   EXPECT_TRUE(key_store_->devices("bob")->empty());
 
-  body["signed_prekey"]["signature"] = encode_base64(sig);
+  body["signed_prekey"]["signature"] = base64_encode(sig);
   r = put_keys(body, bob);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 201) << r->body;
@@ -450,8 +434,8 @@ TEST_F(KeyRoutesTest, SignedPreKeyRotationAndSignatureCheck) {
   r = put_keys(json{{"device", "web1"},
                     {"signed_prekey",
                      {{"id", 8},
-                      {"key", encode_base64(spk2)},
-                      {"signature", encode_base64(signal_.sign(identity, spk2))}}}},
+                      {"key", base64_encode(spk2)},
+                      {"signature", base64_encode(signal_.sign(identity, spk2))}}}},
                bob);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200) << r->body;
@@ -459,7 +443,7 @@ TEST_F(KeyRoutesTest, SignedPreKeyRotationAndSignatureCheck) {
   auto claim = get("/v1/keys/bob", bob);
   ASSERT_TRUE(claim);
   ASSERT_EQ(claim->status, 200) << claim->body;
-  EXPECT_EQ(body_of(claim)["devices"][0]["signed_prekey"]["key"], encode_base64(spk2));
+  EXPECT_EQ(body_of(claim)["devices"][0]["signed_prekey"]["key"], base64_encode(spk2));
 }
 
 TEST_F(KeyRoutesTest, ClaimTakesOnePreKeyPerDevice) {
@@ -783,7 +767,7 @@ TEST_F(KeyRoutesTest, BadInputsAreRefusedWithAReason) {
   const std::string bob = token_for("bob");
   DeviceKeys d = make_device(signal_, "phone");
   const json good = upload_body(d, prekeys(1, 2));
-  const std::string key = encode_base64(fake_public_key());
+  const std::string key = base64_encode(fake_public_key());
   std::string type6 = fake_public_key();
   type6[0] = 0x06;
   // 64 bytes are 88 characters ending "X==", of whose X the low 4 bits are
@@ -791,7 +775,7 @@ TEST_F(KeyRoutesTest, BadInputsAreRefusedWithAReason) {
   std::string non_canonical = d.signed_prekey["signature"].get<std::string>();
   ASSERT_EQ(non_canonical.substr(86), "==");
   non_canonical[85] = non_canonical[85] == 'A' ? 'B' : non_canonical[85] == 'Q' ? 'R' : 'h';
-  ASSERT_TRUE(decode_base64_strict(d.signed_prekey["signature"].get<std::string>()));
+  ASSERT_TRUE(base64_decode_strict(d.signed_prekey["signature"].get<std::string>()));
   json spk_non_canonical = d.signed_prekey;
   spk_non_canonical["signature"] = non_canonical;
 
@@ -815,7 +799,7 @@ TEST_F(KeyRoutesTest, BadInputsAreRefusedWithAReason) {
   json spk_no_sig = d.signed_prekey;
   spk_no_sig.erase("signature");
   json spk_short_sig = d.signed_prekey;
-  spk_short_sig["signature"] = encode_base64(std::string(63, 'x'));
+  spk_short_sig["signature"] = base64_encode(std::string(63, 'x'));
   json spk_id0 = d.signed_prekey;
   spk_id0["id"] = 0;
   json spk_extra = d.signed_prekey;
@@ -837,9 +821,9 @@ TEST_F(KeyRoutesTest, BadInputsAreRefusedWithAReason) {
       {"signature non-canonical", with("signed_prekey", spk_non_canonical),
        "signed_prekey.signature is not standard base64"},
       {"identity url alphabet", with("identity_key", std::string(44, '_')), "identity_key"},
-      {"identity 32 bytes", with("identity_key", encode_base64(std::string(32, '\x05'))),
+      {"identity 32 bytes", with("identity_key", base64_encode(std::string(32, '\x05'))),
        "identity_key must be a 33-byte public key"},
-      {"identity type 6", with("identity_key", encode_base64(type6)),
+      {"identity type 6", with("identity_key", base64_encode(type6)),
        "identity_key must be a 33-byte public key starting with 0x05"},
       {"identity number", with("identity_key", 5), "identity_key must be a base64 string"},
       {"spk not object", with("signed_prekey", "x"), "signed_prekey must be an object"},

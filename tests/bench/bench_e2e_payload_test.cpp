@@ -28,16 +28,6 @@ ClientMessage accepted(const std::string& payload, bool group_topic) {
   return m;
 }
 
-TEST(BenchE2ePayload, Base64IsStandardWithPadding) {
-  EXPECT_EQ(base64_encode(""), "");
-  EXPECT_EQ(base64_encode("f"), "Zg==");
-  EXPECT_EQ(base64_encode("fo"), "Zm8=");
-  EXPECT_EQ(base64_encode("foo"), "Zm9v");
-  EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
-  EXPECT_EQ(base64_encode(std::string("\xfb\xff\xbf", 3)), "+/+/");
-  EXPECT_TRUE(is_standard_base64(base64_encode("any bytes\x01\xfe")));
-}
-
 TEST(BenchE2ePayload, DirectMessageIsAValidE2eBodyAndTheStampRoundTrips) {
   E2ePayload e({"p1r0:bench"}, 200, "cAbCdEfGh-");
   std::string p;

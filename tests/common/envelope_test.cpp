@@ -189,6 +189,9 @@ TEST(Envelope, E2eBodiesHaveExactlyTheDocumentedStructure) {
       {R"({"to":{"bob:web1":{"type":1,"body":"AA=="},"alice:laptop":{"type":3,"body":"AAE="}}})",
        true, true},
       {R"({"to":{"a.b-c_9:D_e-F":{"type":1,"body":"+/+/"}}})", true, true},
+      // Shape only: non-canonical trailing bits pass (is_standard_base64, not
+      // the key directory's strict decoder; base64.h says why).
+      {R"({"to":{"bob:web1":{"type":3,"body":"AB=="}}})", true, true},
       {R"({"group":"AAEC"})", false, true},
       {R"({"group":"AAEC","to":{}})", false, true},
       {R"({"group":"AAEC","to":{"bob:web1":{"type":3,"body":"AAEC"}}})", false, true},
@@ -302,17 +305,6 @@ TEST(Envelope, OpaqueE2eBodiesStayAcceptedTheSignalFormIsChecked) {
   EXPECT_FALSE(
       E2eEnvelopes::from_envelope(make_envelope(f, nlohmann::json{{"ct", "opaque"}})).has_value());
   EXPECT_FALSE(E2eEnvelopes::from_envelope(make_envelope(f, nlohmann::json())).has_value());
-}
-
-TEST(Envelope, StandardBase64) {
-  for (const char* ok :
-       {"AAAA", "AA==", "AAA=", "+/9a", "BQ/4zy1+AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}) {
-    EXPECT_TRUE(is_standard_base64(ok)) << ok;
-  }
-  for (const char* bad :
-       {"", "A", "AA", "AAA", "====", "A===", "AA=A", "=AAA", "AA-_", "AA A", "AAAA=", "AAAA\n"}) {
-    EXPECT_FALSE(is_standard_base64(bad)) << bad;
-  }
 }
 
 // Per-user delivery: each user's envelope is exactly make_envelope of the

@@ -1,6 +1,6 @@
 // Signal key material for tests, made the way clients make it: key pairs
 // and XEdDSA signatures from libsignal-protocol-c, whose random numbers come
-// from OpenSSL (link PkgConfig::SIGNAL and OpenSSL::Crypto).
+// from OpenSSL (link PkgConfig::SIGNAL, OpenSSL::Crypto and chat_common).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -10,6 +10,8 @@
 
 #include <string>
 #include <vector>
+
+#include "chat/common/base64.h"
 
 namespace chat::test_support {
 
@@ -21,24 +23,6 @@ inline int no_hmac_init(void**, const uint8_t*, size_t, void*) { return SG_ERR_U
 inline int no_hmac_update(void*, const uint8_t*, size_t, void*) { return SG_ERR_UNKNOWN; }
 inline int no_hmac_final(void*, signal_buffer**, void*) { return SG_ERR_UNKNOWN; }
 inline void no_hmac_cleanup(void*, void*) {}
-
-// Standard base64 with padding (the key directory's encoding).
-inline std::string signal_test_base64(const std::string& bytes) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  for (size_t i = 0; i < bytes.size(); i += 3) {
-    uint32_t n = static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
-    if (i + 1 < bytes.size())
-      n |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
-    if (i + 2 < bytes.size()) n |= static_cast<unsigned char>(bytes[i + 2]);
-    out += kAlphabet[n >> 18];
-    out += kAlphabet[n >> 12 & 63];
-    out += i + 1 < bytes.size() ? kAlphabet[n >> 6 & 63] : '=';
-    out += i + 2 < bytes.size() ? kAlphabet[n & 63] : '=';
-  }
-  return out;
-}
 
 class SignalKeys {
  public:
@@ -80,15 +64,15 @@ class SignalKeys {
     const size_t identity = generate();
     const std::string spk = public_key(generate());
     std::string body = "{\"device\":\"" + device + "\",\"registration_id\":1234,";
-    const std::string id_b64 = signal_test_base64(public_key(identity));
+    const std::string id_b64 = chat::base64_encode(public_key(identity));
     if (identity_b64 != nullptr) *identity_b64 = id_b64;
     body += "\"identity_key\":\"" + id_b64 + "\",";
-    body += "\"signed_prekey\":{\"id\":1,\"key\":\"" + signal_test_base64(spk) +
-            "\",\"signature\":\"" + signal_test_base64(sign(identity, spk)) + "\"},";
+    body += "\"signed_prekey\":{\"id\":1,\"key\":\"" + chat::base64_encode(spk) +
+            "\",\"signature\":\"" + chat::base64_encode(sign(identity, spk)) + "\"},";
     body += "\"prekeys\":[";
     for (int i = 1; i <= n; ++i) {
       body += (i > 1 ? "," : "") + std::string("{\"id\":") + std::to_string(i) + ",\"key\":\"" +
-              signal_test_base64(public_key(generate())) + "\"}";
+              chat::base64_encode(public_key(generate())) + "\"}";
     }
     body += "]}";
     return body;

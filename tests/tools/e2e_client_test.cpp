@@ -8,9 +8,9 @@
 
 #include <memory>
 
+#include "chat/common/base64.h"
 #include "chatctl/commands.h"
 #include "chatctl/e2e.h"
-#include "chatctl/signal_crypto.h"
 #include "fake_api.h"
 #include "test_dir.h"
 

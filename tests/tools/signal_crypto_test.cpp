@@ -172,20 +172,6 @@ TEST(SignalCryptoProvider, AesRefusesBadInput) {
   EXPECT_EQ(out, nullptr);
 }
 
-TEST(Base64, StandardWithPaddingAndStrict) {
-  EXPECT_EQ(base64_encode(""), "");
-  EXPECT_EQ(base64_encode("f"), "Zg==");
-  EXPECT_EQ(base64_encode("fo"), "Zm8=");
-  EXPECT_EQ(base64_encode("foo"), "Zm9v");
-  EXPECT_EQ(base64_encode("\xfb\xff"), "+/8=");
-  EXPECT_EQ(*base64_decode("Zm9vYmFy"), "foobar");
-  EXPECT_EQ(*base64_decode("+/8="), "\xfb\xff");
-  EXPECT_FALSE(base64_decode("Zg"));    // no padding
-  EXPECT_FALSE(base64_decode("Zh=="));  // stray bits
-  EXPECT_FALSE(base64_decode("-_8="));  // url alphabet
-  EXPECT_FALSE(base64_decode("Zm9v\n"));
-}
-
 // One party: its state and name.
 struct Party {
   std::string user;

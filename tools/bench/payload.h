@@ -54,9 +54,6 @@ class E2ePayload {
   size_t ciphertext_chars_ = 0;
 };
 
-// Standard base64 with padding (RFC 4648 §4).
-std::string base64_encode(const std::string& bytes);
-
 // Finds and parses the stamp anywhere in a payload (a bare payload or an
 // envelope). False when there is none.
 bool parse_stamp(const char* data, size_t len, Stamp* out);

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <mutex>
 
+#include "chat/common/base64.h"
 #include "chatctl/json_access.h"
 #include "chatctl/signal_crypto.h"
 
@@ -132,9 +133,9 @@ signal_protocol_address address_of(const std::string& name) {
 Result<std::string> b64_bytes(const nlohmann::json& j, const char* key, const std::string& where) {
   const auto& v = json_field(j, key);
   if (!v.is_string()) return invalid_argument(where + ": \"" + key + "\" is missing");
-  auto decoded = base64_decode(v.get<std::string>());
+  auto decoded = base64_decode_strict(v.get<std::string>());
   if (!decoded) return invalid_argument(where + ": \"" + key + "\" is not base64");
-  return decoded;
+  return std::move(*decoded);
 }
 
 Result<uint32_t> key_id(const nlohmann::json& j, const std::string& where) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "chat/common/base64.h"
 #include "chat/common/ids.h"
 #include "chat/common/topics.h"
 #include "chatctl/commands.h"
@@ -10,7 +11,6 @@
 #include "chatctl/json_access.h"
 #include "chatctl/output.h"
 #include "chatctl/random_ids.h"
-#include "chatctl/signal_crypto.h"
 
 namespace chat::tools {
 namespace {
@@ -35,6 +35,12 @@ const nlohmann::json* cached(E2eState& state, const char* name, const std::strin
   auto& t = table(state, name);
   auto it = t.find(key);
   return it == t.end() ? nullptr : &*it;
+}
+
+// Why an incoming ciphertext (or sender key message) `what` was not opened:
+// it is not the standard base64 of docs/e2e.md.
+Status not_base64(const char* what) {
+  return invalid_argument(std::string("base64: ") + what + " is not standard base64 with padding");
 }
 
 std::string stamp(int64_t ts, bool with_date) { return "[" + format_clock(ts, with_date) + "] "; }
@@ -182,7 +188,7 @@ Result<std::vector<E2eClient::Target>> E2eClient::devices_of(const std::string& 
     Target t;
     t.user = user;
     t.device = json_string(d, "device");
-    auto key = base64_decode(json_string(d, "identity_key"));
+    auto key = base64_decode_strict(json_string(d, "identity_key"));
     if (!is_valid_device_id(t.device) || !key || key->empty()) {
       ctx_.out.warn("ignored a malformed device of " + user + " in the key directory");
       continue;
@@ -518,10 +524,10 @@ E2eClient::Shown E2eClient::show(const nlohmann::json& envelope, bool with_date,
         nlohmann::json plain;
         Status failure;
         if (entry.is_object()) {
-          auto bytes = base64_decode(json_string(entry, "body"));
+          auto bytes = base64_decode_strict(json_string(entry, "body"));
           auto opened =
               bytes ? decrypt_from(state, sender, static_cast<int>(json_int(entry, "type")), *bytes)
-                    : Result<std::string>(bytes.status());
+                    : Result<std::string>(not_base64("body"));
           if (opened) {
             plain = parse_plaintext(*opened);
             if (plain.is_null()) failure = invalid_argument("not a chatctl/web payload");
@@ -530,15 +536,15 @@ E2eClient::Shown E2eClient::show(const nlohmann::json& envelope, bool with_date,
           }
         }
         if (failure.is_ok() && json_string(plain, "t") == "skdm") {
-          auto skdm = base64_decode(json_string(plain, "skdm"));
-          failure =
-              skdm ? process_sender_key_distribution(state, conv, sender, *skdm) : skdm.status();
+          auto skdm = base64_decode_strict(json_string(plain, "skdm"));
+          failure = skdm ? process_sender_key_distribution(state, conv, sender, *skdm)
+                         : not_base64("skdm");
           plain = nlohmann::json();
         }
         if (failure.is_ok() && plain.is_null() && !group.empty()) {
-          auto sealed = base64_decode(group);
+          auto sealed = base64_decode_strict(group);
           auto opened = sealed ? group_decrypt(state, conv, sender, *sealed)
-                               : Result<std::string>(sealed.status());
+                               : Result<std::string>(not_base64("group"));
           if (opened) {
             plain = parse_plaintext(*opened);
             if (plain.is_null()) failure = invalid_argument("not a chatctl/web payload");
@@ -697,7 +703,7 @@ std::string E2eClient::on_keys_event(const nlohmann::json& event, int64_t now_ms
     std::vector<std::string> warnings;
     Status s = store_.transact([&](E2eState& state) -> Status {
       auto known = state.identities.find(name);
-      auto key = base64_decode(json_string(event, "identity_key"));
+      auto key = base64_decode_strict(json_string(event, "identity_key"));
       bool changed = action == "device_added" && known != state.identities.end() && key &&
                      !key->empty() && known->second.key != *key;
       if (action == "device_removed" || changed) {

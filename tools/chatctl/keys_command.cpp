@@ -3,12 +3,12 @@
 // numbers.
 #include <algorithm>
 
+#include "chat/common/base64.h"
 #include "chatctl/commands.h"
 #include "chatctl/e2e.h"
 #include "chatctl/e2e_client.h"
 #include "chatctl/json_access.h"
 #include "chatctl/output.h"
-#include "chatctl/signal_crypto.h"
 
 namespace chat::tools {
 namespace {
@@ -52,7 +52,7 @@ Result<std::vector<std::pair<std::string, std::string>>> directory_keys(Context&
   if (!list.is_array()) return internal_error("unexpected answer to GET " + devices_path(user));
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& d : list) {
-    auto key = base64_decode(json_string(d, "identity_key"));
+    auto key = base64_decode_strict(json_string(d, "identity_key"));
     if (!key || key->empty() || json_string(d, "device").empty()) continue;
     out.emplace_back(json_string(d, "device"), std::move(*key));
   }

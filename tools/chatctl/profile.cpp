@@ -85,25 +85,6 @@ Status write_file_atomically(const std::string& dir, const std::string& path,
   return Status::ok();
 }
 
-Status make_dirs(const std::string& dir) {
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) == 0) {
-    if (!S_ISDIR(st.st_mode)) return invalid_argument(dir + " exists and is not a directory");
-    return Status::ok();
-  }
-  auto slash = dir.find_last_of('/');
-  if (slash != std::string::npos && slash > 0) {
-    Status parent = make_dirs(dir.substr(0, slash));
-    if (!parent.is_ok()) return parent;
-  }
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return unavailable(dir + ": " + errno_text(errno));
-  }
-  // mkdir honours the umask; the contract for our own directories is 0700.
-  if (::chmod(dir.c_str(), 0700) != 0) return unavailable(dir + ": " + errno_text(errno));
-  return Status::ok();
-}
-
 // Exclusive advisory lock on the home directory for the object's lifetime.
 class HomeLock {
  public:
@@ -149,6 +130,25 @@ bool read_int(const nlohmann::json& j, const char* key, int64_t* out) {
 }
 
 }  // namespace
+
+Status make_private_dirs(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) return invalid_argument(dir + " exists and is not a directory");
+    return Status::ok();
+  }
+  auto slash = dir.find_last_of('/');
+  if (slash != std::string::npos && slash > 0) {
+    Status parent = make_private_dirs(dir.substr(0, slash));
+    if (!parent.is_ok()) return parent;
+  }
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return unavailable(dir + ": " + errno_text(errno));
+  }
+  // mkdir honours the umask; the contract for our own directories is 0700.
+  if (::chmod(dir.c_str(), 0700) != 0) return unavailable(dir + ": " + errno_text(errno));
+  return Status::ok();
+}
 
 nlohmann::json profile_to_json(const Profile& p) {
   nlohmann::json j{
@@ -196,7 +196,7 @@ std::string ProfileStore::path_for(std::string_view user) const {
   return home_ + "/" + std::string(user) + ".json";
 }
 
-Status ProfileStore::ensure_home() const { return make_dirs(home_); }
+Status ProfileStore::ensure_home() const { return make_private_dirs(home_); }
 
 Result<Profile> ProfileStore::load(std::string_view user) const {
   if (!is_valid_user_id(user))

@@ -45,6 +45,12 @@ struct Profile {
   }
 };
 
+// Creates `dir` and its missing parents, each with mode 0700 whatever the
+// umask (chatctl's home and the Signal store hold tokens and private keys).
+// An existing directory is left as it is; kInvalidArgument when `dir` exists
+// and is no directory, kUnavailable when one cannot be made.
+Status make_private_dirs(const std::string& dir);
+
 nlohmann::json profile_to_json(const Profile& profile);
 // kInvalidArgument when a field has the wrong type or the user id is invalid.
 Result<Profile> profile_from_json(const nlohmann::json& j);

@@ -10,8 +10,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "chat/common/base64.h"
 #include "chatctl/json_access.h"
-#include "chatctl/signal_crypto.h"
+#include "chatctl/profile.h"
 
 namespace chat::tools {
 namespace {
@@ -21,24 +22,6 @@ constexpr size_t kMaxStoreFile = 64 << 20;
 constexpr size_t kMaxCachedMessages = 5000;
 
 std::string errno_text() { return std::strerror(errno); }
-
-Status make_private_dir(const std::string& dir) {
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) == 0) {
-    if (!S_ISDIR(st.st_mode)) return invalid_argument(dir + " exists and is not a directory");
-    return Status::ok();
-  }
-  auto slash = dir.find_last_of('/');
-  if (slash != std::string::npos && slash > 0) {
-    Status parent = make_private_dir(dir.substr(0, slash));
-    if (!parent.is_ok()) return parent;
-  }
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return unavailable(dir + ": " + errno_text());
-  }
-  if (::chmod(dir.c_str(), 0700) != 0) return unavailable(dir + ": " + errno_text());
-  return Status::ok();
-}
 
 // kNotFound when absent.
 Result<std::string> read_whole(const std::string& path) {
@@ -124,9 +107,11 @@ Result<std::string> b64_field(const nlohmann::json& j, const char* key, const st
   const auto& v = json_field(j, key);
   if (v.is_null()) return std::string();
   if (!v.is_string()) return invalid_argument(where + ": \"" + key + "\" is not a string");
-  auto decoded = base64_decode(v.get<std::string>());
-  if (!decoded) return invalid_argument(where + ": \"" + key + "\": " + decoded.status().message());
-  return decoded;
+  auto decoded = base64_decode_strict(v.get<std::string>());
+  if (!decoded) {
+    return invalid_argument(where + ": \"" + key + "\": not standard base64 with padding");
+  }
+  return std::move(*decoded);
 }
 
 Result<std::map<uint32_t, std::string>> id_map(const nlohmann::json& j, const char* key,
@@ -141,7 +126,7 @@ Result<std::map<uint32_t, std::string>> id_map(const nlohmann::json& j, const ch
     if (id_text.empty() || *end != '\0' || id == 0 || id > 0xFFFFFF || !value.is_string()) {
       return invalid_argument(where + ": bad entry in \"" + key + "\"");
     }
-    auto decoded = base64_decode(value.get<std::string>());
+    auto decoded = base64_decode_strict(value.get<std::string>());
     if (!decoded) return invalid_argument(where + ": bad base64 in \"" + key + "\"");
     out[static_cast<uint32_t>(id)] = std::move(*decoded);
   }
@@ -335,7 +320,7 @@ Status save_state(const std::string& dir, E2eState* state) {
   }
   if (!state->sessions_dirty.empty()) {
     const std::string sessions_dir = dir + "/sessions";
-    Status s = make_private_dir(sessions_dir);
+    Status s = make_private_dirs(sessions_dir);
     if (!s.is_ok()) return s;
     for (const auto& key : state->sessions_dirty) {
       if (!safe_file_name(key)) continue;
@@ -621,7 +606,7 @@ bool E2eStore::exists() const {
 }
 
 Status E2eStore::transact(const std::function<Status(E2eState&)>& operation) const {
-  Status s = make_private_dir(dir_);
+  Status s = make_private_dirs(dir_);
   if (!s.is_ok()) return s;
   StoreLock lock(dir_ + "/lock");
   if (!lock.status().is_ok()) return lock.status();
@@ -634,7 +619,7 @@ Status E2eStore::transact(const std::function<Status(E2eState&)>& operation) con
 }
 
 Status E2eStore::wipe() const {
-  Status s = make_private_dir(dir_);
+  Status s = make_private_dirs(dir_);
   if (!s.is_ok()) return s;
   StoreLock lock(dir_ + "/lock");
   if (!lock.status().is_ok()) return lock.status();

@@ -39,11 +39,6 @@ inline constexpr size_t kMaxCapabilityChars = 32;
 inline constexpr size_t kPublicKeyBytes = 33;  // 0x05 + 32 (libsignal's serialised Curve25519)
 inline constexpr size_t kSignatureBytes = 64;  // XEdDSA
 
-// Standard base64 with padding (RFC 4648 §4), canonical (unused bits zero),
-// so a key has exactly one text form. nullopt for anything else.
-std::optional<std::string> decode_base64_strict(std::string_view text);
-std::string encode_base64(std::string_view bytes);
-
 // Whether `signature` (64 bytes) is identity_key's XEdDSA signature of
 // `signed_key` (both serialised public keys, 33 bytes starting 0x05), the
 // way libsignal signs a signed prekey. False for any malformed input.

@@ -58,10 +58,6 @@ std::string check_media_body(const nlohmann::json& body);
 // Most entries in an `e2e` body's "to" (docs/e2e.md).
 inline constexpr size_t kMaxE2eRecipients = 1000;
 
-// True for non-empty standard base64 with padding (RFC 4648 §4): characters
-// A-Z a-z 0-9 + /, a multiple of 4 long, at most two '=' and only at the end.
-bool is_standard_base64(std::string_view s);
-
 // Whether an `e2e` body is in the Signal form of docs/e2e.md: a JSON object
 // with a "to" or a "group" member. Only that form is checked (check_e2e_body,
 // the router's participant check) and delivered per user; any other e2e body
@@ -75,7 +71,8 @@ bool is_signal_e2e_body(const nlohmann::json& body);
 // "<user>:<device>" with the contract's id syntax and each exactly
 // {"type":1|3,"body":<standard base64>}) and/or "group" (standard base64;
 // only when `group_topic`, i.e. on g/<gid>), nothing else; an empty "to" only
-// beside a "group". Structure only: the ciphertexts stay unread, and whether
+// beside a "group". Standard base64 here is is_standard_base64 (base64.h).
+// Structure only: the ciphertexts stay unread, and whether
 // each key's user takes part in the conversation is the router's check.
 // Returns "" when valid, or why not.
 std::string check_e2e_body(const nlohmann::json& body, bool group_topic);
