@@ -48,7 +48,6 @@ Status Gatekeeper::authenticate(const void* handle, std::string_view client_id,
   s.jti = claims->jti;
   s.client_id.assign(client_id);
   s.connected_ms = clock_.now_ms();
-  s.roles = claims->roles;
   s.expires_s = claims->exp;
   // Session takeover: Mosquitto publishes the old connection's will before it
   // disconnects it; without a session of its own, that will fails the ACL

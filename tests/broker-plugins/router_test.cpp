@@ -323,14 +323,20 @@ TEST_F(RouterTest, GroupsFanOutToMembersAndRefuseOthers) {
   EXPECT_EQ(json::parse(port_.published[0].payload)["to"], "g:" + gid);
   EXPECT_EQ(archived_for("carol"), 1u);
 
-  DeviceSession dave{"dave", "d", "dave:d", {}, 0, false, false};
+  DeviceSession dave;
+  dave.user = "dave";
+  dave.device = "d";
+  dave.client_id = "dave:d";
   EXPECT_EQ(router_->on_message(dave, "g/" + gid, msg("x"), 1).action,
             MessageOutcome::Action::kRefuse);
   EXPECT_EQ(last_event()["code"], "not_authorized");
   EXPECT_EQ(archived_for("dave"), 0u);
 
   // Removal: carol gets nothing after it; only admins remove others.
-  DeviceSession bob{"bob", "b", "bob:b", {}, 0, false, false};
+  DeviceSession bob;
+  bob.user = "bob";
+  bob.device = "b";
+  bob.client_id = "bob:b";
   router_->on_control(
       svc, R"({"op":"group.remove","req":"2","by":"bob","gid":")" + gid + R"(","user":"carol"})");
   EXPECT_EQ(json::parse(port_.published.back().payload)["error"], "permission_denied");
@@ -347,7 +353,10 @@ TEST_F(RouterTest, GroupsFanOutToMembersAndRefuseOthers) {
 TEST_F(RouterTest, OnlyTheSenderEditsOrDeletes) {
   auto first = json::parse(router_->on_message(alice_, "dm/bob", msg("m1"), 1).payload);
   std::string id = first["id"];
-  DeviceSession bob{"bob", "b", "bob:b", {}, 0, false, false};
+  DeviceSession bob;
+  bob.user = "bob";
+  bob.device = "b";
+  bob.client_id = "bob:b";
   auto edit =
       json({{"cid", "e1"}, {"type", "edit"}, {"body", {{"id", id}, {"text", "fixed"}}}}).dump();
   EXPECT_EQ(router_->on_message(bob, "dm/alice", edit, 1).action, MessageOutcome::Action::kRefuse);
@@ -382,7 +391,10 @@ TEST_F(RouterTest, BlockedSendersAreRefusedAndTheirTypingDropped) {
 
 TEST_F(RouterTest, ReadReceiptsMoveTheReadMarker) {
   auto m = json::parse(router_->on_message(alice_, "dm/bob", msg("m1"), 1).payload);
-  DeviceSession bob{"bob", "b", "bob:b", {}, 0, false, false};
+  DeviceSession bob;
+  bob.user = "bob";
+  bob.device = "b";
+  bob.client_id = "bob:b";
   auto convs = archive_->conversations("bob", 10);
   ASSERT_TRUE(convs.is_ok());
   EXPECT_EQ((*convs)[0].unread, 1);

@@ -28,7 +28,6 @@ struct DeviceSession {
   std::string user;
   std::string device;
   std::string client_id;
-  std::vector<std::string> roles;
   int64_t expires_s = 0;
   int64_t connected_ms = 0;  // when this connection authenticated
   bool service = false;
