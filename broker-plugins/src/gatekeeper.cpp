@@ -54,17 +54,22 @@ Status Gatekeeper::authenticate(const void* handle, std::string_view client_id,
   // instead of bypassing the router.
   if (auto prev = by_client_id_.find(s.client_id);
       prev != by_client_id_.end() && prev->second != handle) {
-    if (auto it = sessions_.find(prev->second); it != sessions_.end()) {
+    const void* prev_handle = prev->second;
+    by_client_id_.erase(prev);  // its key views the session erased next
+    if (auto it = sessions_.find(prev_handle); it != sessions_.end()) {
       if (observer_) observer_(it->second, false);
       sessions_.erase(it);
     }
   }
   if (auto old = sessions_.find(handle); old != sessions_.end()) {
     if (observer_) observer_(old->second, false);
-    by_client_id_.erase(old->second.client_id);
+    if (auto idx = by_client_id_.find(old->second.client_id);
+        idx != by_client_id_.end() && idx->second == handle) {
+      by_client_id_.erase(idx);
+    }
   }
-  by_client_id_[s.client_id] = handle;
   DeviceSession& stored = sessions_[handle] = std::move(s);
+  by_client_id_[stored.client_id] = handle;
   if (observer_) observer_(stored, true);
   return Status::ok();
 }

@@ -120,8 +120,10 @@ class Gatekeeper {
   jwt::VerifyOptions verify_;
   SharesConversation shares_conversation_;
   std::unordered_map<const void*, DeviceSession> sessions_;
-  std::unordered_map<std::string, const void*>
-      by_client_id_;  // the live connection of each client id
+  // The live connection of each client id. Keys view the client_id of the
+  // session they name (unordered_map nodes never move): one copy of each
+  // client id per connection. An entry goes before its session does.
+  std::unordered_map<std::string_view, const void*> by_client_id_;
   SessionObserver observer_;
   BannedCheck banned_;
   RevokedCheck revoked_;
